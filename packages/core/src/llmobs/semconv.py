@@ -1,0 +1,226 @@
+"""Every attribute, span, metric and event name llmobs emits — and nowhere else.
+
+OpenTelemetry GenAI semantic conventions (latest experimental) are primary. The Alibaba ARMS /
+LoongSuite extensions are emitted alongside so ARMS dashboards work unchanged, and llmobs' own
+extras live under ``llmobs.*``. ``tests/test_semconv_registry.py`` checks every ``gen_ai.*`` name
+here against the registry shipped in ``opentelemetry-semantic-conventions`` or against
+:data:`GEN_AI_EXTENSIONS`, the documented list of names that registry does not (yet) carry.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- OTel GenAI: operation, provider, model ----------------------------------------------------
+OPERATION_NAME: Final = "gen_ai.operation.name"
+PROVIDER_NAME: Final = "gen_ai.provider.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+RESPONSE_ID: Final = "gen_ai.response.id"
+RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"  # double, seconds
+OUTPUT_TYPE: Final = "gen_ai.output.type"
+CONVERSATION_ID: Final = "gen_ai.conversation.id"
+DATA_SOURCE_ID: Final = "gen_ai.data_source.id"
+PROMPT_NAME: Final = "gen_ai.prompt.name"
+WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+
+# --- OTel GenAI: request parameters ------------------------------------------------------------
+REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+REQUEST_SEED: Final = "gen_ai.request.seed"
+REQUEST_STREAM: Final = "gen_ai.request.stream"
+REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
+
+# --- OTel GenAI: usage ---------------------------------------------------------------------------
+USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"  # the new name, emitted too
+USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+TOKEN_TYPE: Final = "gen_ai.token.type"
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+
+# --- OTel GenAI: content (opt-in) ----------------------------------------------------------------
+INPUT_MESSAGES: Final = "gen_ai.input.messages"
+OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
+
+# --- OTel GenAI: agents, tools, retrieval --------------------------------------------------------
+AGENT_ID: Final = "gen_ai.agent.id"
+AGENT_NAME: Final = "gen_ai.agent.name"
+AGENT_DESCRIPTION: Final = "gen_ai.agent.description"
+AGENT_VERSION: Final = "gen_ai.agent.version"
+TOOL_NAME: Final = "gen_ai.tool.name"
+TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+TOOL_DESCRIPTION: Final = "gen_ai.tool.description"
+TOOL_TYPE: Final = "gen_ai.tool.type"
+TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
+RETRIEVAL_QUERY_TEXT: Final = "gen_ai.retrieval.query.text"
+RETRIEVAL_DOCUMENTS: Final = "gen_ai.retrieval.documents"
+
+# --- OTel GenAI: evaluation event ----------------------------------------------------------------
+EVENT_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+EVENT_INFERENCE_DETAILS: Final = "gen_ai.client.inference.operation.details"
+
+# --- General OTel attributes used on GenAI spans -------------------------------------------------
+ERROR_TYPE: Final = "error.type"
+ERROR_TYPE_OTHER: Final = "_OTHER"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+SERVICE_NAME: Final = "service.name"
+
+# --- ARMS / LoongSuite extensions ----------------------------------------------------------------
+SPAN_KIND: Final = "gen_ai.span.kind"
+SESSION_ID: Final = "gen_ai.session.id"
+USER_ID: Final = "gen_ai.user.id"
+USAGE_TOTAL_TOKENS: Final = "gen_ai.usage.total_tokens"
+RESPONSE_TIME_TO_FIRST_TOKEN_NS: Final = "gen_ai.response.time_to_first_token"  # int, nanoseconds
+USER_TIME_TO_FIRST_TOKEN_NS: Final = "gen_ai.user.time_to_first_token"  # int, ns, on the entry span
+FRAMEWORK: Final = "gen_ai.framework"
+INPUT_VALUE: Final = "input.value"  # ARMS/OpenInference generic input on CHAIN spans
+OUTPUT_VALUE: Final = "output.value"
+
+# --- llmobs extras --------------------------------------------------------------------------------
+COST_USD: Final = "llmobs.cost.usd"
+COST_INPUT_USD: Final = "llmobs.cost.input_usd"
+COST_OUTPUT_USD: Final = "llmobs.cost.output_usd"
+SAMPLING_REASON: Final = "llmobs.sampling.reason"
+SAMPLING_ADJUSTED_COUNT: Final = "llmobs.sampling.adjusted_count"
+DROPPED_ATTRIBUTES: Final = "llmobs.dropped.attributes"
+TRUNCATED_ATTRIBUTES: Final = "llmobs.truncated.attributes"
+COMPONENT_NAME: Final = "llmobs.component.name"
+STATUS_REASON: Final = "llmobs.status.reason"
+
+# Every gen_ai.* name above that the installed OTel registry does not define, with why we emit it.
+GEN_AI_EXTENSIONS: Final[dict[str, str]] = {
+    SPAN_KIND: "ARMS/LoongSuite span kind attribute (LLM, CHAIN, AGENT, ...)",
+    SESSION_ID: "ARMS/LoongSuite session id",
+    USER_ID: "ARMS/LoongSuite end-user id",
+    USAGE_TOTAL_TOKENS: "ARMS/LoongSuite input + output tokens",
+    RESPONSE_TIME_TO_FIRST_TOKEN_NS: "ARMS/LoongSuite TTFT on LLM spans, integer nanoseconds",
+    USER_TIME_TO_FIRST_TOKEN_NS: "ARMS/LoongSuite whole-request TTFT on the entry span, integer nanoseconds",
+    FRAMEWORK: "ARMS/LoongSuite framework name",
+    USAGE_CACHE_WRITE_INPUT_TOKENS: "GenAI draft rename of cache_creation.input_tokens (both are emitted)",
+    EVENT_INFERENCE_DETAILS: "GenAI opt-in event name (registry lists events separately)",
+    EVENT_EVALUATION_RESULT: "GenAI evaluation event name (registry lists events separately)",
+}
+
+# --- Operation names (gen_ai.operation.name) -----------------------------------------------------
+OP_CHAT: Final = "chat"
+OP_TEXT_COMPLETION: Final = "text_completion"
+OP_GENERATE_CONTENT: Final = "generate_content"
+OP_EMBEDDINGS: Final = "embeddings"
+OP_RETRIEVAL: Final = "retrieval"
+OP_EXECUTE_TOOL: Final = "execute_tool"
+OP_INVOKE_AGENT: Final = "invoke_agent"
+OP_CREATE_AGENT: Final = "create_agent"
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+OP_RERANK: Final = "rerank_documents"  # LoongSuite extended value
+OP_CHAIN: Final = "chain"  # llmobs: a framework step with no GenAI operation (chain, node, task)
+
+# --- Span kinds (gen_ai.span.kind, ARMS) ---------------------------------------------------------
+KIND_LLM: Final = "LLM"
+KIND_CHAIN: Final = "CHAIN"
+KIND_AGENT: Final = "AGENT"
+KIND_TOOL: Final = "TOOL"
+KIND_RETRIEVER: Final = "RETRIEVER"
+KIND_EMBEDDING: Final = "EMBEDDING"
+KIND_RERANKER: Final = "RERANKER"
+KIND_TASK: Final = "TASK"
+SPAN_KINDS: Final = (
+    KIND_LLM, KIND_CHAIN, KIND_AGENT, KIND_TOOL, KIND_RETRIEVER, KIND_EMBEDDING, KIND_RERANKER, KIND_TASK,
+)
+
+#: The ARMS span kind that goes with each operation.
+KIND_OF_OPERATION: Final[dict[str, str]] = {
+    OP_CHAT: KIND_LLM,
+    OP_TEXT_COMPLETION: KIND_LLM,
+    OP_GENERATE_CONTENT: KIND_LLM,
+    OP_EMBEDDINGS: KIND_EMBEDDING,
+    OP_RETRIEVAL: KIND_RETRIEVER,
+    OP_EXECUTE_TOOL: KIND_TOOL,
+    OP_INVOKE_AGENT: KIND_AGENT,
+    OP_CREATE_AGENT: KIND_AGENT,
+    OP_INVOKE_WORKFLOW: KIND_CHAIN,
+    OP_RERANK: KIND_RERANKER,
+    OP_CHAIN: KIND_CHAIN,
+}
+#: Operations that are model inference: they get token, TTFT and cost metrics.
+INFERENCE_OPERATIONS: Final = frozenset({OP_CHAT, OP_TEXT_COMPLETION, OP_GENERATE_CONTENT, OP_EMBEDDINGS})
+#: Operations whose span is named ``{operation} {model}``; the others use ``{operation} {name}``.
+MODEL_NAMED_OPERATIONS: Final = INFERENCE_OPERATIONS | {OP_RERANK}
+
+# --- Provider names (gen_ai.provider.name) ------------------------------------------------------
+PROVIDER_OPENAI: Final = "openai"
+PROVIDER_AZURE_OPENAI: Final = "azure.ai.openai"
+PROVIDER_ANTHROPIC: Final = "anthropic"
+PROVIDER_DEEPSEEK: Final = "deepseek"
+PROVIDER_DASHSCOPE: Final = "dashscope"  # LoongSuite extended value (Qwen / Bailian)
+PROVIDER_VLLM: Final = "vllm"
+PROVIDER_UNKNOWN: Final = "unknown"
+
+# --- Message content (gen_ai.input.messages / output.messages JSON) -----------------------------
+ROLE_SYSTEM: Final = "system"
+ROLE_USER: Final = "user"
+ROLE_ASSISTANT: Final = "assistant"
+ROLE_TOOL: Final = "tool"
+PART_TEXT: Final = "text"
+PART_TOOL_CALL: Final = "tool_call"
+PART_TOOL_CALL_RESPONSE: Final = "tool_call_response"
+PART_REASONING: Final = "reasoning"
+PART_BLOB: Final = "blob"
+PART_URI: Final = "uri"
+PART_FILE: Final = "file"
+FINISH_STOP: Final = "stop"
+FINISH_LENGTH: Final = "length"
+FINISH_CONTENT_FILTER: Final = "content_filter"
+FINISH_TOOL_CALL: Final = "tool_call"
+FINISH_ERROR: Final = "error"
+
+# --- Metrics ------------------------------------------------------------------------------------
+METRIC_CLIENT_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_CLIENT_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_CLIENT_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_SERVER_REQUEST_DURATION: Final = "gen_ai.server.request.duration"
+METRIC_SERVER_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"
+METRIC_SERVER_TIME_PER_OUTPUT_TOKEN: Final = "gen_ai.server.time_per_output_token"
+METRIC_COST: Final = "llmobs.client.cost"
+METRIC_DROPPED: Final = "llmobs.dropped"
+
+UNIT_SECONDS: Final = "s"
+UNIT_TOKENS: Final = "{token}"
+UNIT_USD: Final = "USD"
+UNIT_ITEMS: Final = "{item}"
+
+#: Recommended explicit bucket boundaries from the GenAI metric conventions.
+BUCKETS_DURATION: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+BUCKETS_TOKENS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)
+BUCKETS_SERVER_TTFT: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+BUCKETS_SERVER_TPOT: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+
+#: Attributes carried on metric points (low cardinality only).
+METRIC_ATTRIBUTES: Final = (OPERATION_NAME, PROVIDER_NAME, REQUEST_MODEL, RESPONSE_MODEL, ERROR_TYPE)
+
+#: The instrumentation scope name of every span and metric llmobs makes.
+SCOPE_NAME: Final = "llmobs"

@@ -1,0 +1,5 @@
+"""llmobs for Promptflow: hooks in through Promptflow's own OpenTelemetry pipeline (a span processor on the global TracerProvider), never by patching."""
+
+from llmobs import __version__ as core_version
+
+__all__ = ["core_version"]

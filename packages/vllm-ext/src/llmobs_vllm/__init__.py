@@ -1,0 +1,5 @@
+"""llmobs for vLLM: hooks in through vLLM stat-logger plugins (vllm.stat_logger_plugins entry points), never by patching."""
+
+from llmobs import __version__ as core_version
+
+__all__ = ["core_version"]
