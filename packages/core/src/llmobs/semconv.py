@@ -144,8 +144,21 @@ KIND_EMBEDDING: Final = "EMBEDDING"
 KIND_RERANKER: Final = "RERANKER"
 KIND_TASK: Final = "TASK"
 SPAN_KINDS: Final = (
-    KIND_LLM, KIND_CHAIN, KIND_AGENT, KIND_TOOL, KIND_RETRIEVER, KIND_EMBEDDING, KIND_RERANKER, KIND_TASK,
+    KIND_LLM,
+    KIND_CHAIN,
+    KIND_AGENT,
+    KIND_TOOL,
+    KIND_RETRIEVER,
+    KIND_EMBEDDING,
+    KIND_RERANKER,
+    KIND_TASK,
 )
+
+#: Operation and provider values we emit that the OTel registry's enums do not list, with why.
+VALUE_EXTENSIONS: Final[dict[str, str]] = {
+    OP_RERANK: "LoongSuite extended operation for rerankers",
+    OP_CHAIN: "llmobs: a framework step (chain, graph node, task) that is no GenAI operation",
+}
 
 #: The ARMS span kind that goes with each operation.
 KIND_OF_OPERATION: Final[dict[str, str]] = {
@@ -174,6 +187,13 @@ PROVIDER_DEEPSEEK: Final = "deepseek"
 PROVIDER_DASHSCOPE: Final = "dashscope"  # LoongSuite extended value (Qwen / Bailian)
 PROVIDER_VLLM: Final = "vllm"
 PROVIDER_UNKNOWN: Final = "unknown"
+VALUE_EXTENSIONS.update(
+    {
+        PROVIDER_DASHSCOPE: "LoongSuite extended provider: Alibaba Cloud DashScope / Bailian (Qwen)",
+        PROVIDER_VLLM: "llmobs: a self-hosted vLLM server or engine",
+        PROVIDER_UNKNOWN: "llmobs: metric attribute value when the provider is not known",
+    }
+)
 
 # --- Message content (gen_ai.input.messages / output.messages JSON) -----------------------------
 ROLE_SYSTEM: Final = "system"
@@ -212,10 +232,38 @@ UNIT_ITEMS: Final = "{item}"
 #: Recommended explicit bucket boundaries from the GenAI metric conventions.
 BUCKETS_DURATION: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 BUCKETS_TOKENS: Final = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
 )
 BUCKETS_SERVER_TTFT: Final = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
 )
 BUCKETS_SERVER_TPOT: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 

@@ -1,0 +1,344 @@
+"""Settings: defaults < ``llmobs.toml`` < environment < code, held as one immutable object.
+
+The current settings are a single reference swapped atomically (:func:`swap`): readers on the hot path
+take ``current()`` once and never see a half-applied change. A bad file raises :class:`ConfigError`
+naming the line and the reason; callers that reload keep the last good settings.
+
+``llmobs.toml`` (path from ``LLMOBS_CONFIG``, else ``./llmobs.toml``)::
+
+    service_name = "support-bot"
+    capture = "span_only"            # no_content | span_only | event_only | span_and_event
+    max_attribute_bytes = 8192
+    pii_redaction = false
+    exporters = ["auto"]             # auto | store | otlp | console | none
+    store = ".llmobs/llmobs.db"
+    disabled_integrations = []       # e.g. ["langchain"]
+
+    [retention]
+    max_age_days = 7
+    max_mb = 512
+
+    [prices."my-finetune"]           # USD per million tokens
+    input = 1.0
+    output = 2.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import threading
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmobs.content import CaptureMode
+from llmobs.pricing import ModelPrice
+
+CONFIG_ENV = "LLMOBS_CONFIG"
+DEFAULT_CONFIG_FILE = "llmobs.toml"
+OTEL_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+EXPORTER_CHOICES = frozenset({"auto", "store", "otlp", "console", "none"})
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names the source (file and line, or variable) and the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    service_name: str | None = None
+    capture: CaptureMode = CaptureMode.SPAN_ONLY
+    max_attribute_bytes: int = 8192
+    pii_redaction: bool = False
+    exporters: tuple[str, ...] = ("auto",)
+    store: Path | None = None
+    retention_max_age_days: float | None = 7.0
+    retention_max_mb: float | None = 512.0
+    disabled_integrations: frozenset[str] = frozenset()
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    source: str = "defaults"
+
+    def store_path(self) -> Path:
+        from llmobs.store import default_path
+
+        return self.store if self.store is not None else default_path()
+
+    def integration_enabled(self, name: str) -> bool:
+        return name.lower() not in self.disabled_integrations
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _number(value: Any, where: str, *, integer: bool = False, minimum: float = 0) -> float | int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none", "off"}):
+        return None
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or number < minimum:
+        raise ConfigError(f"{where}: expected a number >= {minimum}, got {value!r}")
+    return number
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+    return tuple(str(i).strip().lower() for i in items if str(i).strip())
+
+
+def _capture(value: Any, where: str) -> CaptureMode:
+    text = str(value).strip().upper()
+    if text in CaptureMode.__members__:
+        return CaptureMode[text]
+    if text.lower() in _TRUE:
+        return CaptureMode.SPAN_ONLY
+    if text.lower() in _FALSE:
+        return CaptureMode.NO_CONTENT
+    raise ConfigError(f"{where}: expected one of {', '.join(CaptureMode.__members__)}, got {value!r}")
+
+
+def _exporters(value: Any, where: str) -> tuple[str, ...]:
+    names = _names(value, where)
+    unknown = sorted(set(names) - EXPORTER_CHOICES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown exporter {unknown[0]!r} (choose from {sorted(EXPORTER_CHOICES)})")
+    return names or ("none",)
+
+
+def _prices(value: Any, where: str) -> dict[str, ModelPrice]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a table of models")
+    prices = {}
+    for model, entry in value.items():
+        at = f"{where}.{model}"
+        if not isinstance(entry, Mapping) or "input" not in entry or "output" not in entry:
+            raise ConfigError(f"{at}: expected a table with input and output (USD per million tokens)")
+        extra = set(entry) - {"input", "output", "cache_read", "cache_write"}
+        if extra:
+            raise ConfigError(f"{at}: unknown key {sorted(extra)[0]!r}")
+        prices[str(model).lower()] = ModelPrice(
+            input=_number(entry["input"], f"{at}.input"),
+            output=_number(entry["output"], f"{at}.output"),
+            cache_read=_number(entry.get("cache_read"), f"{at}.cache_read"),
+            cache_write=_number(entry.get("cache_write"), f"{at}.cache_write"),
+        )
+    return prices
+
+
+# Each settable key: (Settings field, parser). The same table serves the file, env and code.
+_KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
+    "service_name": ("service_name", lambda v, w: str(v) or None),
+    "capture": ("capture", _capture),
+    "max_attribute_bytes": ("max_attribute_bytes", lambda v, w: _number(v, w, integer=True, minimum=64)),
+    "pii_redaction": ("pii_redaction", _bool),
+    "exporters": ("exporters", _exporters),
+    "store": ("store", lambda v, w: Path(str(v)) if v else None),
+    "disabled_integrations": ("disabled_integrations", lambda v, w: frozenset(_names(v, w))),
+    "prices": ("prices", _prices),
+    "retention.max_age_days": ("retention_max_age_days", _number),
+    "retention.max_mb": ("retention_max_mb", _number),
+}
+_ENV = {
+    "LLMOBS_SERVICE_NAME": "service_name",
+    "LLMOBS_CAPTURE": "capture",
+    "LLMOBS_MAX_ATTRIBUTE_BYTES": "max_attribute_bytes",
+    "LLMOBS_PII_REDACTION": "pii_redaction",
+    "LLMOBS_EXPORTERS": "exporters",
+    "LLMOBS_STORE": "store",
+    "LLMOBS_DISABLE": "disabled_integrations",
+    "LLMOBS_RETENTION_DAYS": "retention.max_age_days",
+    "LLMOBS_RETENTION_MB": "retention.max_mb",
+}
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and name not in _KEYS:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line that sets ``key`` (or opens its table), for error messages."""
+    leaf = re.escape(key.rsplit(".", 1)[-1])
+    table = re.escape(key.split(".", 1)[0])
+    setting = re.compile(rf'^\s*"?{leaf}"?\s*=')
+    header = re.compile(rf"^\s*\[+\s*{table}\b")
+    lines = text.splitlines()
+    for pattern in (setting, header):
+        for number, line in enumerate(lines, 1):
+            if pattern.match(line):
+                return number
+    return None
+
+
+def parse_file(path: Path) -> dict[str, Any]:
+    """Validated field values from a TOML file; :class:`ConfigError` names the line and the reason."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    table = table.get("llmobs", table) if isinstance(table.get("llmobs"), Mapping) else table
+    values = {}
+    for key, value in _flatten(table).items():
+        line = _line_of(text, key)
+        where = f"{path}:{line}: {key}" if line else f"{path}: {key}"
+        if key not in _KEYS:
+            raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(_KEYS))})")
+        attr, parse = _KEYS[key]
+        values[attr] = parse(value, where)
+    return values
+
+
+def parse_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    otel_capture = environ.get(OTEL_CAPTURE_ENV)
+    if otel_capture:
+        values["capture"] = _capture(otel_capture, OTEL_CAPTURE_ENV)
+    for var, key in _ENV.items():
+        if var in environ:
+            attr, parse = _KEYS[key]
+            values[attr] = parse(environ[var], var)
+    return values
+
+
+def parse_code(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    values = {}
+    for key, value in overrides.items():
+        name = key.replace("retention_max_age_days", "retention.max_age_days").replace(
+            "retention_max_mb", "retention.max_mb"
+        )
+        if name not in _KEYS:
+            raise ConfigError(f"configure({key}=...): unknown setting (known: {', '.join(sorted(_KEYS))})")
+        attr, parse = _KEYS[name]
+        values[attr] = value if isinstance(value, CaptureMode) and attr == "capture" else parse(value, key)
+    return values
+
+
+def config_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file in force: ``$LLMOBS_CONFIG`` (must exist), else ``./llmobs.toml`` if present."""
+    environ = os.environ if environ is None else environ
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from every source; raises :class:`ConfigError` on an invalid value."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources = ["defaults"]
+    path = config_file(environ)
+    if path is not None:
+        values.update(parse_file(path))
+        sources.append(str(path))
+    env_values = parse_env(environ)
+    if env_values:
+        values.update(env_values)
+        sources.append("environment")
+    if overrides:
+        values.update(parse_code(overrides))
+        sources.append("code")
+    return dataclasses.replace(Settings(), **values, source=" < ".join(sources))
+
+
+# --- the current settings --------------------------------------------------------------------------
+
+_current: Settings | None = None
+_lock = threading.Lock()
+_listeners: list[Callable[[Settings], None]] = []
+
+
+def current() -> Settings:
+    """The settings in force. The first call loads them from file and environment."""
+    settings = _current
+    if settings is None:
+        with _lock:
+            if _current is None:
+                try:
+                    loaded = load()
+                except ConfigError as exc:
+                    from llmobs import selfstats
+
+                    selfstats.failure("config.invalid", exc)
+                    loaded = dataclasses.replace(Settings(), source=f"defaults (invalid config: {exc})")
+                _swap_locked(loaded)
+            settings = _current
+    return settings
+
+
+def swap(settings: Settings) -> Settings:
+    """Make ``settings`` current in one step and tell listeners; returns the previous settings."""
+    with _lock:
+        previous = _current
+        _swap_locked(settings)
+    return previous or settings
+
+
+def _swap_locked(settings: Settings) -> None:
+    global _current
+    _current = settings
+    for listener in list(_listeners):
+        try:
+            listener(settings)
+        except Exception as exc:
+            from llmobs import selfstats
+
+            selfstats.failure("config.listener_failed", exc)
+
+
+def on_change(listener: Callable[[Settings], None]) -> None:
+    """Call ``listener(settings)`` after every swap (e.g. to rebuild caches derived from settings)."""
+    _listeners.append(listener)
+
+
+def check_command(path: str | None) -> int:
+    """``llmobs config check [PATH]``: validate a file offline and print the effective settings."""
+    import sys
+
+    target = Path(path) if path else config_file()
+    try:
+        if target is not None and not target.is_file():
+            raise ConfigError(f"{target}: no such file")
+        values = parse_file(target) if target is not None else {}
+        settings = dataclasses.replace(load(environ={}), **values)
+    except ConfigError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    print(f"ok: {target if target else 'no llmobs.toml here; defaults'}")
+    for f in dataclasses.fields(settings):
+        if f.name != "source":
+            value = getattr(settings, f.name)
+            shown = value.name if isinstance(value, CaptureMode) else value
+            print(f"  {f.name} = {shown}")
+    return 0

@@ -1,0 +1,657 @@
+"""The only way llmobs creates spans and records GenAI metrics.
+
+A framework event becomes ``recorder().start(operation, name, parent=...)`` → a :class:`SpanHandle` with
+``set_request``, ``set_input``, ``chunk``/``first_token``, ``set_usage``, ``set_output`` and ``end``.
+Handles never attach themselves to the OpenTelemetry context: framework callbacks start and end runs on
+different threads and asyncio tasks, so parenting is explicit (a handle, a Context, a SpanContext or a
+W3C ``traceparent``); with no parent the ambient OTel span (e.g. a web request) is used.
+
+At end the handle records the GenAI metrics (operation duration, token usage, time to first chunk,
+cost) for every call, whether or not the span is sampled, then serialises content lazily — only when
+the span is recording and the capture mode asks for it — and ends the span.
+
+Why not ``opentelemetry-util-genai``'s ``TelemetryHandler``: it attaches each invocation to the context
+by default (opting out is a private ``_attach_to_context`` flag), serialises content eagerly through its
+own message types, has no ARMS attributes, cost, explicit start/end times from frameworks that report
+after the fact, or trace-wide session propagation. ``bench/bench_recorder.py`` runs it side by side.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from llmobs import __version__, config, plugins, selfstats
+from llmobs import semconv as sc
+from llmobs.content import ContentPolicy
+from llmobs.pricing import ModelPrice
+
+#: Pass as ``parent=`` to start a new trace, ignoring the ambient OTel span.
+ROOT = object()
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_END_LOCK = threading.Lock()
+
+# set_request keyword → attribute
+_REQUEST_ATTRIBUTES = {
+    "model": sc.REQUEST_MODEL,
+    "temperature": sc.REQUEST_TEMPERATURE,
+    "max_tokens": sc.REQUEST_MAX_TOKENS,
+    "top_p": sc.REQUEST_TOP_P,
+    "top_k": sc.REQUEST_TOP_K,
+    "stop_sequences": sc.REQUEST_STOP_SEQUENCES,
+    "seed": sc.REQUEST_SEED,
+    "frequency_penalty": sc.REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": sc.REQUEST_PRESENCE_PENALTY,
+    "choice_count": sc.REQUEST_CHOICE_COUNT,
+    "stream": sc.REQUEST_STREAM,
+    "encoding_formats": sc.REQUEST_ENCODING_FORMATS,
+    "output_type": sc.OUTPUT_TYPE,
+    "server_address": sc.SERVER_ADDRESS,
+    "server_port": sc.SERVER_PORT,
+    "conversation_id": sc.CONVERSATION_ID,
+    "data_source_id": sc.DATA_SOURCE_ID,
+    "agent_name": sc.AGENT_NAME,
+    "agent_id": sc.AGENT_ID,
+    "agent_description": sc.AGENT_DESCRIPTION,
+    "tool_name": sc.TOOL_NAME,
+    "tool_call_id": sc.TOOL_CALL_ID,
+    "tool_description": sc.TOOL_DESCRIPTION,
+    "tool_type": sc.TOOL_TYPE,
+    "workflow_name": sc.WORKFLOW_NAME,
+    "prompt_name": sc.PROMPT_NAME,
+}
+
+# Where free-form input/output content goes, by operation (messages have their own attributes).
+_INPUT_VALUE_ATTRIBUTE = {sc.OP_EXECUTE_TOOL: sc.TOOL_CALL_ARGUMENTS, sc.OP_RETRIEVAL: sc.RETRIEVAL_QUERY_TEXT}
+_OUTPUT_VALUE_ATTRIBUTE = {sc.OP_EXECUTE_TOOL: sc.TOOL_CALL_RESULT, sc.OP_RETRIEVAL: sc.RETRIEVAL_DOCUMENTS}
+
+
+def _scalar(value: Any) -> Any:
+    """An attribute value OTel accepts: scalars and homogeneous sequences pass, anything else is a string."""
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        items = [v for v in value if v is not None]
+        if all(isinstance(v, str) for v in items):
+            return items
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+            return items
+        return [str(v) for v in items]
+    return str(value)
+
+
+class _Derived:
+    """Per-settings state derived once (content policy, price cache), rebuilt on every settings swap."""
+
+    __slots__ = ("policy", "prices", "settings", "span_end_hooks")
+
+    def __init__(self, settings: config.Settings) -> None:
+        self.settings = settings
+        self.policy = ContentPolicy(
+            mode=settings.capture,
+            max_bytes=settings.max_attribute_bytes,
+            redactors=plugins.redactors(settings),
+        )
+        self.prices: dict[tuple[str | None, str], ModelPrice | None] = {}
+        self.span_end_hooks = plugins.has_span_end_hooks()
+
+    def price(self, provider: str | None, model: str) -> ModelPrice | None:
+        key = (provider, model)
+        try:
+            return self.prices[key]
+        except KeyError:
+            if len(self.prices) > 4096:  # bounded: model names can come from user input
+                self.prices.clear()
+            price = self.prices[key] = plugins.price_of(provider, model, self.settings)
+            return price
+
+
+class Recorder:
+    """Creates spans and records GenAI metrics through the given (default: global) OTel providers."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        tracer_source = tracer_provider or trace
+        meter_source = meter_provider or metrics
+        self._explicit = tracer_provider is not None
+        self._tracer = tracer_source.get_tracer(sc.SCOPE_NAME, __version__)
+        meter = meter_source.get_meter(sc.SCOPE_NAME, __version__)
+        self._duration = meter.create_histogram(
+            sc.METRIC_CLIENT_OPERATION_DURATION,
+            unit=sc.UNIT_SECONDS,
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=sc.BUCKETS_DURATION,
+        )
+        self._tokens = meter.create_histogram(
+            sc.METRIC_CLIENT_TOKEN_USAGE,
+            unit=sc.UNIT_TOKENS,
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=sc.BUCKETS_TOKENS,
+        )
+        self._ttfc = meter.create_histogram(
+            sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK,
+            unit=sc.UNIT_SECONDS,
+            description="Time to the first content-bearing chunk of a streaming response",
+            explicit_bucket_boundaries_advisory=sc.BUCKETS_DURATION,
+        )
+        self._tpoc = meter.create_histogram(
+            sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK,
+            unit=sc.UNIT_SECONDS,
+            description="Time between consecutive chunks of a streaming response, after the first",
+            explicit_bucket_boundaries_advisory=sc.BUCKETS_DURATION,
+        )
+        self._cost = meter.create_counter(sc.METRIC_COST, unit=sc.UNIT_USD, description="Cost of GenAI calls")
+        self._derived: _Derived | None = None
+        config.on_change(self._settings_changed)
+
+    def _settings_changed(self, settings: config.Settings) -> None:
+        self._derived = _Derived(settings)
+
+    @property
+    def derived(self) -> _Derived:
+        derived = self._derived
+        if derived is None:
+            derived = self._derived = _Derived(config.current())
+        return derived
+
+    def start(
+        self,
+        operation: str,
+        name: str | None = None,
+        *,
+        parent: Any = None,
+        provider: str | None = None,
+        model: str | None = None,
+        framework: str | None = None,
+        kind: str | None = None,
+        remote: bool | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        start_time_ns: int | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> SpanHandle:
+        """Start a span; never raises (a failure yields a handle over a non-recording span, counted)."""
+        try:
+            return SpanHandle(
+                self, operation, name, parent, provider, model, framework, kind, remote,
+                attributes, start_time_ns, session_id, user_id,
+            )  # fmt: skip
+        except Exception as exc:
+            selfstats.failure("recorder.start_failed", exc)
+            return SpanHandle.non_recording(self, operation)
+
+
+def _parent_context(parent: Any) -> tuple[otel_context.Context | None, SpanHandle | None]:
+    """(OTel context to parent on, parent handle if any) from any accepted parent form."""
+    if parent is None:
+        return None, None  # the ambient context
+    if isinstance(parent, SpanHandle):
+        return parent.context, parent
+    if parent is ROOT:
+        return otel_context.Context(), None
+    if isinstance(parent, otel_context.Context):
+        return parent, None
+    if isinstance(parent, SpanContext):
+        return trace.set_span_in_context(NonRecordingSpan(parent)), None
+    if isinstance(parent, trace.Span):
+        return trace.set_span_in_context(parent), None
+    if isinstance(parent, str):
+        return _PROPAGATOR.extract({"traceparent": parent}), None
+    if isinstance(parent, Mapping):
+        return _PROPAGATOR.extract(parent), None
+    raise TypeError(f"unsupported parent {type(parent).__name__}")
+
+
+class SpanHandle:
+    """One operation in flight. Every method is safe to call from any thread and never raises."""
+
+    __slots__ = (
+        "__weakref__",
+        "_chunk_ns",
+        "_context",
+        "_ended",
+        "_input",
+        "_mono0",
+        "_output",
+        "_recorder",
+        "_root",
+        "_ttft_ns",
+        "_usage",
+        "_user_ttft_ns",
+        "error_type",
+        "framework",
+        "kind",
+        "model",
+        "operation",
+        "provider",
+        "response_model",
+        "session_id",
+        "span",
+        "start_ns",
+        "user_id",
+    )
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        operation: str,
+        name: str | None,
+        parent: Any,
+        provider: str | None,
+        model: str | None,
+        framework: str | None,
+        kind: str | None,
+        remote: bool | None,
+        attributes: Mapping[str, Any] | None,
+        start_time_ns: int | None,
+        session_id: str | None,
+        user_id: str | None,
+    ) -> None:
+        self._recorder = recorder
+        self.operation = operation
+        self.kind = kind or sc.KIND_OF_OPERATION.get(operation, sc.KIND_TASK)
+        self.provider = provider
+        self.model = model
+        self.response_model: str | None = None
+        self.error_type: str | None = None
+        self._ended = False
+        self._context: otel_context.Context | None = None
+        self._input: dict[str, Any] | None = None
+        self._output: dict[str, Any] | None = None
+        self._usage: tuple[int | None, ...] | None = None
+        self._ttft_ns: int | None = None
+        self._chunk_ns: int | None = None
+        self._user_ttft_ns: int | None = None
+
+        parent_ctx, parent_handle = _parent_context(parent)
+        if parent_handle is not None:
+            self._root: SpanHandle = parent_handle._root
+            session_id = session_id or parent_handle.session_id
+            user_id = user_id or parent_handle.user_id
+            framework = framework or parent_handle.framework
+        else:
+            self._root = self
+            if session_id is None or user_id is None:
+                inherited = getattr(trace.get_current_span(parent_ctx), "attributes", None) or {}
+                session_id = session_id or inherited.get(sc.SESSION_ID)
+                user_id = user_id or inherited.get(sc.USER_ID)
+        self.session_id = session_id
+        self.user_id = user_id
+        self.framework = framework
+
+        attrs: dict[str, Any] = {sc.OPERATION_NAME: operation, sc.SPAN_KIND: self.kind}
+        if provider:
+            attrs[sc.PROVIDER_NAME] = provider
+        if model:
+            attrs[sc.REQUEST_MODEL] = model
+        if framework:
+            attrs[sc.FRAMEWORK] = framework
+        if session_id:
+            attrs[sc.SESSION_ID] = session_id
+            attrs[sc.CONVERSATION_ID] = session_id
+        if user_id:
+            attrs[sc.USER_ID] = user_id
+        if name and operation not in sc.MODEL_NAMED_OPERATIONS:
+            attrs[sc.COMPONENT_NAME] = name
+        if attributes:
+            for key, value in attributes.items():
+                if value is not None:
+                    attrs[key] = _scalar(value)
+
+        if remote is None:
+            remote = operation in sc.INFERENCE_OPERATIONS
+        if start_time_ns is None:
+            self._mono0: int | None = time.perf_counter_ns()
+            self.start_ns = time.time_ns()
+        else:
+            self._mono0 = None
+            self.start_ns = start_time_ns
+        self.span = recorder._tracer.start_span(
+            _span_name(operation, name, model),
+            context=parent_ctx,
+            kind=SpanKind.CLIENT if remote else SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=self.start_ns,
+        )
+
+    @classmethod
+    def non_recording(cls, recorder: Recorder, operation: str) -> SpanHandle:
+        """A handle that records nothing, for when starting a real span failed."""
+        handle = cls.__new__(cls)
+        for slot in cls.__slots__[1:]:
+            setattr(handle, slot, None)
+        handle._recorder, handle.operation, handle.kind = recorder, operation, sc.KIND_TASK
+        handle._root, handle._ended, handle.start_ns = handle, True, time.time_ns()
+        handle.span = trace.INVALID_SPAN
+        return handle
+
+    # --- identity -------------------------------------------------------------------------------
+    @property
+    def context(self) -> otel_context.Context:
+        """An OTel context holding this span, for parenting children or attaching in user code."""
+        ctx = self._context
+        if ctx is None:
+            ctx = self._context = trace.set_span_in_context(self.span)
+        return ctx
+
+    @property
+    def traceparent(self) -> str:
+        """The W3C ``traceparent`` of this span, to propagate to a remote service."""
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=self.context)
+        return carrier.get("traceparent", "")
+
+    @property
+    def trace_id(self) -> str:
+        return format(self.span.get_span_context().trace_id, "032x")
+
+    @property
+    def is_recording(self) -> bool:
+        return self.span.is_recording()
+
+    # --- while in flight ------------------------------------------------------------------------
+    def set_attribute(self, key: str, value: Any) -> None:
+        if value is not None and not self._ended:
+            try:
+                self.span.set_attribute(key, _scalar(value))
+            except Exception as exc:
+                selfstats.failure("recorder.attribute_failed", exc)
+
+    def set_request(self, **params: Any) -> None:
+        """Request parameters by their plain names (``model``, ``temperature``, ``max_tokens``, ...)."""
+        model = params.get("model")
+        if model and model != self.model:
+            self.model = model
+            if self.operation in sc.MODEL_NAMED_OPERATIONS:
+                self.span.update_name(_span_name(self.operation, None, model))
+        for key, value in params.items():
+            attribute = _REQUEST_ATTRIBUTES.get(key)
+            if attribute is None:
+                selfstats.count("recorder.unknown_request_parameter")
+            else:
+                self.set_attribute(attribute, value)
+
+    def set_input(self, messages: Any = None, *, system: Any = None, tools: Any = None, value: Any = None) -> None:
+        """Input content, kept by reference and serialised only if the span is recorded with content.
+
+        ``messages``: GenAI input messages (see ``llmobs.content`` builders); ``system``: system
+        instructions given apart from the messages; ``tools``: tool definitions; ``value``: anything
+        else (a chain's input, a tool's arguments, a retrieval query).
+        """
+        self._input = {"messages": messages, "system": system, "tools": tools, "value": value}
+
+    def set_output(
+        self,
+        messages: Any = None,
+        *,
+        value: Any = None,
+        finish_reasons: list[str] | tuple[str, ...] | None = None,
+        response_id: str | None = None,
+        response_model: str | None = None,
+    ) -> None:
+        """Output content (lazy, like :meth:`set_input`) and response metadata (set now)."""
+        self._output = {"messages": messages, "value": value}
+        if finish_reasons:
+            self.set_attribute(sc.RESPONSE_FINISH_REASONS, [str(r) for r in finish_reasons])
+        if response_id:
+            self.set_attribute(sc.RESPONSE_ID, response_id)
+        if response_model:
+            self.response_model = response_model
+            self.set_attribute(sc.RESPONSE_MODEL, response_model)
+
+    def set_usage(
+        self,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        *,
+        cache_read: int | None = None,
+        cache_write: int | None = None,
+        reasoning: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        """Token usage of the call (replaces earlier usage). ``input_tokens`` includes cached tokens."""
+        self._usage = (input_tokens, output_tokens, cache_read, cache_write, reasoning, total)
+
+    def first_token(self, at_ns: int | None = None) -> None:
+        """Mark the first content-bearing chunk (idempotent). ``at_ns``: wall-clock time, if after the fact."""
+        if self._ttft_ns is not None or self._ended:
+            return
+        ttft = self._elapsed_ns(at_ns)
+        self._ttft_ns = ttft
+        self._chunk_ns = ttft
+        root = self._root
+        if root._user_ttft_ns is None and not root._ended:
+            root._user_ttft_ns = ttft + (self.start_ns - root.start_ns)
+
+    def chunk(self, at_ns: int | None = None) -> None:
+        """A content-bearing streamed chunk arrived: the first marks TTFT, later ones time per chunk."""
+        if self._ttft_ns is None:
+            self.first_token(at_ns)
+            return
+        if self._ended:
+            return
+        now = self._elapsed_ns(at_ns)
+        previous, self._chunk_ns = self._chunk_ns, now
+        try:
+            self._recorder._tpoc.record((now - previous) / 1e9, self._metric_attributes())
+        except Exception as exc:
+            selfstats.failure("recorder.metric_failed", exc)
+
+    def _elapsed_ns(self, at_ns: int | None) -> int:
+        if at_ns is not None:
+            return max(at_ns - self.start_ns, 0)
+        if self._mono0 is not None:
+            return time.perf_counter_ns() - self._mono0
+        return max(time.time_ns() - self.start_ns, 0)
+
+    def _metric_attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {sc.OPERATION_NAME: self.operation}
+        attrs[sc.PROVIDER_NAME] = self.provider or sc.PROVIDER_UNKNOWN
+        if self.model:
+            attrs[sc.REQUEST_MODEL] = self.model
+        if self.response_model:
+            attrs[sc.RESPONSE_MODEL] = self.response_model
+        if self.error_type:
+            attrs[sc.ERROR_TYPE] = self.error_type
+        return attrs
+
+    # --- end --------------------------------------------------------------------------------------
+    def end(
+        self,
+        error: BaseException | str | None = None,
+        *,
+        end_time_ns: int | None = None,
+        cancelled: bool = False,
+        reason: str | None = None,
+    ) -> None:
+        """End the span once (later calls are ignored): metrics first, then content, then the span.
+
+        ``error``: the exception (or a low-cardinality error type) if the operation failed.
+        ``cancelled``: the run was interrupted or abandoned — not an error; ``reason`` says why.
+        """
+        with _END_LOCK:
+            if self._ended:
+                return
+            self._ended = True
+        try:
+            self._finish(error, end_time_ns, cancelled, reason)
+        except Exception as exc:
+            selfstats.failure("recorder.end_failed", exc)
+            try:
+                self.span.end(end_time=end_time_ns)
+            except Exception:
+                selfstats.count("recorder.span_lost")
+
+    def _finish(
+        self, error: BaseException | str | None, end_time_ns: int | None, cancelled: bool, reason: str | None
+    ) -> None:
+        span = self.span
+        if end_time_ns is None:
+            if self._mono0 is not None:
+                end_time_ns = self.start_ns + (time.perf_counter_ns() - self._mono0)
+            else:
+                end_time_ns = time.time_ns()
+        duration_s = max(end_time_ns - self.start_ns, 0) / 1e9
+        recording = span.is_recording()
+        derived = self._recorder.derived
+
+        if error is not None:
+            self.error_type = error if isinstance(error, str) else type(error).__qualname__
+            span.set_status(Status(StatusCode.ERROR, None if isinstance(error, str) else _message(error)))
+            span.set_attribute(sc.ERROR_TYPE, self.error_type)
+            if isinstance(error, BaseException):
+                span.record_exception(error, timestamp=end_time_ns)
+        elif cancelled:
+            span.set_attribute(sc.STATUS_REASON, reason or "cancelled")
+        elif reason:
+            span.set_attribute(sc.STATUS_REASON, reason)
+
+        usage_attrs = self._usage_attributes(derived)
+        if recording:
+            if usage_attrs:
+                span.set_attributes(usage_attrs)
+            if self._ttft_ns is not None:
+                span.set_attribute(sc.RESPONSE_TIME_TO_FIRST_CHUNK, self._ttft_ns / 1e9)
+                span.set_attribute(sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS, self._ttft_ns)
+            if self._root is self and self._user_ttft_ns is not None:
+                span.set_attribute(sc.USER_TIME_TO_FIRST_TOKEN_NS, self._user_ttft_ns)
+            policy = derived.policy
+            if (self._input or self._output) and (policy.mode.on_span or policy.mode.on_event):
+                self._record_content(policy)
+            if derived.span_end_hooks:
+                plugins.call("llmobs_span_end", handle=self)
+
+        self._record_metrics(duration_s, usage_attrs)
+        span.end(end_time=end_time_ns)
+        self._input = self._output = None  # release references to application objects
+
+    def _usage_attributes(self, derived: _Derived) -> dict[str, Any]:
+        if self._usage is None:
+            return {}
+        inp, out, cache_read, cache_write, reasoning, total = self._usage
+        attrs: dict[str, Any] = {}
+        if inp is not None:
+            attrs[sc.USAGE_INPUT_TOKENS] = inp
+        if out is not None:
+            attrs[sc.USAGE_OUTPUT_TOKENS] = out
+        if cache_read:
+            attrs[sc.USAGE_CACHE_READ_INPUT_TOKENS] = cache_read
+        if cache_write:
+            attrs[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write
+            attrs[sc.USAGE_CACHE_WRITE_INPUT_TOKENS] = cache_write
+        if reasoning:
+            attrs[sc.USAGE_REASONING_OUTPUT_TOKENS] = reasoning
+        if total is None and (inp is not None or out is not None):
+            total = (inp or 0) + (out or 0)
+        if total is not None:
+            attrs[sc.USAGE_TOTAL_TOKENS] = total
+        model = self.response_model or self.model
+        if model and (inp or out):
+            price = derived.price(self.provider, model)
+            if price is None and self.response_model and self.model:
+                price = derived.price(self.provider, self.model)
+            if price is not None:
+                in_cost, out_cost = price.cost(inp or 0, out or 0, cache_read or 0, cache_write or 0)
+                attrs[sc.COST_INPUT_USD] = in_cost
+                attrs[sc.COST_OUTPUT_USD] = out_cost
+                attrs[sc.COST_USD] = in_cost + out_cost
+        return attrs
+
+    def _record_content(self, policy: ContentPolicy) -> None:
+        attrs: dict[str, str] = {}
+        messages_attribute = {
+            "messages": sc.INPUT_MESSAGES,
+            "system": sc.SYSTEM_INSTRUCTIONS,
+            "tools": sc.TOOL_DEFINITIONS,
+        }
+        if self._input:
+            for key, attribute in messages_attribute.items():
+                if self._input[key] is not None:
+                    attrs[attribute] = policy.render(self._input[key])
+            if self._input["value"] is not None:
+                target = _INPUT_VALUE_ATTRIBUTE.get(self.operation, sc.INPUT_VALUE)
+                attrs[target] = policy.render_text(self._input["value"])
+        if self._output:
+            if self._output["messages"] is not None:
+                attrs[sc.OUTPUT_MESSAGES] = policy.render(self._output["messages"])
+            if self._output["value"] is not None:
+                target = _OUTPUT_VALUE_ATTRIBUTE.get(self.operation, sc.OUTPUT_VALUE)
+                value = self._output["value"]
+                attrs[target] = policy.render(value) if target == sc.RETRIEVAL_DOCUMENTS else policy.render_text(value)
+        if not attrs:
+            return
+        if policy.mode.on_span:
+            self.span.set_attributes(attrs)
+        if policy.mode.on_event:
+            self.span.add_event(sc.EVENT_INFERENCE_DETAILS, attrs)
+
+    def _record_metrics(self, duration_s: float, usage_attrs: Mapping[str, Any]) -> None:
+        if self.operation == sc.OP_CHAIN:
+            return
+        recorder = self._recorder
+        attrs = self._metric_attributes()
+        try:
+            recorder._duration.record(duration_s, attrs)
+            if self.operation not in sc.INFERENCE_OPERATIONS:
+                return
+            if self._ttft_ns is not None:
+                recorder._ttfc.record(self._ttft_ns / 1e9, attrs)
+            inp = usage_attrs.get(sc.USAGE_INPUT_TOKENS)
+            out = usage_attrs.get(sc.USAGE_OUTPUT_TOKENS)
+            if inp is not None:
+                recorder._tokens.record(inp, {**attrs, sc.TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
+            if out is not None:
+                recorder._tokens.record(out, {**attrs, sc.TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
+            cost = usage_attrs.get(sc.COST_USD)
+            if cost:
+                recorder._cost.add(cost, attrs)
+        except Exception as exc:
+            selfstats.failure("recorder.metric_failed", exc)
+
+
+def _span_name(operation: str, name: str | None, model: str | None) -> str:
+    if operation in sc.MODEL_NAMED_OPERATIONS:
+        return f"{operation} {model}" if model else (name or operation)
+    if operation == sc.OP_CHAIN:
+        return name or operation
+    return f"{operation} {name}" if name else operation
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"[:1024]
+    except Exception:
+        return type(exc).__name__
+
+
+_default: Recorder | None = None
+_default_lock = threading.Lock()
+
+
+def recorder() -> Recorder:
+    """The process-wide recorder over the global OTel providers.
+
+    On first use, if the application has installed no OpenTelemetry SDK provider, llmobs configures
+    itself (``llmobs.configure()``: the embedded store, or OTLP when ``OTEL_EXPORTER_OTLP_*`` is set),
+    unless ``LLMOBS_AUTO_CONFIGURE=false``.
+    """
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                from llmobs import export
+
+                export.auto_configure()
+                _default = Recorder()
+    return _default
