@@ -38,9 +38,7 @@ def span(
     An exception leaving the block marks the span as an error and propagates unchanged; an interrupt
     (cancellation, KeyboardInterrupt) ends it as cancelled, not as an error.
     """
-    handle = recorder().start(
-        operation, name, parent=parent, session_id=session_id, user_id=user_id, **start_options
-    )
+    handle = recorder().start(operation, name, parent=parent, session_id=session_id, user_id=user_id, **start_options)
     if input is not None:
         handle.set_input(value=input)
     token = otel_context.attach(handle.context)

@@ -276,11 +276,11 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
 
 _current: Settings | None = None
 _lock = threading.Lock()
-_listeners: list[Callable[[Settings], None]] = []
 
 
 def current() -> Settings:
     """The settings in force. The first call loads them from file and environment."""
+    global _current
     settings = _current
     if settings is None:
         with _lock:
@@ -292,34 +292,17 @@ def current() -> Settings:
 
                     selfstats.failure("config.invalid", exc)
                     loaded = dataclasses.replace(Settings(), source=f"defaults (invalid config: {exc})")
-                _swap_locked(loaded)
+                _current = loaded
             settings = _current
     return settings
 
 
 def swap(settings: Settings) -> Settings:
-    """Make ``settings`` current in one step and tell listeners; returns the previous settings."""
-    with _lock:
-        previous = _current
-        _swap_locked(settings)
-    return previous or settings
-
-
-def _swap_locked(settings: Settings) -> None:
+    """Make ``settings`` current in one step; returns the previous settings."""
     global _current
-    _current = settings
-    for listener in list(_listeners):
-        try:
-            listener(settings)
-        except Exception as exc:
-            from llmobs import selfstats
-
-            selfstats.failure("config.listener_failed", exc)
-
-
-def on_change(listener: Callable[[Settings], None]) -> None:
-    """Call ``listener(settings)`` after every swap (e.g. to rebuild caches derived from settings)."""
-    _listeners.append(listener)
+    with _lock:
+        previous, _current = _current, settings
+    return previous or settings
 
 
 def check_command(path: str | None) -> int:

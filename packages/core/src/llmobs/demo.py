@@ -145,8 +145,10 @@ def run_session(index: int, clock: Clock, rng: random.Random, *, fail_answer: bo
 
     messages = [
         *messages,
-        content.message(sc.ROLE_ASSISTANT, [content.tool_call_part("get_order_status", {"order_id": order_id}, "call_1")]),
-        content.message(sc.ROLE_TOOL, [content.tool_call_response_part(status, "call_1")]),
+        content.message(
+            sc.ROLE_ASSISTANT, [content.tool_call_part("get_order_status", {"order_id": order_id}, "call_1")]
+        ),
+        content.message(sc.ROLE_TOOL, [content.tool_call_response_part(status, id="call_1")]),
     ]
     answer = f"Your order {order_id} is {status['status'].replace('_', ' ')}. Tracking details are in your email."
     if fail_answer:

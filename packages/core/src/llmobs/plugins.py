@@ -97,13 +97,24 @@ def manager() -> pluggy.PluginManager:
     return _manager
 
 
+_generation = 0  # bumped on every (un)registration so caches derived from plugins are rebuilt
+
+
+def generation() -> int:
+    return _generation
+
+
 def register(plugin: object, name: str | None = None) -> None:
     """Register a plugin object from code (same hooks as entry-point plugins)."""
+    global _generation
     manager().register(plugin, name=name)
+    _generation += 1
 
 
 def unregister(plugin: object) -> None:
+    global _generation
     manager().unregister(plugin)
+    _generation += 1
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:

@@ -91,10 +91,11 @@ def _scalar(value: Any) -> Any:
 class _Derived:
     """Per-settings state derived once (content policy, price cache), rebuilt on every settings swap."""
 
-    __slots__ = ("policy", "prices", "settings", "span_end_hooks")
+    __slots__ = ("generation", "policy", "prices", "settings", "span_end_hooks")
 
     def __init__(self, settings: config.Settings) -> None:
         self.settings = settings
+        self.generation = plugins.generation()
         self.policy = ContentPolicy(
             mode=settings.capture,
             max_bytes=settings.max_attribute_bytes,
@@ -153,16 +154,14 @@ class Recorder:
         )
         self._cost = meter.create_counter(sc.METRIC_COST, unit=sc.UNIT_USD, description="Cost of GenAI calls")
         self._derived: _Derived | None = None
-        config.on_change(self._settings_changed)
-
-    def _settings_changed(self, settings: config.Settings) -> None:
-        self._derived = _Derived(settings)
 
     @property
     def derived(self) -> _Derived:
+        """State derived from the current settings, rebuilt when the settings object is swapped."""
+        settings = config.current()
         derived = self._derived
-        if derived is None:
-            derived = self._derived = _Derived(config.current())
+        if derived is None or derived.settings is not settings or derived.generation != plugins.generation():
+            derived = self._derived = _Derived(settings)
         return derived
 
     def start(
@@ -362,7 +361,7 @@ class SpanHandle:
 
     # --- while in flight ------------------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> None:
-        if value is not None and not self._ended:
+        if value is not None and self.span.is_recording():
             try:
                 self.span.set_attribute(key, _scalar(value))
             except Exception as exc:

@@ -1,0 +1,129 @@
+"""Project tasks on a fresh machine with only Python >= 3.11 and pip.
+
+    python dev.py demo     # set up the locked environment, run `llmobs demo` into the embedded store
+    python dev.py test     # set up, then lint and run the whole test suite (what CI runs)
+    python dev.py llmobs … # any llmobs command inside the environment
+
+Set-up installs uv (pinned) with pip if it is missing, then `uv sync --locked` the workspace into
+.venv with this interpreter; the Dify plugin, which needs Python >= 3.12, gets its own locked
+environment in packages/dify-plugin/.venv with the first Python >= 3.12 found on the machine.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+UV_VERSION = "0.13.9"
+DIFY = ROOT / "packages" / "dify-plugin"
+BIN = "Scripts" if os.name == "nt" else "bin"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["UV_PYTHON_DOWNLOADS"] = "never"  # only package registries are reachable; use local Pythons
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def _run(*cmd: str | Path, cwd: Path = ROOT) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.call([str(c) for c in cmd], cwd=cwd, env=_env())
+
+
+def uv() -> list[str]:
+    """The uv command, installing the pinned uv with pip first if this interpreter lacks it."""
+    probe = subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True, text=True)
+    if probe.returncode != 0 or UV_VERSION not in probe.stdout:
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        if subprocess.call([*pip, f"uv=={UV_VERSION}"]) != 0 and subprocess.call([*pip, "--user", f"uv=={UV_VERSION}"]):
+            sys.exit(f"could not install uv=={UV_VERSION} with pip")
+    return [sys.executable, "-m", "uv"]
+
+
+def setup() -> Path:
+    """Sync the workspace environment from the lock file; returns its bin directory."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before any environment exists
+        sys.exit(f"llmobs needs Python >= 3.11 (this is {sys.version.split()[0]})")
+    if _run(*uv(), "sync", "--locked", "--all-packages", "--python", sys.executable) != 0:
+        sys.exit("uv sync failed (is uv.lock up to date? run `python -m uv lock`)")
+    return ROOT / ".venv" / BIN
+
+
+def _python_version(exe: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run(
+            [exe, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    parts = out.stdout.split()
+    return (int(parts[0]), int(parts[1])) if out.returncode == 0 and len(parts) == 2 else None
+
+
+def find_python312() -> str | None:
+    """A Python >= 3.12: $LLMOBS_PYTHON312, python3.1x on PATH, pyenv's versions, then uv's discovery."""
+    candidates = [os.environ.get("LLMOBS_PYTHON312", "")]
+    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(14, 11, -1)]
+    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    if shutil.which("pyenv"):
+        out = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
+        pyenv_root = out.stdout.strip() or pyenv_root
+    candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", "3.1[2-9]*", BIN, "python3")), reverse=True)
+    found = subprocess.run([*uv(), "python", "find", ">=3.12"], capture_output=True, text=True, env=_env())
+    candidates.append(found.stdout.strip() if found.returncode == 0 else "")
+    for exe in filter(None, candidates):
+        version = _python_version(exe)
+        if version and version >= (3, 12):
+            return exe
+    return None
+
+
+def test_dify_plugin() -> int:
+    python = find_python312()
+    if python is None:
+        print(
+            "FAILED: the Dify plugin needs Python >= 3.12 and none was found "
+            "(looked at $LLMOBS_PYTHON312, python3.12+ on PATH, pyenv versions, uv's interpreters). "
+            "Install one or point LLMOBS_PYTHON312 at it.",
+            file=sys.stderr,
+        )
+        return 1
+    if _run(*uv(), "sync", "--locked", "--project", DIFY, "--python", python) != 0:
+        return 1
+    return _run(DIFY / ".venv" / BIN / "python", "-m", "pytest", "-q", "tests", cwd=DIFY)
+
+
+def test(extra: list[str]) -> int:
+    bin_dir = setup()
+    if _run(bin_dir / "ruff", "check", ".") != 0:
+        print("FAILED: ruff found problems (see above)", file=sys.stderr)
+        return 1
+    status = _run(bin_dir / "python", "-m", "pytest", *extra)
+    if status == 5:
+        print("FAILED: pytest collected no tests", file=sys.stderr)
+        return 1
+    if status != 0:
+        return status
+    return test_dify_plugin()
+
+
+def main(argv: list[str]) -> int:
+    task, rest = (argv[0], argv[1:]) if argv else ("help", [])
+    if task == "demo":
+        return _run(setup() / "llmobs", "demo", *rest)
+    if task == "test":
+        return test(rest)
+    if task == "llmobs":
+        return _run(setup() / "llmobs", *rest)
+    print(__doc__)
+    return 0 if task in ("help", "-h", "--help") else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

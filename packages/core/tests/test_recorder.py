@@ -1,0 +1,400 @@
+"""The recorder: span trees, GenAI attributes, TTFT, usage and cost, errors, metrics, lazy content."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanKind, StatusCode
+
+from llmobs import content, plugins, selfstats
+from llmobs import semconv as sc
+from llmobs.content import CaptureMode
+from llmobs.recorder import ROOT, Recorder
+
+
+def metric_points(reader, name):
+    """All data points of metric ``name`` collected so far, as (attributes, point) pairs."""
+    data = reader.get_metrics_data()
+    out = []
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == name:
+                    out += [(dict(p.attributes), p) for p in m.data.data_points]
+    return out
+
+
+class Rig:
+    """A recorder over its own providers, so each test sees only its own spans and metrics."""
+
+    def __init__(self, sampler=None):
+        self.exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.recorder = Recorder(provider, MeterProvider(metric_readers=[self.reader]))
+
+    def spans(self):
+        return {s.name: s for s in self.exporter.get_finished_spans()}
+
+    def points(self, name):
+        return metric_points(self.reader, name)
+
+
+@pytest.fixture
+def rig(settings):
+    settings()
+    return Rig()
+
+
+def test_span_names_kinds_and_sampling_relevant_attributes_at_start(rig):
+    agent = rig.recorder.start(sc.OP_INVOKE_AGENT, "planner", framework="demo", parent=ROOT)
+    llm = rig.recorder.start(sc.OP_CHAT, provider="openai", model="gpt-4o-mini", parent=agent)
+    tool = rig.recorder.start(sc.OP_EXECUTE_TOOL, "search", parent=agent)
+    chain = rig.recorder.start(sc.OP_CHAIN, "RunnableSequence", parent=agent)
+    for h in (chain, tool, llm, agent):
+        h.end()
+    spans = rig.spans()
+    assert set(spans) == {"invoke_agent planner", "chat gpt-4o-mini", "execute_tool search", "RunnableSequence"}
+    chat = spans["chat gpt-4o-mini"]
+    assert chat.kind is SpanKind.CLIENT
+    assert spans["execute_tool search"].kind is SpanKind.INTERNAL
+    assert chat.attributes[sc.OPERATION_NAME] == "chat"
+    assert chat.attributes[sc.SPAN_KIND] == "LLM"
+    assert chat.attributes[sc.PROVIDER_NAME] == "openai"
+    assert chat.attributes[sc.REQUEST_MODEL] == "gpt-4o-mini"
+    assert chat.attributes[sc.FRAMEWORK] == "demo"  # inherited from the parent handle
+    assert spans["invoke_agent planner"].attributes[sc.SPAN_KIND] == "AGENT"
+    assert spans["RunnableSequence"].attributes[sc.SPAN_KIND] == "CHAIN"
+    root_id = spans["invoke_agent planner"].context.span_id
+    for name in ("chat gpt-4o-mini", "execute_tool search", "RunnableSequence"):
+        assert spans[name].parent.span_id == root_id
+        assert spans[name].context.trace_id == spans["invoke_agent planner"].context.trace_id
+
+
+def test_parents_by_traceparent_context_and_ambient_span(rig):
+    remote = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    by_header = rig.recorder.start(sc.OP_CHAIN, "from-header", parent=remote)
+    by_header.end()
+    outer_tracer = TracerProvider().get_tracer("app")
+    with outer_tracer.start_as_current_span("GET /chat") as request_span:
+        ambient = rig.recorder.start(sc.OP_CHAIN, "ambient")
+        ambient.end()
+        explicit_root = rig.recorder.start(sc.OP_CHAIN, "fresh", parent=ROOT)
+        explicit_root.end()
+    by_context = rig.recorder.start(sc.OP_CHAIN, "by-context", parent=by_header.context)
+    by_context.end()
+    spans = rig.spans()
+    assert format(spans["from-header"].context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert spans["from-header"].parent.span_id == 0xB7AD6B7169203331
+    assert spans["ambient"].parent.span_id == request_span.get_span_context().span_id
+    assert spans["fresh"].parent is None
+    assert spans["by-context"].parent.span_id == spans["from-header"].context.span_id
+    assert by_header.traceparent.startswith("00-0af7651916cd43dd8448eb211c80319c-")
+
+
+def test_session_and_user_ids_reach_every_span_of_the_trace(rig):
+    root = rig.recorder.start(sc.OP_INVOKE_WORKFLOW, "flow", session_id="s-1", user_id="u-9", parent=ROOT)
+    child = rig.recorder.start(sc.OP_CHAIN, "step", parent=root)
+    grandchild = rig.recorder.start(sc.OP_CHAT, model="qwen-plus", provider="dashscope", parent=child)
+    for h in (grandchild, child, root):
+        h.end()
+    for span in rig.exporter.get_finished_spans():
+        assert span.attributes[sc.SESSION_ID] == "s-1"
+        assert span.attributes[sc.CONVERSATION_ID] == "s-1"
+        assert span.attributes[sc.USER_ID] == "u-9"
+
+
+def test_streaming_ttft_time_per_chunk_and_entry_ttft(rig):
+    t0 = 1_700_000_000_000_000_000
+    root = rig.recorder.start(sc.OP_CHAIN, "app", parent=ROOT, start_time_ns=t0)
+    llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o", provider="openai", parent=root, start_time_ns=t0 + 10**8)
+    llm.set_request(stream=True, temperature=0.1)
+    for ms in (350, 400, 470):  # first chunk 250 ms after the LLM start, then 50 ms and 70 ms gaps
+        llm.chunk(at_ns=t0 + ms * 10**6)
+    llm.end(end_time_ns=t0 + 500 * 10**6)
+    root.end(end_time_ns=t0 + 600 * 10**6)
+    spans = rig.spans()
+    chat = spans["chat gpt-4o"]
+    assert chat.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] == pytest.approx(0.25)
+    assert chat.attributes[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] == 250_000_000
+    assert chat.attributes[sc.REQUEST_STREAM] is True
+    assert chat.start_time == t0 + 10**8 and chat.end_time == t0 + 500 * 10**6
+    assert spans["app"].attributes[sc.USER_TIME_TO_FIRST_TOKEN_NS] == 350_000_000
+    ((attrs, ttft),) = rig.points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)
+    assert ttft.count == 1 and ttft.sum == pytest.approx(0.25)
+    ((_, per_chunk),) = rig.points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert per_chunk.count == 2 and per_chunk.sum == pytest.approx(0.12)
+    assert attrs[sc.REQUEST_MODEL] == "gpt-4o"
+
+
+def test_no_ttft_without_streaming(rig):
+    llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o", provider="openai")
+    llm.set_usage(10, 5)
+    llm.end()
+    chat = rig.spans()["chat gpt-4o"]
+    assert sc.RESPONSE_TIME_TO_FIRST_CHUNK not in chat.attributes
+    assert sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS not in chat.attributes
+    assert rig.points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK) == []
+
+
+def test_monotonic_ttft_is_positive_and_within_the_span(rig):
+    llm = rig.recorder.start(sc.OP_CHAT, model="m", provider="openai")
+    llm.chunk()
+    llm.chunk()
+    llm.end()
+    span = rig.spans()["chat m"]
+    ttft = span.attributes[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS]
+    assert 0 < ttft <= span.end_time - span.start_time
+
+
+def test_usage_total_cost_and_token_metrics(rig):
+    llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o-mini-2024-07-18", provider="openai")
+    llm.set_usage(1000, 500, cache_read=200, reasoning=100)
+    llm.set_output(finish_reasons=["stop"], response_id="r-1", response_model="gpt-4o-mini-2024-07-18")
+    llm.end()
+    a = rig.spans()["chat gpt-4o-mini-2024-07-18"].attributes
+    assert a[sc.USAGE_INPUT_TOKENS] == 1000 and a[sc.USAGE_OUTPUT_TOKENS] == 500
+    assert a[sc.USAGE_TOTAL_TOKENS] == 1500
+    assert a[sc.USAGE_CACHE_READ_INPUT_TOKENS] == 200 and a[sc.USAGE_REASONING_OUTPUT_TOKENS] == 100
+    # gpt-4o-mini: 0.15 $/M input, 0.075 $/M cached input, 0.60 $/M output
+    expected = (800 * 0.15 + 200 * 0.075 + 500 * 0.60) / 1e6
+    assert a[sc.COST_USD] == pytest.approx(expected)
+    assert list(a[sc.RESPONSE_FINISH_REASONS]) == ["stop"] and a[sc.RESPONSE_ID] == "r-1"
+    tokens = {attrs[sc.TOKEN_TYPE]: p.sum for attrs, p in rig.points(sc.METRIC_CLIENT_TOKEN_USAGE)}
+    assert tokens == {"input": 1000, "output": 500}
+    ((_, cost),) = rig.points(sc.METRIC_COST)
+    assert cost.value == pytest.approx(expected)
+
+
+def test_unknown_model_has_no_cost_but_configured_price_wins(rig, settings):
+    llm = rig.recorder.start(sc.OP_CHAT, model="my-finetune", provider="vllm")
+    llm.set_usage(100, 100)
+    llm.end()
+    assert sc.COST_USD not in rig.spans()["chat my-finetune"].attributes
+    from llmobs.pricing import ModelPrice
+
+    settings(prices={"my-finetune": ModelPrice(1.0, 2.0)})
+    llm = rig.recorder.start(sc.OP_CHAT, model="my-finetune", provider="vllm")
+    llm.set_usage(1_000_000, 1_000_000)
+    llm.end()
+    costs = [s.attributes.get(sc.COST_USD) for s in rig.exporter.get_finished_spans()]
+    assert costs == [None, pytest.approx(3.0)]
+
+
+def test_error_status_type_exception_event_and_metric_attribute(rig):
+    class RateLimitError(Exception):
+        pass
+
+    llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o", provider="openai")
+    llm.end(RateLimitError("429"))
+    span = rig.spans()["chat gpt-4o"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[sc.ERROR_TYPE].endswith("RateLimitError")
+    assert [e.name for e in span.events] == ["exception"]
+    ((attrs, point),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert attrs[sc.ERROR_TYPE].endswith("RateLimitError") and point.count == 1
+
+
+def test_cancelled_is_not_an_error_and_end_is_once_only(rig):
+    h = rig.recorder.start(sc.OP_CHAIN, "stream")
+    h.end(cancelled=True, reason="generator closed")
+    h.end(ValueError("late"))  # ignored
+    (span,) = rig.exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.attributes[sc.STATUS_REASON] == "generator closed"
+
+
+def test_metrics_cover_every_call_even_when_spans_are_not_sampled(settings):
+    settings()
+    rig = Rig(sampler=ALWAYS_OFF)
+    for _ in range(25):
+        h = rig.recorder.start(sc.OP_CHAT, model="gpt-4o", provider="openai")
+        h.set_usage(10, 20)
+        h.end()
+    assert rig.exporter.get_finished_spans() == ()
+    ((_, duration),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert duration.count == 25
+    tokens = {attrs[sc.TOKEN_TYPE]: p.sum for attrs, p in rig.points(sc.METRIC_CLIENT_TOKEN_USAGE)}
+    assert tokens == {"input": 250, "output": 500}
+
+
+class Watched:
+    """Counts how often llmobs looks at it, to prove content is serialised lazily."""
+
+    looks = 0
+
+    def __repr__(self):
+        Watched.looks += 1
+        return "watched"
+
+
+def test_content_is_not_serialised_for_unsampled_spans(settings):
+    settings()
+    rig = Rig(sampler=ALWAYS_OFF)
+    Watched.looks = 0
+    h = rig.recorder.start(sc.OP_CHAIN, "c")
+    h.set_input(value=Watched())
+    h.set_output(value=Watched())
+    h.end()
+    assert Watched.looks == 0
+
+
+def test_content_capture_modes(settings):
+    messages = [content.message("user", [content.text_part("hello, my key is sk-abcdefghijklmnopqrstuvwx12")])]
+    out = [content.output_message([content.text_part("hi")], "stop")]
+    seen = {}
+    for mode in CaptureMode:
+        settings(capture=mode)
+        rig = Rig()
+        h = rig.recorder.start(sc.OP_CHAT, model="m", provider="openai")
+        h.set_input(messages, system=[content.text_part("be brief")])
+        h.set_output(out)
+        h.end()
+        (span,) = rig.exporter.get_finished_spans()
+        seen[mode] = span
+    assert sc.INPUT_MESSAGES not in seen[CaptureMode.NO_CONTENT].attributes
+    assert not seen[CaptureMode.NO_CONTENT].events
+    on_span = seen[CaptureMode.SPAN_ONLY].attributes
+    parsed = json.loads(on_span[sc.INPUT_MESSAGES])
+    assert parsed[0]["role"] == "user" and "[REDACTED]" in parsed[0]["parts"][0]["content"]
+    assert "sk-abcdefghijklmnopqrstuvwx12" not in on_span[sc.INPUT_MESSAGES]
+    assert json.loads(on_span[sc.OUTPUT_MESSAGES])[0]["finish_reason"] == "stop"
+    assert json.loads(on_span[sc.SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "be brief"}]
+    event_only = seen[CaptureMode.EVENT_ONLY]
+    assert sc.INPUT_MESSAGES not in event_only.attributes
+    (event,) = event_only.events
+    assert event.name == sc.EVENT_INFERENCE_DETAILS and sc.INPUT_MESSAGES in event.attributes
+    both = seen[CaptureMode.SPAN_AND_EVENT]
+    assert sc.INPUT_MESSAGES in both.attributes and both.events[0].name == sc.EVENT_INFERENCE_DETAILS
+
+
+def test_content_is_capped_to_the_configured_size(settings):
+    settings(max_attribute_bytes=256)
+    rig = Rig()
+    h = rig.recorder.start(sc.OP_CHAT, model="m", provider="openai")
+    h.set_input([content.message("user", [content.text_part("x" * 100_000)])])
+    h.end()
+    (span,) = rig.exporter.get_finished_spans()
+    text = span.attributes[sc.INPUT_MESSAGES]
+    assert len(text.encode()) <= 256
+    assert json.loads(text)[0]["role"] == "user"
+
+
+def test_tool_and_retrieval_content_use_their_genai_attributes(rig):
+    tool = rig.recorder.start(sc.OP_EXECUTE_TOOL, "weather")
+    tool.set_request(tool_name="weather", tool_call_id="c1")
+    tool.set_input(value={"city": "Hangzhou"})
+    tool.set_output(value={"temp": 21})
+    tool.end()
+    retrieval = rig.recorder.start(sc.OP_RETRIEVAL, "kb")
+    retrieval.set_input(value="refund policy")
+    retrieval.set_output(value=[{"id": "d1", "score": 0.9}])
+    retrieval.end()
+    spans = rig.spans()
+    t = spans["execute_tool weather"].attributes
+    assert json.loads(t[sc.TOOL_CALL_ARGUMENTS]) == {"city": "Hangzhou"}
+    assert json.loads(t[sc.TOOL_CALL_RESULT]) == {"temp": 21}
+    assert t[sc.TOOL_NAME] == "weather" and t[sc.TOOL_CALL_ID] == "c1"
+    r = spans["retrieval kb"].attributes
+    assert r[sc.RETRIEVAL_QUERY_TEXT] == "refund policy"
+    assert json.loads(r[sc.RETRIEVAL_DOCUMENTS]) == [{"id": "d1", "score": 0.9}]
+
+
+def test_handles_cross_threads_and_never_attach_context(rig):
+    root = rig.recorder.start(sc.OP_CHAIN, "root", parent=ROOT)
+    handles = {}
+
+    def start(i):
+        handles[i] = rig.recorder.start(sc.OP_CHAT, model=f"m{i}", provider="openai", parent=root)
+
+    def finish(i):
+        handles[i].chunk()
+        handles[i].end()
+
+    for target in (start, finish):
+        threads = [threading.Thread(target=target, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    root.end()
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    spans = rig.exporter.get_finished_spans()
+    assert len(spans) == 21
+    root_id = rig.spans()["root"].context.span_id
+    assert all(s.parent.span_id == root_id for s in spans if s.name != "root")
+
+
+def test_concurrent_asyncio_traces_do_not_cross_talk_or_leak_context(rig):
+    async def one(i):
+        root = rig.recorder.start(sc.OP_CHAIN, f"req-{i}", parent=ROOT, session_id=f"s{i}")
+        await asyncio.sleep(0)
+        child = rig.recorder.start(sc.OP_CHAT, model=f"model-{i}", provider="openai", parent=root)
+        await asyncio.sleep(0.001 * (i % 3))
+        child.chunk()
+        child.end()
+        root.end()
+        return otel_context.get_current()
+
+    async def main():
+        return await asyncio.gather(*(one(i) for i in range(50)))
+
+    before = otel_context.get_current()
+    contexts = asyncio.run(main())
+    assert otel_context.get_current() == before
+    assert all(trace.get_current_span(c) is trace.INVALID_SPAN for c in contexts)
+    spans = rig.spans()
+    for i in range(50):
+        root, child = spans[f"req-{i}"], spans[f"chat model-{i}"]
+        assert child.parent.span_id == root.context.span_id
+        assert child.attributes[sc.SESSION_ID] == f"s{i}"
+
+
+def test_span_end_plugin_enriches_and_a_raising_plugin_is_contained(rig):
+    class Enricher:
+        @plugins.hookimpl
+        def llmobs_span_end(self, handle):
+            handle.set_attribute("app.tenant", "acme")
+
+    class Broken:
+        @plugins.hookimpl
+        def llmobs_span_end(self, handle):
+            raise RuntimeError("plugin bug")
+
+    enricher, broken = Enricher(), Broken()
+    plugins.register(enricher)
+    try:
+        h = rig.recorder.start(sc.OP_CHAIN, "c")
+        h.end()
+        plugins.register(broken)
+        h2 = rig.recorder.start(sc.OP_CHAIN, "d")
+        h2.end()
+    finally:
+        plugins.unregister(enricher)
+        plugins.unregister(broken)
+    spans = rig.spans()
+    assert spans["c"].attributes["app.tenant"] == "acme"
+    assert "d" in spans  # the span still ended despite the broken plugin
+    assert selfstats.snapshot().get("plugin.hook_failed:llmobs_span_end") == 1
+
+
+def test_bad_input_never_raises_into_the_application(rig):
+    h = rig.recorder.start(sc.OP_CHAT, model="m", provider="openai", parent=12345)  # unsupported parent
+    h.set_request(temperature=object(), nonsense=1)
+    h.set_usage("many", None)
+    h.chunk(at_ns=-5)
+    h.end(end_time_ns=0)
+    assert selfstats.snapshot().get("recorder.start_failed") == 1
+    assert selfstats.snapshot().get("recorder.unknown_request_parameter") == 1
