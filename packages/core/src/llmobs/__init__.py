@@ -17,7 +17,7 @@ _LAZY = {
     "shutdown": ("llmobs.export", "shutdown"),
     "span": ("llmobs.api", "span"),
     "trace": ("llmobs.api", "trace"),
-    "recorder": ("llmobs.recorder", "recorder"),
+    "get_recorder": ("llmobs.recorder", "get_recorder"),
     "ROOT": ("llmobs.recorder", "ROOT"),
     "hookimpl": ("llmobs.plugins", "hookimpl"),
 }
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from llmobs.api import span, trace
     from llmobs.export import configure, flush, shutdown
     from llmobs.plugins import hookimpl
-    from llmobs.recorder import ROOT, recorder
+    from llmobs.recorder import ROOT, get_recorder
 
 
 def __getattr__(name: str) -> Any:
@@ -41,4 +41,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["ROOT", "__version__", "configure", "flush", "hookimpl", "recorder", "shutdown", "span", "trace"]
+__all__ = ["ROOT", "__version__", "configure", "flush", "get_recorder", "hookimpl", "shutdown", "span", "trace"]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from opentelemetry import context as otel_context
 
 from llmobs import semconv as sc
-from llmobs.recorder import SpanHandle, recorder
+from llmobs.recorder import SpanHandle, get_recorder
 
 F = TypeVar("F", bound=Callable[..., Any])
 _INTERRUPTS = (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)
@@ -38,7 +38,9 @@ def span(
     An exception leaving the block marks the span as an error and propagates unchanged; an interrupt
     (cancellation, KeyboardInterrupt) ends it as cancelled, not as an error.
     """
-    handle = recorder().start(operation, name, parent=parent, session_id=session_id, user_id=user_id, **start_options)
+    handle = get_recorder().start(
+        operation, name, parent=parent, session_id=session_id, user_id=user_id, **start_options
+    )
     if input is not None:
         handle.set_input(value=input)
     token = otel_context.attach(handle.context)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from llmobs import content, export
 from llmobs import semconv as sc
-from llmobs.recorder import ROOT, SpanHandle, recorder
+from llmobs.recorder import ROOT, SpanHandle, get_recorder
 
 QUESTIONS = [
     ("Where is my order #A1043?", "A1043"),
@@ -73,7 +73,7 @@ def _llm(
     tool_call: dict | None = None,
     fail: BaseException | None = None,
 ) -> None:
-    handle = recorder().start(
+    handle = get_recorder().start(
         sc.OP_CHAT, provider=provider, model=model, parent=parent, start_time_ns=clock.advance(0.002)
     )
     handle.set_request(temperature=0.2, max_tokens=512, stream=True, server_address=f"api.{provider}.example")
@@ -104,7 +104,7 @@ def run_session(index: int, clock: Clock, rng: random.Random, *, fail_answer: bo
     """One user question end to end; returns the trace id."""
     question, order_id = QUESTIONS[index % len(QUESTIONS)]
     session_id = f"sess-{index // 2 + 1:04d}"
-    agent = recorder().start(
+    agent = get_recorder().start(
         sc.OP_INVOKE_AGENT,
         "support-agent",
         parent=ROOT,
@@ -116,10 +116,10 @@ def run_session(index: int, clock: Clock, rng: random.Random, *, fail_answer: bo
     agent.set_request(agent_name="support-agent")
     agent.set_input(value=question)
 
-    retrieval = recorder().start(sc.OP_RETRIEVAL, "kb", parent=agent, start_time_ns=clock.advance(0.001))
+    retrieval = get_recorder().start(sc.OP_RETRIEVAL, "kb", parent=agent, start_time_ns=clock.advance(0.001))
     retrieval.set_request(data_source_id="kb", top_k=3)
     retrieval.set_input(value=question)
-    embedding = recorder().start(
+    embedding = get_recorder().start(
         sc.OP_EMBEDDINGS,
         provider=sc.PROVIDER_OPENAI,
         model="text-embedding-3-small",
@@ -136,7 +136,9 @@ def run_session(index: int, clock: Clock, rng: random.Random, *, fail_answer: bo
     _llm(agent, clock, rng, provider=sc.PROVIDER_DASHSCOPE, model="qwen-plus", messages=messages,
          answer=None, tool_call={"order_id": order_id})  # fmt: skip
 
-    tool = recorder().start(sc.OP_EXECUTE_TOOL, "get_order_status", parent=agent, start_time_ns=clock.advance(0.001))
+    tool = get_recorder().start(
+        sc.OP_EXECUTE_TOOL, "get_order_status", parent=agent, start_time_ns=clock.advance(0.001)
+    )
     tool.set_request(tool_name="get_order_status", tool_call_id="call_1", tool_type="function")
     status = {"order_id": order_id, "status": rng.choice(["shipped", "processing", "out_for_delivery"])}
     tool.set_input(value={"order_id": order_id})

@@ -1,6 +1,6 @@
 """The only way llmobs creates spans and records GenAI metrics.
 
-A framework event becomes ``recorder().start(operation, name, parent=...)`` → a :class:`SpanHandle` with
+A framework event becomes ``get_recorder().start(operation, name, parent=...)`` → a :class:`SpanHandle` with
 ``set_request``, ``set_input``, ``chunk``/``first_token``, ``set_usage``, ``set_output`` and ``end``.
 Handles never attach themselves to the OpenTelemetry context: framework callbacks start and end runs on
 different threads and asyncio tasks, so parenting is explicit (a handle, a Context, a SpanContext or a
@@ -638,7 +638,7 @@ _default: Recorder | None = None
 _default_lock = threading.Lock()
 
 
-def recorder() -> Recorder:
+def get_recorder() -> Recorder:
     """The process-wide recorder over the global OTel providers.
 
     On first use, if the application has installed no OpenTelemetry SDK provider, llmobs configures
