@@ -32,6 +32,8 @@ from llmobs import config, plugins, selfstats
 from llmobs import semconv as sc
 
 _log = logging.getLogger("llmobs")
+DEFAULT_QUEUE_SIZE = 16_384
+DEFAULT_SCHEDULE_DELAY_MS = 1_000
 _lock = threading.RLock()
 
 
@@ -48,6 +50,27 @@ class _State:
 
 _state = _State()
 _installed_provider: TracerProvider | None = None  # the global provider llmobs installed, if any
+
+
+class _BatchProcessor(BatchSpanProcessor):
+    """The SDK's batch processor with a deeper default queue, counting what a full queue drops.
+
+    LLM apps export in bursts (an agent run ends dozens of spans at once): the SDK default of 2048
+    queued spans silently drops under a burst. ``OTEL_BSP_*`` variables still take precedence.
+    """
+
+    def __init__(self, exporter: SpanExporter, environ: Mapping[str, str]) -> None:
+        queue = None if environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else DEFAULT_QUEUE_SIZE
+        delay = None if environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MS
+        super().__init__(exporter, max_queue_size=queue, schedule_delay_millis=delay)
+        inner = getattr(self, "_batch_processor", None)
+        self._queue = getattr(inner, "_queue", None)
+
+    def on_end(self, span: Any) -> None:
+        queue = self._queue
+        if queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen:
+            selfstats.count("export.queue_full_dropped")
+        super().on_end(span)
 
 
 def _otlp_endpoint_set(environ: Mapping[str, str], signal: str) -> bool:
@@ -165,7 +188,9 @@ def configure(**overrides: Any) -> config.Settings:
             _log.warning("llmobs: the global tracer provider is %s, not the SDK's; adding no exporters", current)
             provider = None
         names = resolve_exporters(settings, environ, app_provider) if provider is not None else ()
-        processors: list[SpanProcessor] = [BatchSpanProcessor(_span_exporter(n, settings, environ)) for n in names]
+        processors: list[SpanProcessor] = [
+            _BatchProcessor(_span_exporter(n, settings, environ), environ) for n in names
+        ]
         if provider is not None:
             processors += plugins.span_processors(settings)
             for processor in processors:

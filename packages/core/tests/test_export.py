@@ -1,0 +1,122 @@
+"""Export wiring: exit flush into the store, auto-configuration, the application's own providers."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from llmobs import export
+from llmobs import semconv as sc
+from llmobs.recorder import ROOT, get_recorder
+
+WRITE_SPANS = """
+import llmobs
+from llmobs.recorder import ROOT, get_recorder
+{configure}
+for i in range({traces}):
+    root = get_recorder().start("invoke_agent", "agent", parent=ROOT, session_id=f"s{{i}}")
+    for j in range(4):
+        llm = get_recorder().start("chat", provider="openai", model="gpt-4o-mini", parent=root)
+        llm.set_usage(100, 20)
+        llm.end()
+    root.end()
+print("done")
+"""
+
+
+def run_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def count_spans(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select count(*) from spans").fetchone()[0]
+
+
+def test_normal_exit_flushes_every_span_to_the_store(tmp_path):
+    db = tmp_path / "exit.db"
+    configure = f"llmobs.configure(exporters=['store'], store={str(db)!r})"
+    run_python(WRITE_SPANS.format(configure=configure, traces=1000), tmp_path)
+    assert count_spans(db) == 5000
+
+
+def test_a_full_export_queue_is_counted_not_silent(tmp_path):
+    db = tmp_path / "tiny.db"
+    code = WRITE_SPANS.format(configure=f"llmobs.configure(exporters=['store'], store={str(db)!r})", traces=200)
+    code += "from llmobs import selfstats; print(selfstats.snapshot().get('export.queue_full_dropped', 0))"
+    out = run_python(
+        code, tmp_path, OTEL_BSP_MAX_QUEUE_SIZE="8", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="8", OTEL_BSP_SCHEDULE_DELAY="60000"
+    )
+    dropped = int(out.stdout.split()[-1])
+    assert dropped > 0
+    # The count is taken as the queue fills, racing the worker by at most one batch.
+    assert abs(count_spans(db) + dropped - 1000) <= 8
+
+
+def test_auto_configuration_writes_to_the_default_store_in_the_working_directory(tmp_path):
+    run_python(WRITE_SPANS.format(configure="", traces=3), tmp_path)
+    assert count_spans(tmp_path / ".llmobs" / "llmobs.db") == 15
+
+
+def test_llmobs_store_variable_moves_the_default_store(tmp_path):
+    db = tmp_path / "elsewhere" / "x.db"
+    run_python(WRITE_SPANS.format(configure="", traces=2), tmp_path, LLMOBS_STORE=str(db))
+    assert count_spans(db) == 10
+    assert not (tmp_path / ".llmobs").exists()
+
+
+def test_auto_configuration_can_be_turned_off(tmp_path):
+    run_python(WRITE_SPANS.format(configure="", traces=2), tmp_path, LLMOBS_AUTO_CONFIGURE="false")
+    assert not (tmp_path / ".llmobs").exists()
+
+
+def test_console_exporter_prints_spans(tmp_path):
+    out = run_python(WRITE_SPANS.format(configure="llmobs.configure(exporters=['console'])", traces=1), tmp_path)
+    assert '"name": "chat gpt-4o-mini"' in out.stdout
+    assert not (tmp_path / ".llmobs").exists()
+
+
+def test_service_name_and_resource_attributes_from_otel_variables(tmp_path):
+    db = tmp_path / "svc.db"
+    code = WRITE_SPANS.format(configure=f"llmobs.configure(exporters=['store'], store={str(db)!r})", traces=1)
+    run_python(code, tmp_path, OTEL_SERVICE_NAME="checkout-bot", OTEL_RESOURCE_ATTRIBUTES="deployment.environment=ci")
+    with sqlite3.connect(db) as conn:
+        services = {row[0] for row in conn.execute("select service from spans")}
+        resource = conn.execute("select resource from spans limit 1").fetchone()[0]
+    assert services == {"checkout-bot"}
+    assert "deployment.environment" in resource
+
+
+def test_application_providers_are_used_not_replaced(spans, settings, tmp_path):
+    settings()
+    assert export.configure() and export.exporters() == ()  # auto adds nothing to the app's provider
+    db = tmp_path / "also.db"
+    try:
+        export.shutdown()
+        export.configure(exporters=["store"], store=str(db))
+        export.configure(exporters=["store"], store=str(db))  # idempotent: still one store processor
+        assert export.exporters() == ("store",)
+        h = get_recorder().start(sc.OP_CHAT, model="gpt-4o", provider="openai", parent=ROOT)
+        h.end()
+        assert export.flush()
+    finally:
+        export.shutdown()
+    assert [s.name for s in spans.get_finished_spans()] == ["chat gpt-4o"]  # the app's exporter saw it
+    assert count_spans(db) == 1
+    h = get_recorder().start(sc.OP_CHAT, model="after", provider="openai", parent=ROOT)
+    h.end()
+    assert count_spans(db) == 1  # shutdown detached the store processor from the app's provider
