@@ -116,7 +116,10 @@ def test(extra: list[str]) -> int:
 def main(argv: list[str]) -> int:
     task, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if task == "demo":
-        return _run(setup() / "llmobs", "demo", *rest)
+        status = _run(setup() / "llmobs", "demo", *rest)
+        if status == 0:
+            print("(in this checkout, run those as `python dev.py llmobs …` or `.venv/bin/llmobs …`)")
+        return status
     if task == "test":
         return test(rest)
     if task == "llmobs":

@@ -10,6 +10,7 @@ reproducible while the traces look like a real day's.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -171,6 +172,8 @@ def main(args: argparse.Namespace | None = None) -> int:
     overrides: dict = {"exporters": ["store"]}
     if store:
         overrides["store"] = str(store)
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        overrides["service_name"] = "llmobs-demo"
     settings = export.configure(**overrides)
     rng = random.Random(42)
     clock = Clock(time.time_ns() - int(60e9) * sessions)
@@ -180,9 +183,10 @@ def main(args: argparse.Namespace | None = None) -> int:
         trace_ids.append(run_session(index, clock, rng, fail_answer=index == 1))
     export.flush()
     path = Path(settings.store_path()).resolve()
+    where = f" --store {store}" if store else ""
     print(f"llmobs demo: {len(trace_ids)} traces ({sessions} sessions, one rate-limited call) → {path}")
     print("Look next:")
-    print("  llmobs traces            # newest traces")
-    print(f"  llmobs show {trace_ids[1][:12]}   # the trace with the failed call, as a tree")
-    print("  llmobs stats             # per model: calls, errors, latency and TTFT percentiles, tokens, cost")
+    print(f"  llmobs{where} traces                 # newest traces")
+    print(f"  llmobs{where} show {trace_ids[1][:12]}    # the trace with the failed call, as a tree")
+    print(f"  llmobs{where} stats                  # per model: calls, errors, latency/TTFT percentiles, tokens, cost")
     return 0
