@@ -1,0 +1,326 @@
+"""``SQLiteSpanExporter``: finished spans into the local trace store, plus its retention.
+
+Meant to sit behind the SDK's ``BatchSpanProcessor``, whose worker thread calls :meth:`export`, so a
+batch is written directly: converted cheaply (typed columns plus one ``json`` encoding of the
+attributes) and inserted with ``executemany`` in one transaction. It never raises into the SDK;
+what it cannot write is counted in :mod:`llmobs.selfstats`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.semconv.attributes.exception_attributes import EXCEPTION_TYPE
+
+from llmobs import selfstats
+from llmobs import semconv as sc
+from llmobs.store import schema
+
+# Inherited connections are never used nor closed in a forked child: closing one could checkpoint or
+# unlock on the parent's behalf. Keeping a reference stops garbage collection from closing them.
+_inherited: list[sqlite3.Connection] = []
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much history the store keeps; ``None`` disables a limit.
+
+    Applied by the writer once when it opens the store and then at most every ``check_every_s``.
+    Age deletes whole traces whose first span started before the cutoff; size deletes whole oldest
+    traces until the live pages fit in ``max_bytes``. Freed pages are handed back to the file system
+    by ``PRAGMA incremental_vacuum`` (stores are created with ``auto_vacuum = INCREMENTAL``); the file
+    shrinks at the next WAL checkpoint.
+    """
+
+    max_age_days: float | None = 7
+    max_bytes: int | None = 512 * 1024 * 1024
+    check_every_s: float = 60
+
+
+DEFAULT_RETENTION = Retention()
+#: Size enforcement gives up after this many delete rounds, so one check stays bounded.
+_SIZE_ROUNDS = 8
+#: Spans whose traces one retention transaction deletes at most.
+_DELETE_CHUNK = 5000
+
+
+class SQLiteSpanExporter(SpanExporter):
+    """Writes span batches into the SQLite trace store at ``path`` (default: :func:`default_path`).
+
+    Thread-safe; the connection is opened on first export and reopened in a forked child.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 retention: Retention | None = DEFAULT_RETENTION) -> None:
+        self.path = Path(path).expanduser() if path is not None else schema.default_path()
+        self.retention = retention
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._retention_due = 0.0
+        self._shut_down = False
+        ref = weakref.WeakMethod(self._after_fork)
+        os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m())
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        rows = _rows(spans)
+        if rows and not self._write(rows):
+            selfstats.count("store.dropped_spans", len(rows))
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if len(rows) == len(spans) else SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered here: every export is committed before it returns."""
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shut_down = True
+            self._close()
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> bool:
+        with self._lock:
+            if self._shut_down:
+                return False
+            try:
+                conn = self._connection()
+                schema.write(conn, lambda c: _insert(c, rows))
+            except Exception as exc:
+                selfstats.failure("store.write_failed", exc)
+                self._close()  # reopen on the next batch, in case the connection itself is broken
+                return False
+            self._maybe_apply_retention(conn)
+            return True
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # forked without the at-fork hook running (e.g. from C code)
+            self._forget_connection()
+        if self._conn is None:
+            self._conn = schema.open_writer(self.path)
+            self._retention_due = 0.0
+        return self._conn
+
+    def _close(self) -> None:
+        if self._pid != os.getpid():
+            self._forget_connection()
+        elif self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at fork time
+        self._forget_connection()
+
+    def _forget_connection(self) -> None:
+        if self._conn is not None:
+            _inherited.append(self._conn)
+        self._conn = None
+        self._pid = os.getpid()
+
+    def _maybe_apply_retention(self, conn: sqlite3.Connection) -> None:
+        if self.retention is None or time.monotonic() < self._retention_due:
+            return
+        self._retention_due = time.monotonic() + self.retention.check_every_s
+        try:
+            apply_retention(conn, self.retention)
+        except Exception as exc:  # the batch is already committed; retention retries next time
+            selfstats.failure("store.retention_failed", exc)
+
+
+def apply_retention(conn: sqlite3.Connection, retention: Retention) -> int:
+    """Delete expired and, if the store is too big, oldest whole traces; return spans deleted."""
+    deleted = 0
+    if retention.max_age_days is not None:
+        deleted += _delete_traces_started_before(conn, time.time_ns() - int(retention.max_age_days * 86400e9))
+    if retention.max_bytes is not None:
+        for _ in range(_SIZE_ROUNDS):
+            cutoff = _size_cutoff(conn, retention.max_bytes)
+            removed = 0 if cutoff is None else _delete_traces_started_before(conn, cutoff + 1)
+            if not removed:
+                break
+            deleted += removed
+    if deleted:
+        # executescript steps the pragma to completion; execute() would free a single page.
+        schema.retry_locked(lambda: conn.executescript("PRAGMA incremental_vacuum"))
+    return deleted
+
+
+def used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of the database pages in use (free pages excluded)."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return pages * conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def _delete_traces_started_before(conn: sqlite3.Connection, cutoff_ns: int) -> int:
+    """Delete every trace with a span that started before the cutoff, in short transactions.
+
+    Chunks keep each write lock brief, so other writer processes never wait out their busy timeout.
+    """
+    deleted = 0
+    while True:
+        removed = schema.write(conn, lambda c: c.execute(
+            "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM spans WHERE start_ns < ? LIMIT ?)",
+            (cutoff_ns, _DELETE_CHUNK),
+        ).rowcount)
+        if not removed:
+            return deleted
+        deleted += removed
+
+
+def _size_cutoff(conn: sqlite3.Connection, max_bytes: int) -> int | None:
+    """The start time up to which traces should go to fit in ``max_bytes``; None if they fit.
+
+    Spans are taken to be of similar size: the oldest share of them over the limit goes, plus 10%.
+    """
+    used = used_bytes(conn)
+    total = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] if used > max_bytes else 0
+    if not total:
+        return None
+    share = min(1.0, (used - max_bytes) / used * 1.1)
+    offset = min(total, math.ceil(total * share)) - 1
+    row = conn.execute("SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET ?", (offset,)).fetchone()
+    return None if row is None else row[0]  # None: another writer's retention got there first
+
+
+def _rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
+    """Convert spans to rows; a span that cannot be converted is counted and skipped."""
+    resources: dict[int, tuple[str, Any]] = {}
+    rows = []
+    for span in spans:
+        try:
+            rows.append(_row(span, resources))
+        except Exception as exc:
+            selfstats.count("store.dropped_spans")
+            selfstats.failure("store.convert_failed", exc)
+    return rows
+
+
+def _row(span: ReadableSpan, resources: dict[int, tuple[str, Any]]) -> tuple[Any, ...]:
+    """One span in :data:`_INSERT` order. Numbers are bound as found; the INSERT casts them."""
+    ctx = span.context
+    try:
+        attrs = span.attributes.copy()  # the SDK's BoundedAttributes copies its dict far faster than dict()
+    except AttributeError:
+        attrs = None
+    if not isinstance(attrs, dict):
+        attrs = dict(span.attributes)
+    get = attrs.get
+    resource = span.resource
+    cached = resources.get(id(resource))
+    if cached is None:
+        res_attrs = dict(resource.attributes) if resource is not None else {}
+        cached = resources[id(resource)] = (_encode(res_attrs), res_attrs.get(sc.SERVICE_NAME))
+    start = span.start_time or 0
+    end = span.end_time or start
+    status = span.status.status_code.name
+    events = span.events
+    error_type = get(sc.ERROR_TYPE)
+    if error_type is None and status == "ERROR":
+        error_type = next((e.attributes[EXCEPTION_TYPE] for e in events
+                           if e.attributes and EXCEPTION_TYPE in e.attributes), None)
+    ttft = get(sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS)
+    if ttft is None:
+        ttft = _seconds_to_ns(get(sc.RESPONSE_TIME_TO_FIRST_CHUNK))
+    scope = span.instrumentation_scope
+    return (
+        f"{ctx.trace_id:032x}",
+        f"{ctx.span_id:016x}",
+        f"{span.parent.span_id:016x}" if span.parent is not None else None,
+        span.name,
+        get(sc.SPAN_KIND),
+        get(sc.OPERATION_NAME),
+        cached[1],
+        get(sc.PROVIDER_NAME),
+        get(sc.REQUEST_MODEL),
+        get(sc.RESPONSE_MODEL),
+        start,
+        end,
+        end - start,
+        status,
+        error_type,
+        ttft,
+        get(sc.USAGE_INPUT_TOKENS),
+        get(sc.USAGE_OUTPUT_TOKENS),
+        get(sc.USAGE_TOTAL_TOKENS),
+        get(sc.COST_USD),
+        get(sc.SESSION_ID) or get(sc.CONVERSATION_ID),
+        get(sc.USER_ID),
+        get(sc.SAMPLING_ADJUSTED_COUNT),
+        _encode(attrs),
+        _encode([{"name": e.name, "time_ns": e.timestamp, "attributes": dict(e.attributes or {})}
+                 for e in events]) if events else "[]",
+        cached[0],
+        scope.name if scope is not None else None,
+    )
+
+
+def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    try:
+        conn.executemany(_INSERT, rows)
+    except (sqlite3.ProgrammingError, OverflowError):
+        # An attribute SQLite cannot bind (a list where a string belongs, an int over 64 bits):
+        # store such values as JSON text. Rows already inserted are simply replaced.
+        conn.executemany(_INSERT, [tuple(map(_bindable, row)) for row in rows])
+
+
+def _bindable(value: Any) -> Any:
+    if value is None or isinstance(value, str | float | bytes):
+        return value
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    return _encode(value)
+
+
+def _seconds_to_ns(value: Any) -> int | None:
+    try:
+        return round(float(value) * 1e9)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _insert_sql() -> str:
+    """``INSERT OR REPLACE`` (re-exports are idempotent) that casts attribute numbers to column types."""
+    slot = {name: f"?{i}" for i, name in enumerate(schema.COLUMNS, 1)}
+    values = dict(slot)
+    for name in ("ttft_ns", "input_tokens", "output_tokens"):
+        values[name] = f"CAST({slot[name]} AS INTEGER)"
+    tokens_in, tokens_out = values["input_tokens"], values["output_tokens"]
+    values["total_tokens"] = (
+        f"COALESCE(CAST({slot['total_tokens']} AS INTEGER), CASE WHEN {slot['input_tokens']} IS NULL"
+        f" AND {slot['output_tokens']} IS NULL THEN NULL ELSE IFNULL({tokens_in}, 0) + IFNULL({tokens_out}, 0) END)"
+    )
+    values["cost_usd"] = f"CAST({slot['cost_usd']} AS REAL)"
+    values["adjusted_count"] = f"IFNULL(CAST({slot['adjusted_count']} AS REAL), 1.0)"
+    for name in ("span_kind", "operation", "service", "provider", "request_model", "response_model",
+                 "error_type", "session_id", "user_id"):
+        values[name] = f"CAST({slot[name]} AS TEXT)"
+    return (
+        f"INSERT OR REPLACE INTO spans ({', '.join(schema.COLUMNS)})"
+        f" VALUES ({', '.join(values[name] for name in schema.COLUMNS)})"
+    )
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """Compact JSON keeping non-ASCII text; ``json.dumps`` rebuilds its C encoder on every call."""
+    slow = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, check_circular=False).encode
+    if c_make_encoder is None:
+        return slow
+    fast = c_make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
+    return lambda obj: "".join(fast(obj, 0))
+
+
+_INSERT = _insert_sql()
+_encode = _json_encoder()

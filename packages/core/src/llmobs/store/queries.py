@@ -1,0 +1,321 @@
+"""``TraceStore``: the read side of the trace store, for the CLI and for tests.
+
+Each method reads one consistent WAL snapshot, so it never blocks (nor is blocked by) writers.
+Aggregates count a token or a dollar once: only inference spans (``semconv.INFERENCE_OPERATIONS``)
+carry them, never the agent or chain spans that may repeat their children's totals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import string
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llmobs import semconv as sc
+from llmobs.store import schema
+
+T = TypeVar("T")
+
+_INFERENCE = tuple(sorted(sc.INFERENCE_OPERATIONS))
+_IS_INFERENCE = f"operation IN ({', '.join('?' * len(_INFERENCE))})"
+_HEX = frozenset(string.hexdigits.lower())
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    """One stored span: the typed columns plus its decoded attributes, events and resource."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    span_kind: str | None
+    operation: str | None
+    service: str | None
+    provider: str | None
+    request_model: str | None
+    response_model: str | None
+    start_ns: int
+    end_ns: int
+    duration_ns: int
+    status: str
+    error_type: str | None
+    ttft_ns: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+    session_id: str | None
+    user_id: str | None
+    adjusted_count: float
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    resource: dict[str, Any]
+    scope: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """One trace as listed: its root span (or earliest span if the root is not stored) and totals."""
+
+    trace_id: str
+    name: str
+    kind: str | None
+    service: str | None
+    start_ns: int
+    duration_ns: int
+    span_count: int
+    error_count: int
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    cost_usd: float | None
+    session_id: str | None
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """Inference totals for one (provider, model), weighted by each span's sampling adjusted count.
+
+    ``model`` is the request model (the one the application chose), else the response model.
+    Percentiles are in seconds; the TTFT ones cover only spans that recorded a TTFT.
+    """
+
+    provider: str | None
+    model: str | None
+    calls: float
+    errors: float
+    error_rate: float
+    p50_duration_s: float | None
+    p95_duration_s: float | None
+    p50_ttft_s: float | None
+    p95_ttft_s: float | None
+    input_tokens: float
+    output_tokens: float
+    cost_usd: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TraceStore:
+    """Queries over the store at ``path`` (default: :func:`default_path`), safe while writers write.
+
+    Raises :class:`FileNotFoundError` when there is no store file yet.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else schema.default_path()
+        self._conn = schema.open_reader(self.path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> TraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def list_traces(self, limit: int = 20, *, errors_only: bool = False,
+                    service: str | None = None) -> list[TraceSummary]:
+        """The ``limit`` most recently active traces, newest start first.
+
+        ``errors_only`` keeps traces with at least one error span; ``service`` keeps traces with at
+        least one span from that service.
+        """
+        where, params = [], []
+        if service is not None:
+            where.append("service = ?")
+            params.append(service)
+        if errors_only:
+            where.append("status = 'ERROR'")
+        sql = "SELECT trace_id FROM spans" + (" WHERE " + " AND ".join(where) if where else "")
+
+        def read(conn: sqlite3.Connection) -> list[TraceSummary]:
+            # Walk the start-time index backwards until enough distinct traces are seen.
+            cursor = conn.execute(sql + " ORDER BY start_ns DESC", params)
+            ids = _first_distinct((tid for (tid,) in cursor), limit)
+            cursor.close()
+            summaries = _summaries(conn, ids)
+            return sorted(summaries, key=lambda s: s.start_ns, reverse=True)
+
+        return self._read(read, [])
+
+    def get_trace(self, trace_id: str) -> list[SpanRecord]:
+        """Every span of the trace whose id is ``trace_id`` or starts with it, ordered by start.
+
+        Raises :class:`KeyError` if no stored trace matches or the prefix matches several.
+        """
+        prefix = trace_id.strip().lower()
+        if not prefix or len(prefix) > 32 or not _HEX.issuperset(prefix):
+            raise KeyError(f"not a trace id: {trace_id!r} (expected up to 32 hex digits)")
+
+        def read(conn: sqlite3.Connection) -> list[SpanRecord]:
+            match = _resolve(conn, prefix)
+            if match is None:
+                return []
+            rows = conn.execute(
+                f"SELECT {', '.join(schema.COLUMNS)} FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id",
+                (match,),
+            ).fetchall()
+            return [_span_record(row) for row in rows]
+
+        spans = self._read(read, [])
+        if not spans:
+            raise KeyError(f"no trace {trace_id!r} in the store")
+        return spans
+
+    def model_stats(self, *, since_ns: int | None = None) -> list[ModelStats]:
+        """Per (provider, model) inference statistics, busiest first, weighted by adjusted count."""
+        sql = (
+            "SELECT provider, COALESCE(request_model, response_model), duration_ns, ttft_ns,"
+            " status = 'ERROR', input_tokens, output_tokens, cost_usd, adjusted_count"
+            f" FROM spans WHERE {_IS_INFERENCE}"
+        )
+        params: list[Any] = list(_INFERENCE)
+        if since_ns is not None:
+            sql += " AND start_ns >= ?"
+            params.append(since_ns)
+        rows = self._read(lambda conn: conn.execute(sql, params).fetchall(), [])
+        groups: dict[tuple[str | None, str | None], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            groups.setdefault((row[0], row[1]), []).append(row)
+        stats = [_model_stats(key, group) for key, group in groups.items()]
+        return sorted(stats, key=lambda s: (-s.calls, s.provider or "", s.model or ""))
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T], empty: T) -> T:
+        """Run ``fn`` in one read transaction; ``empty`` if no writer has created the schema yet."""
+
+        def attempt() -> T:
+            self._conn.execute("BEGIN")
+            try:
+                return fn(self._conn) if schema.has_schema(self._conn) else empty
+            finally:
+                self._conn.execute("COMMIT")
+
+        return schema.retry_locked(attempt)
+
+
+def weighted_percentile(values: Iterable[tuple[float, float]], q: float) -> float | None:
+    """The smallest value whose cumulative weight reaches ``q`` of the total (None if no weight).
+
+    ``values`` are (value, weight) pairs; with unit weights this is the nearest-rank percentile.
+    """
+    pairs = sorted((v, w) for v, w in values if w > 0)
+    total = sum(w for _, w in pairs)
+    if not total:
+        return None
+    target = q * total * (1 - 1e-12)  # tolerate float rounding in the running sum
+    running = 0.0
+    for value, weight in pairs:
+        running += weight
+        if running >= target:
+            return value
+    return pairs[-1][0]
+
+
+def _first_distinct(ids: Iterable[str], limit: int) -> list[str]:
+    if limit <= 0:
+        return []
+    seen: dict[str, None] = {}  # insertion-ordered set
+    for tid in ids:
+        seen[tid] = None
+        if len(seen) >= limit:
+            break
+    return list(seen)
+
+
+def _summaries(conn: sqlite3.Connection, ids: list[str]) -> list[TraceSummary]:
+    if not ids:
+        return []
+    selected = "trace_id IN (SELECT value FROM json_each(?))"
+    id_list = json.dumps(ids)
+    totals = {
+        row[0]: row[1:] for row in conn.execute(
+            "SELECT trace_id, COUNT(*), SUM(status = 'ERROR'), MIN(start_ns), MAX(end_ns),"
+            f" SUM(CASE WHEN {_IS_INFERENCE} THEN input_tokens END),"
+            f" SUM(CASE WHEN {_IS_INFERENCE} THEN output_tokens END),"
+            f" SUM(CASE WHEN {_IS_INFERENCE} THEN total_tokens END),"
+            f" SUM(CASE WHEN {_IS_INFERENCE} THEN cost_usd END),"
+            f" MAX(session_id) FROM spans WHERE {selected} GROUP BY trace_id",
+            (*_INFERENCE * 4, id_list),
+        )
+    }
+    # The root is the parentless span; failing that (root not exported yet), the earliest span.
+    roots = conn.execute(
+        "SELECT trace_id, name, span_kind, service, duration_ns, status, parent_span_id IS NULL FROM ("
+        " SELECT *, ROW_NUMBER() OVER (PARTITION BY trace_id ORDER BY parent_span_id IS NOT NULL, start_ns)"
+        f" AS rn FROM spans WHERE {selected}) WHERE rn = 1",
+        (id_list,),
+    )
+    summaries = []
+    for tid, name, kind, service, root_duration, root_status, is_root in roots:
+        count, errors, start, end, tokens_in, tokens_out, tokens_total, cost, session = totals[tid]
+        summaries.append(TraceSummary(
+            trace_id=tid, name=name, kind=kind, service=service, start_ns=start,
+            duration_ns=root_duration if is_root else end - start, span_count=count, error_count=errors,
+            input_tokens=tokens_in, output_tokens=tokens_out, total_tokens=tokens_total, cost_usd=cost,
+            session_id=session, status="ERROR" if errors else (root_status if is_root else "UNSET"),
+        ))
+    return summaries
+
+
+def _resolve(conn: sqlite3.Connection, prefix: str) -> str | None:
+    """The one stored trace id starting with ``prefix``; None if none; KeyError if several."""
+    upper = prefix + "g"  # sorts after every hex digit
+    first = conn.execute(
+        "SELECT trace_id FROM spans WHERE trace_id >= ? AND trace_id < ? ORDER BY trace_id LIMIT 1",
+        (prefix, upper),
+    ).fetchone()
+    if first is None:
+        return None
+    other = conn.execute(
+        "SELECT trace_id FROM spans WHERE trace_id > ? AND trace_id < ? ORDER BY trace_id LIMIT 1",
+        (first[0], upper),
+    ).fetchone()
+    if other is not None:
+        raise KeyError(f"trace id prefix {prefix!r} is ambiguous ({first[0]}, {other[0]}, ...): give more digits")
+    return first[0]
+
+
+def _span_record(row: tuple[Any, ...]) -> SpanRecord:
+    fields = dict(zip(schema.COLUMNS, row, strict=True))
+    for name in ("attributes", "events", "resource"):
+        fields[name] = json.loads(fields[name])
+    return SpanRecord(**fields)
+
+
+def _model_stats(key: tuple[str | None, str | None], rows: list[tuple[Any, ...]]) -> ModelStats:
+    calls = errors = tokens_in = tokens_out = cost = 0.0
+    durations, ttfts = [], []
+    for _, _, duration_ns, ttft_ns, failed, input_tokens, output_tokens, cost_usd, weight in rows:
+        calls += weight
+        errors += weight * failed
+        tokens_in += weight * (input_tokens or 0)
+        tokens_out += weight * (output_tokens or 0)
+        cost += weight * (cost_usd or 0.0)
+        durations.append((duration_ns / 1e9, weight))
+        if ttft_ns is not None:
+            ttfts.append((ttft_ns / 1e9, weight))
+    return ModelStats(
+        provider=key[0], model=key[1], calls=calls, errors=errors,
+        error_rate=errors / calls if calls else 0.0,
+        p50_duration_s=weighted_percentile(durations, 0.50),
+        p95_duration_s=weighted_percentile(durations, 0.95),
+        p50_ttft_s=weighted_percentile(ttfts, 0.50),
+        p95_ttft_s=weighted_percentile(ttfts, 0.95),
+        input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
+    )
