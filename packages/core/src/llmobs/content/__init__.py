@@ -1,0 +1,5 @@
+"""Message content capture: what is recorded, how it is made safe, and its GenAI JSON shape."""
+
+from llmobs.content.serialize import cap_text, dumps_capped, to_jsonable
+
+__all__ = ["cap_text", "dumps_capped", "to_jsonable"]
