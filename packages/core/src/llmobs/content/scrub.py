@@ -1,0 +1,86 @@
+"""Always-on secret scrubbing: credentials must never reach a span, whatever the capture mode.
+
+Prompts, tool arguments and HTTP-ish payloads routinely carry API keys, bearer tokens and signed
+URLs. :func:`scrub_text` removes the well-known shapes from free text; :func:`is_secret_key` names
+the dict keys whose values are dropped wholesale. Both are tuned to leave token *counts*
+(``max_tokens``, ``total_tokens`` ...) alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+REDACTED = "[REDACTED]"
+
+# Lower-cased text matching none of these cannot match a rule below, so ordinary prose costs one
+# lower() and one scan rather than a regex per rule. ("=" is checked separately, for _PARAM.)
+_TRIGGER = re.compile(r"authorization|cookie|bearer|eyj|sk-|akia|asia|gh[pousr]_|github_pat_|://")
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Header values first: they may contain any of the token shapes below.
+    (
+        re.compile(
+            r"\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|digest|token)\s+)?)"
+            r"[^\s,;\"']+",
+            re.I,
+        ),
+        rf"\1{REDACTED}",
+    ),
+    (re.compile(r"(?im)\b((?:set-)?cookie[\"']?\s*:\s*)[^\r\n\"']+"), rf"\1{REDACTED}"),
+    (re.compile(r"\b(bearer\s+)[A-Za-z0-9\-._~+/]{16,}=*", re.I), rf"\1{REDACTED}"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # OpenAI (sk-, sk-proj-, sk-svcacct-), Anthropic (sk-ant-...), DashScope (sk- + 32 hex).
+    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"), REDACTED),
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), REDACTED),
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"), REDACTED),
+    (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]*:[^/\s@]+@"), rf"\1{REDACTED}@"),
+)
+_PARAM = re.compile(r"(?<![A-Za-z0-9_\-])([A-Za-z][A-Za-z0-9_\-]*)=([^&\s#\"',;]+)")
+
+_NORMALISE = str.maketrans("-", "_")
+_SECRET_KEYS = frozenset(
+    {
+        "api_key", "apikey", "x_api_key", "api_secret", "api_token", "authorization",
+        "proxy_authorization", "auth", "auth_token", "x_auth_token", "bearer", "cookie", "set_cookie",
+        "password", "passwd", "pwd", "passphrase", "secret", "secrets", "client_secret", "private_key",
+        "secret_key", "access_key", "secret_access_key", "access_token", "refresh_token", "id_token",
+        "session_token", "security_token", "token", "credential", "credentials", "signature",
+    }
+)  # fmt: skip
+_SECRET_SUFFIXES = (
+    "_api_key", "_apikey", "_secret", "_password", "_passwd", "_private_key", "_secret_key",
+    "_access_key", "_signing_key", "_subscription_key", "_token", "_credentials",
+)  # fmt: skip
+# "<word>_token" names that count tokens rather than hold one.
+_COUNT_PREFIXES = ("max_", "min_", "num_", "n_", "total_", "input_", "output_", "prompt_", "completion_")
+# Query parameters that are secret in URLs, though too generic to redact as dict keys.
+_SECRET_PARAMS = frozenset({"key", "sig", "x_amz_signature", "x_amz_credential", "x_goog_signature"})
+
+
+@functools.lru_cache(maxsize=2048)
+def is_secret_key(key: str) -> bool:
+    """True for mapping keys whose values are credentials (case- and ``-``/``_``-insensitive).
+    Token-count keys (``max_tokens``, ``input_tokens``, ``token_usage`` ...) are not secrets."""
+    k = key.lower().translate(_NORMALISE)
+    if k in _SECRET_KEYS:
+        return True
+    return k.endswith(_SECRET_SUFFIXES) and not k.startswith(_COUNT_PREFIXES)
+
+
+def _param(m: re.Match[str]) -> str:
+    name = m.group(1)
+    if is_secret_key(name) or name.lower().translate(_NORMALISE) in _SECRET_PARAMS:
+        return f"{name}={REDACTED}"
+    return m.group(0)
+
+
+def scrub_text(text: str) -> str:
+    """Replace credentials in free text with ``[REDACTED]``: authorization and cookie headers,
+    bearer tokens, JWTs, OpenAI/Anthropic/DashScope ``sk-`` keys, AWS access key ids, GitHub tokens,
+    ``user:password@`` in URLs and secret query/assignment parameters (``api_key=``, ``token=`` ...)."""
+    if _TRIGGER.search(text.lower()):
+        for pattern, replacement in _RULES:
+            text = pattern.sub(replacement, text)
+    if "=" in text:
+        text = _PARAM.sub(_param, text)
+    return text
