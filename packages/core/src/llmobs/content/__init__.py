@@ -16,10 +16,13 @@ from llmobs.content.messages import (
     uri_part,
 )
 from llmobs.content.pii import redact_pii
+from llmobs.content.policy import CaptureMode, ContentPolicy
 from llmobs.content.scrub import is_secret_key, scrub_text
 from llmobs.content.serialize import cap_text, dumps_capped, to_jsonable
 
 __all__ = [
+    "CaptureMode",
+    "ContentPolicy",
     "blob_part",
     "cap_text",
     "dumps_capped",

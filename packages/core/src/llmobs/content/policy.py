@@ -1,0 +1,125 @@
+"""What message content is captured, where it goes, and how it is made safe to record.
+
+:class:`CaptureMode` follows ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``;
+:class:`ContentPolicy` turns any value into a bounded attribute string with secrets scrubbed
+(always) and user redactors (e.g. PII) applied. Rendering never raises into the application.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llmobs import selfstats
+from llmobs.content.scrub import REDACTED, is_secret_key, scrub_text
+from llmobs.content.serialize import cap_text, dumps_capped, to_jsonable
+
+# Strings are pre-cut this far past the cap: a secret straddling the pre-cut point might escape the
+# scrubber, but the final cap always removes everything within this distance of it.
+_PRECUT_SLACK = 1024
+_SHORT = 64  # strings up to this length (keys, roles, part types) repeat on every span: scrub once
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+class CaptureMode(enum.Enum):
+    """Where captured content is recorded (the values of the OTel GenAI capture variable)."""
+
+    NO_CONTENT = "NO_CONTENT"
+    SPAN_ONLY = "SPAN_ONLY"
+    EVENT_ONLY = "EVENT_ONLY"
+    SPAN_AND_EVENT = "SPAN_AND_EVENT"
+
+    @property
+    def on_span(self) -> bool:
+        return self in (CaptureMode.SPAN_ONLY, CaptureMode.SPAN_AND_EVENT)
+
+    @property
+    def on_event(self) -> bool:
+        return self in (CaptureMode.EVENT_ONLY, CaptureMode.SPAN_AND_EVENT)
+
+    @classmethod
+    def parse(cls, value: str | None, default: CaptureMode) -> CaptureMode:
+        """Parse a setting case-insensitively; booleans are accepted too (true means SPAN_ONLY).
+        Unset or blank gives ``default``; so does an invalid value, with a warning logged once."""
+        text = (value or "").strip()
+        if not text:
+            return default
+        mode = cls.__members__.get(text.upper())
+        if mode is not None:
+            return mode
+        if text.lower() in _TRUE:
+            return cls.SPAN_ONLY
+        if text.lower() in _FALSE:
+            return cls.NO_CONTENT
+        selfstats.failure("content.invalid_capture_mode", ValueError(f"unknown capture mode {value!r}"))
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPolicy:
+    """How content is captured: ``mode`` says where, ``max_bytes`` caps each attribute (UTF-8
+    bytes), ``redactors`` run in order on every string after the always-on secret scrubbing."""
+
+    mode: CaptureMode = CaptureMode.SPAN_ONLY
+    max_bytes: int = 8192
+    redactors: tuple[Callable[[str], str], ...] = ()
+
+    def render(self, value: Any) -> str:
+        """``value`` as scrubbed, redacted JSON of at most ``max_bytes`` bytes. Never raises."""
+        try:
+            data = to_jsonable(value, max_str=self.max_bytes + _PRECUT_SLACK)
+            return dumps_capped(self._clean(data), self.max_bytes)
+        except Exception as exc:
+            selfstats.failure("content.serialise_failed", exc)
+            return _unserialisable(self.max_bytes)
+
+    def render_text(self, value: Any) -> str:
+        """A plain-string attribute: strings scrubbed, redacted and capped as text, anything else
+        rendered as JSON. Never raises."""
+        if not isinstance(value, str):
+            return self.render(value)
+        try:
+            text = to_jsonable(value, max_str=self.max_bytes + _PRECUT_SLACK)
+            return cap_text(self._text(text), self.max_bytes)
+        except Exception as exc:
+            selfstats.failure("content.serialise_failed", exc)
+            return cap_text("[unserialisable]", self.max_bytes)
+
+    def _clean(self, value: Any) -> Any:
+        t = type(value)
+        if t is str:
+            return self._text(value)
+        if t is list:
+            return [self._clean(v) for v in value]
+        if t is dict:
+            return {
+                self._text(k): REDACTED if v is not None and is_secret_key(k) else self._clean(v)
+                for k, v in value.items()
+            }
+        return value
+
+    def _text(self, text: str) -> str:
+        text = _scrub_short(text) if len(text) <= _SHORT else scrub_text(text)
+        for redact in self.redactors:
+            try:
+                out = redact(text)
+            except Exception as exc:
+                selfstats.failure("content.redactor_failed", exc)
+                continue
+            if isinstance(out, str):
+                text = out
+            else:
+                selfstats.failure("content.redactor_failed", TypeError(f"redactor returned {type(out)}"))
+        return text
+
+
+_scrub_short = functools.lru_cache(maxsize=4096)(scrub_text)
+
+
+def _unserialisable(max_bytes: int) -> str:
+    text = '"[unserialisable]"'
+    return text if len(text) <= max_bytes else '""'

@@ -1,0 +1,258 @@
+"""CaptureMode parsing and ContentPolicy rendering: scrubbed, redacted, capped, never raising."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmobs import selfstats
+from llmobs.content import CaptureMode, ContentPolicy, redact_pii, to_jsonable
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-strict JSON constant {name}")
+
+
+def strict_loads(text: str):
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+# --- CaptureMode ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("NO_CONTENT", CaptureMode.NO_CONTENT),
+        ("span_only", CaptureMode.SPAN_ONLY),
+        (" Event_Only ", CaptureMode.EVENT_ONLY),
+        ("SPAN_AND_EVENT", CaptureMode.SPAN_AND_EVENT),
+        ("true", CaptureMode.SPAN_ONLY),
+        ("TRUE", CaptureMode.SPAN_ONLY),
+        ("1", CaptureMode.SPAN_ONLY),
+        ("false", CaptureMode.NO_CONTENT),
+        ("False", CaptureMode.NO_CONTENT),
+        ("0", CaptureMode.NO_CONTENT),
+    ],
+)
+def test_parse_accepts_modes_and_booleans(value, expected):
+    assert CaptureMode.parse(value, CaptureMode.EVENT_ONLY) is expected
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_parse_unset_gives_default_silently(value):
+    selfstats.reset()
+    assert CaptureMode.parse(value, CaptureMode.SPAN_AND_EVENT) is CaptureMode.SPAN_AND_EVENT
+    assert selfstats.snapshot() == {}
+
+
+def test_parse_invalid_gives_default_and_warns_once(caplog):
+    selfstats.reset()
+    with caplog.at_level(logging.WARNING, logger="llmobs"):
+        assert CaptureMode.parse("everything", CaptureMode.SPAN_ONLY) is CaptureMode.SPAN_ONLY
+        assert CaptureMode.parse("bogus", CaptureMode.NO_CONTENT) is CaptureMode.NO_CONTENT
+    assert selfstats.snapshot()["content.invalid_capture_mode"] == 2
+    warnings = [r for r in caplog.records if "capture_mode" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "everything" in warnings[0].getMessage()
+
+
+def test_mode_destinations():
+    assert [(m.on_span, m.on_event) for m in CaptureMode] == [
+        (False, False),
+        (True, False),
+        (False, True),
+        (True, True),
+    ]
+
+
+def test_policy_defaults_and_immutability():
+    policy = ContentPolicy()
+    assert (policy.mode, policy.max_bytes, policy.redactors) == (CaptureMode.SPAN_ONLY, 8192, ())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.max_bytes = 1  # type: ignore[misc]
+
+
+# --- render ---------------------------------------------------------------------------------------
+
+_chars = st.one_of(st.characters(), st.characters(categories=["Cs"]))
+_text = st.one_of(
+    st.text(_chars, max_size=40),
+    st.builds(lambda c, n: c * n, st.text(_chars, min_size=1, max_size=3), st.integers(0, 12_000)),
+)
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**200), max_value=2**200),
+    st.floats(allow_nan=True, allow_infinity=True),
+    _text,
+    st.binary(max_size=20),
+)
+JSONISH = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=30),
+        st.dictionaries(st.one_of(_text, st.integers()), inner, max_size=20),
+    ),
+    max_leaves=80,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSONISH, st.integers(min_value=16, max_value=20_000))
+def test_render_is_strict_json_within_cap(value, cap):
+    out = ContentPolicy(max_bytes=cap).render(value)
+    strict_loads(out)
+    assert size(out) <= cap
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.one_of(st.integers(), st.text("abcxyz 0", max_size=30)), st.lists, max_leaves=30))
+def test_render_fitting_values_round_trip(value):
+    policy = ContentPolicy(max_bytes=20_000)
+    assert strict_loads(policy.render(value)) == to_jsonable(value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(_text, JSONISH), st.integers(min_value=16, max_value=5_000))
+def test_render_text_fits(value, cap):
+    out = ContentPolicy(max_bytes=cap).render_text(value)
+    assert size(out) <= cap
+    if not isinstance(value, str):
+        strict_loads(out)
+
+
+def test_render_text_keeps_plain_strings_plain():
+    policy = ContentPolicy(max_bytes=20)
+    assert policy.render_text("hello") == "hello"
+    assert policy.render_text("x" * 100) == "xxxxxx…[+94 chars]"
+    assert policy.render_text({"a": 1}) == '{"a":1}'
+
+
+def test_render_hostile_object_graph():
+    class Evil:
+        def __repr__(self):
+            raise RuntimeError("repr")
+
+    def gen():
+        yield from range(3)
+
+    cyc: dict = {"b": b"\x80\x81"}
+    cyc["me"] = cyc
+    g = gen()
+    out = ContentPolicy().render({"evil": Evil(), "cyc": cyc, "gen": g, "nan": float("nan")})
+    assert strict_loads(out) == {
+        "evil": "<Evil>",
+        "cyc": {"b": "<bytes len=2>", "me": "[cycle]"},
+        "gen": "<generator>",
+        "nan": "NaN",
+    }
+    assert list(g) == [0, 1, 2]
+
+
+def test_render_ten_megabytes_quickly():
+    big = "lorem ipsum " * 900_000
+    policy = ContentPolicy()
+    start = time.perf_counter()
+    out = policy.render({"content": big})
+    text = policy.render_text(big)
+    assert time.perf_counter() - start < 0.5
+    assert size(out) <= 8192 and size(text) <= 8192
+    assert strict_loads(out)["content"].endswith(" chars]")
+    kept = text.split("…")[0]
+    assert text.endswith(f"…[+{len(big) - len(kept)} chars]")  # counts from the original length
+
+
+def test_render_never_raises_on_internal_failure(monkeypatch):
+    import llmobs.content.policy as policy_module
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("internal")
+
+    selfstats.reset()
+    monkeypatch.setattr(policy_module, "dumps_capped", explode)
+    assert ContentPolicy().render({"a": 1}) == '"[unserialisable]"'
+    assert ContentPolicy(max_bytes=4).render({"a": 1}) == '""'
+    assert selfstats.snapshot()["content.serialise_failed"] == 2
+
+
+# --- scrubbing and redactors ----------------------------------------------------------------------
+
+
+def test_render_scrubs_nested_secrets_but_not_token_counts():
+    value = {
+        "headers": {"Authorization": "Bearer abc", "X-Api-Key": "k-1", "Cookie": "sid=1"},
+        "client": {"api_key": "sk-proj-0123456789abcdefghij", "password": None},
+        "messages": [{"role": "user", "content": "my key is sk-ant-api03-abcdefghijklmnopqrst ok"}],
+        "url": "https://bob:hunter2@example.com/v1?api_key=zzz&model=qwen",
+        "max_tokens": 100,
+        "usage": {"input_tokens": 5, "total_tokens": 7, "prompt_tokens": 5},
+        "token_usage": {"completion_tokens": 2},
+        "tokens": [1, 2],
+    }
+    assert strict_loads(ContentPolicy().render(value)) == {
+        "headers": {"Authorization": "[REDACTED]", "X-Api-Key": "[REDACTED]", "Cookie": "[REDACTED]"},
+        "client": {"api_key": "[REDACTED]", "password": None},
+        "messages": [{"role": "user", "content": "my key is [REDACTED] ok"}],
+        "url": "https://[REDACTED]@example.com/v1?api_key=[REDACTED]&model=qwen",
+        "max_tokens": 100,
+        "usage": {"input_tokens": 5, "total_tokens": 7, "prompt_tokens": 5},
+        "token_usage": {"completion_tokens": 2},
+        "tokens": [1, 2],
+    }
+
+
+def test_secret_in_object_attributes_is_scrubbed():
+    class Client:
+        def __init__(self):
+            self.api_key = "plain-secret"
+            self.base_url = "https://api.example.com"
+
+    assert strict_loads(ContentPolicy().render(Client())) == {
+        "api_key": "[REDACTED]",
+        "base_url": "https://api.example.com",
+    }
+
+
+def test_redactors_run_in_order_after_scrubbing():
+    seen = []
+
+    def first(text: str) -> str:
+        seen.append(text)
+        return text.replace("q", "w")
+
+    def second(text: str) -> str:
+        return text.replace("w", "z")
+
+    policy = ContentPolicy(redactors=(first, second))
+    assert policy.render_text("q Bearer abcdefghijklmnopqrstuvwxyz") == "z Bearer [REDACTED]"
+    assert seen == ["q Bearer [REDACTED]"]
+
+
+def test_failing_redactor_is_skipped_and_counted():
+    def broken(text: str) -> str:
+        raise ValueError("nope")
+
+    def not_a_string(text: str) -> str:
+        return None  # type: ignore[return-value]
+
+    selfstats.reset()
+    policy = ContentPolicy(redactors=(broken, not_a_string, str.upper))
+    assert policy.render(["abc"]) == '["ABC"]'
+    assert selfstats.snapshot()["content.redactor_failed"] == 2
+
+
+def test_pii_redactor_through_policy():
+    policy = ContentPolicy(redactors=(redact_pii,))
+    out = policy.render({"content": "mail ann@example.com, tokens: 1234", "max_tokens": 1234})
+    assert strict_loads(out) == {"content": "mail [EMAIL], tokens: 1234", "max_tokens": 1234}
