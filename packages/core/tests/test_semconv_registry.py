@@ -55,7 +55,7 @@ def test_metric_names_units_and_buckets_follow_the_conventions():
         if const.startswith("METRIC_"):
             assert name in REGISTRY_NAMES or name.startswith("llmobs."), name
     assert sc.BUCKETS_DURATION[0] == 0.01 and sc.BUCKETS_DURATION[-1] == 81.92
-    assert sc.BUCKETS_TOKENS == tuple(4**i for i in range(14))
+    assert tuple(4**i for i in range(14)) == sc.BUCKETS_TOKENS
     assert list(sc.BUCKETS_DURATION) == sorted(sc.BUCKETS_DURATION)
 
 
