@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmobs import selfstats
-from llmobs.content import CaptureMode, ContentPolicy, redact_pii, to_jsonable
+from llmobs.content import CaptureMode, ContentPolicy, redact_pii, scrub_text, to_jsonable
 
 
 def _reject_constant(name: str) -> None:
@@ -78,7 +78,7 @@ def test_mode_destinations():
 
 def test_policy_defaults_and_immutability():
     policy = ContentPolicy()
-    assert (policy.mode, policy.max_bytes, policy.redactors) == (CaptureMode.SPAN_ONLY, 8192, ())
+    assert (policy.mode, policy.max_bytes, policy.redactors) == (CaptureMode.SPAN_ONLY, 8192, (scrub_text,))
     with pytest.raises(dataclasses.FrozenInstanceError):
         policy.max_bytes = 1  # type: ignore[misc]
 
@@ -181,8 +181,8 @@ def test_render_never_raises_on_internal_failure(monkeypatch):
 
     selfstats.reset()
     monkeypatch.setattr(policy_module, "dumps_capped", explode)
-    assert ContentPolicy().render({"a": 1}) == '"[unserialisable]"'
-    assert ContentPolicy(max_bytes=4).render({"a": 1}) == '""'
+    assert ContentPolicy().render({"a": {1}}) == '"[unserialisable]"'  # a set: not plain JSON
+    assert ContentPolicy(max_bytes=4).render({"a": {1}}) == '""'
     assert selfstats.snapshot()["content.serialise_failed"] == 2
 
 
@@ -234,7 +234,7 @@ def test_redactors_run_in_order_after_scrubbing():
     def second(text: str) -> str:
         return text.replace("w", "z")
 
-    policy = ContentPolicy(redactors=(first, second))
+    policy = ContentPolicy(redactors=(scrub_text, first, second))
     assert policy.render_text("q Bearer abcdefghijklmnopqrstuvwxyz") == "z Bearer [REDACTED]"
     assert seen == ["q Bearer [REDACTED]"]
 
@@ -256,3 +256,29 @@ def test_pii_redactor_through_policy():
     policy = ContentPolicy(redactors=(redact_pii,))
     out = policy.render({"content": "mail ann@example.com, tokens: 1234", "max_tokens": 1234})
     assert strict_loads(out) == {"content": "mail [EMAIL], tokens: 1234", "max_tokens": 1234}
+
+
+_plain_text = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["sk-proj-abcdefghijklmnopqrstuv", "Bearer abcdefghijklmnopqrstuvwxyz", "a=b", "https://u:p@h/x"]),
+)
+_plain_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _plain_text,
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.one_of(st.text(max_size=10), st.sampled_from(["api_key", "token", "max_tokens"])), children, max_size=5
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(st.lists(_plain_json, max_size=5), st.dictionaries(st.text(max_size=8), _plain_json, max_size=5))
+)
+def test_fast_path_renders_exactly_what_the_full_path_renders(value):
+    fast = ContentPolicy(max_bytes=512)
+    full = ContentPolicy(max_bytes=512, redactors=(scrub_text, lambda text: text))  # not eligible for the fast path
+    assert fast.render(value) == full.render(value)

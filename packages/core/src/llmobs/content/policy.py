@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import enum
-import functools
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmobs import selfstats
-from llmobs.content.scrub import REDACTED, is_secret_key, scrub_text
+from llmobs.content.scrub import REDACTED, is_secret_key, might_hold_secrets, scrub_text
 from llmobs.content.serialize import cap_text, dumps_capped, to_jsonable
 
 # Strings are pre-cut this far past the cap: a secret straddling the pre-cut point might escape the
@@ -59,17 +59,27 @@ class CaptureMode(enum.Enum):
         return default
 
 
+_SCRUB_ONLY = (scrub_text,)
+_PLAIN_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
+
+
 @dataclass(frozen=True, slots=True)
 class ContentPolicy:
     """How content is captured: ``mode`` says where, ``max_bytes`` caps each attribute (UTF-8
-    bytes), ``redactors`` run in order on every string after the always-on secret scrubbing."""
+    bytes), ``redactors`` run in order on every string. Secret scrubbing is the first redactor
+    (llmobs registers it through the ``llmobs_redactors`` hook); values under secret-looking keys
+    are always replaced, whatever the redactors."""
 
     mode: CaptureMode = CaptureMode.SPAN_ONLY
     max_bytes: int = 8192
-    redactors: tuple[Callable[[str], str], ...] = ()
+    redactors: tuple[Callable[[str], str], ...] = _SCRUB_ONLY
+    _short: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def render(self, value: Any) -> str:
         """``value`` as scrubbed, redacted JSON of at most ``max_bytes`` bytes. Never raises."""
+        fast = self._render_plain(value)
+        if fast is not None:
+            return fast
         try:
             data = to_jsonable(value, max_str=self.max_bytes + _PRECUT_SLACK)
             return dumps_capped(self._clean(data), self.max_bytes)
@@ -77,11 +87,30 @@ class ContentPolicy:
             selfstats.failure("content.serialise_failed", exc)
             return _unserialisable(self.max_bytes)
 
+    def _render_plain(self, value: Any) -> str | None:
+        """The common case at the cost of one ``json.dumps``: plain JSON data (e.g. GenAI messages)
+        that fits the cap and shows no sign of a secret needs no walk. None means: take the full path."""
+        if self.redactors != _SCRUB_ONLY or type(value) not in (list, dict):
+            return None
+        try:
+            text = _PLAIN_JSON.encode(value)
+            if len(text) > self.max_bytes or len(text.encode()) > self.max_bytes or might_hold_secrets(text):
+                return None
+        except (TypeError, ValueError, RecursionError):  # non-JSON types, NaN, cycles, lone surrogates
+            return None
+        return text
+
     def render_text(self, value: Any) -> str:
         """A plain-string attribute: strings scrubbed, redacted and capped as text, anything else
         rendered as JSON. Never raises."""
         if not isinstance(value, str):
             return self.render(value)
+        if self.redactors == _SCRUB_ONLY and len(value) * 4 <= self.max_bytes and not might_hold_secrets(value):
+            try:
+                value.encode()
+                return value
+            except UnicodeEncodeError:
+                pass
         try:
             text = to_jsonable(value, max_str=self.max_bytes + _PRECUT_SLACK)
             return cap_text(self._text(text), self.max_bytes)
@@ -103,7 +132,16 @@ class ContentPolicy:
         return value
 
     def _text(self, text: str) -> str:
-        text = _scrub_short(text) if len(text) <= _SHORT else scrub_text(text)
+        if len(text) > _SHORT:
+            return self._redact(text)
+        cached = self._short.get(text)
+        if cached is None:
+            if len(self._short) >= 4096:
+                self._short.clear()
+            cached = self._short[text] = self._redact(text)
+        return cached
+
+    def _redact(self, text: str) -> str:
         for redact in self.redactors:
             try:
                 out = redact(text)
@@ -115,9 +153,6 @@ class ContentPolicy:
             else:
                 selfstats.failure("content.redactor_failed", TypeError(f"redactor returned {type(out)}"))
         return text
-
-
-_scrub_short = functools.lru_cache(maxsize=4096)(scrub_text)
 
 
 def _unserialisable(max_bytes: int) -> str:

@@ -74,6 +74,19 @@ def _param(m: re.Match[str]) -> str:
     return m.group(0)
 
 
+# A JSON object key that may name a credential (is_secret_key decides exactly on the full path).
+_SECRET_KEY_HINT = re.compile(
+    r'"[^"]{0,48}(?:key|secret|passw|pwd|token|auth|cookie|credential|signature|bearer)[^"]{0,48}"\s*:'
+)
+
+
+def might_hold_secrets(text: str) -> bool:
+    """Cheap pre-check: False guarantees neither :func:`scrub_text` nor a secret key would change
+    ``text`` (plain or JSON); True only means the full scrubbing path must look."""
+    lowered = text.lower()
+    return bool("=" in text or _TRIGGER.search(lowered) or _SECRET_KEY_HINT.search(lowered))
+
+
 def scrub_text(text: str) -> str:
     """Replace credentials in free text with ``[REDACTED]``: authorization and cookie headers,
     bearer tokens, JWTs, OpenAI/Anthropic/DashScope ``sk-`` keys, AWS access key ids, GitHub tokens,

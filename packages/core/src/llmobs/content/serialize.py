@@ -29,8 +29,7 @@ from llmobs import selfstats
 
 _INF = 1 << 62
 _MAX_NODES = 100_000  # total values one to_jsonable call expands, whatever the shape
-_INT_BITS = 64  # wider ints become strings: JSON consumers lose precision beyond this
-_INT_STR_BITS = 12_000  # str() of wider ints hits CPython's digit limit
+_INT_BITS = 12_000  # str() of wider ints hits CPython's digit limit: they become a short description
 _ITEMS_KEY = "…"
 _CHARS_RE = re.compile(r"…\[\+(\d+) chars\]\Z")
 _ITEMS_RE = re.compile(r"…\[\+(\d+) items\]\Z")
@@ -286,7 +285,7 @@ def _ordered(s: set[Any] | frozenset[Any]) -> list[Any]:
 
 
 def _wide_int(v: int) -> str:
-    return str(v) if v.bit_length() <= _INT_STR_BITS else f"<int bits={v.bit_length()}>"
+    return f"<int bits={v.bit_length()}>"
 
 
 def _float_name(v: float) -> str:
