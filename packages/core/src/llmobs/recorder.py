@@ -223,6 +223,7 @@ class SpanHandle:
         "_input",
         "_mono0",
         "_output",
+        "_pending",
         "_recorder",
         "_root",
         "_ttft_ns",
@@ -268,6 +269,7 @@ class SpanHandle:
         self._context: otel_context.Context | None = None
         self._input: dict[str, Any] | None = None
         self._output: dict[str, Any] | None = None
+        self._pending: dict[str, Any] = {}
         self._usage: tuple[int | None, ...] | None = None
         self._ttft_ns: int | None = None
         self._chunk_ns: int | None = None
@@ -332,6 +334,7 @@ class SpanHandle:
             setattr(handle, slot, None)
         handle._recorder, handle.operation, handle.kind = recorder, operation, sc.KIND_TASK
         handle._root, handle._ended, handle.start_ns = handle, True, time.time_ns()
+        handle._pending = None
         handle.span = trace.INVALID_SPAN
         return handle
 
@@ -361,9 +364,10 @@ class SpanHandle:
 
     # --- while in flight ------------------------------------------------------------------------
     def set_attribute(self, key: str, value: Any) -> None:
-        if value is not None and self.span.is_recording():
+        """Set an attribute; attributes are gathered and handed to the span in one call at end."""
+        if value is not None and self._pending is not None:
             try:
-                self.span.set_attribute(key, _scalar(value))
+                self._pending[key] = _scalar(value)
             except Exception as exc:
                 selfstats.failure("recorder.attribute_failed", exc)
 
@@ -505,35 +509,36 @@ class SpanHandle:
         recording = span.is_recording()
         derived = self._recorder.derived
 
+        pending = self._pending
         if error is not None:
             self.error_type = error if isinstance(error, str) else type(error).__qualname__
             span.set_status(Status(StatusCode.ERROR, None if isinstance(error, str) else _message(error)))
-            span.set_attribute(sc.ERROR_TYPE, self.error_type)
-            if isinstance(error, BaseException):
+            pending[sc.ERROR_TYPE] = self.error_type
+            if isinstance(error, BaseException) and recording:
                 span.record_exception(error, timestamp=end_time_ns)
         elif cancelled:
-            span.set_attribute(sc.STATUS_REASON, reason or "cancelled")
+            pending[sc.STATUS_REASON] = reason or "cancelled"
         elif reason:
-            span.set_attribute(sc.STATUS_REASON, reason)
+            pending[sc.STATUS_REASON] = reason
 
         usage_attrs = self._usage_attributes(derived)
         if recording:
-            if usage_attrs:
-                span.set_attributes(usage_attrs)
+            pending.update(usage_attrs)
             if self._ttft_ns is not None:
-                span.set_attribute(sc.RESPONSE_TIME_TO_FIRST_CHUNK, self._ttft_ns / 1e9)
-                span.set_attribute(sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS, self._ttft_ns)
+                pending[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = self._ttft_ns / 1e9
+                pending[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] = self._ttft_ns
             if self._root is self and self._user_ttft_ns is not None:
-                span.set_attribute(sc.USER_TIME_TO_FIRST_TOKEN_NS, self._user_ttft_ns)
+                pending[sc.USER_TIME_TO_FIRST_TOKEN_NS] = self._user_ttft_ns
             policy = derived.policy
             if (self._input or self._output) and (policy.mode.on_span or policy.mode.on_event):
                 self._record_content(policy)
             if derived.span_end_hooks:
                 plugins.call("llmobs_span_end", handle=self)
+            span.set_attributes(pending)
 
         self._record_metrics(duration_s, usage_attrs)
         span.end(end_time=end_time_ns)
-        self._input = self._output = None  # release references to application objects
+        self._input = self._output = self._pending = None  # release references to application objects
 
     def _usage_attributes(self, derived: _Derived) -> dict[str, Any]:
         if self._usage is None:
@@ -591,7 +596,7 @@ class SpanHandle:
         if not attrs:
             return
         if policy.mode.on_span:
-            self.span.set_attributes(attrs)
+            self._pending.update(attrs)
         if policy.mode.on_event:
             self.span.add_event(sc.EVENT_INFERENCE_DETAILS, attrs)
 
