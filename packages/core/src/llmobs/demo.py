@@ -1,5 +1,9 @@
 """``llmobs demo``: a scripted support agent traced through the recorder, with no network.
 
+Framework packages add their own demo under the entry-point group ``llmobs.demos``: a callable
+``run(sessions: int) -> list[str]`` that drives the real framework with its fake models and returns the
+trace ids it made. ``llmobs demo`` runs every installed one after the scripted agent.
+
 Each session runs agent → embeddings + retrieval → streaming LLM that asks for a tool → tool → LLM
 answer. One session hits a rate limit on its answer call and falls back to another provider, so the
 store holds an error to look at. Model latencies are simulated on an explicit clock (the recorder takes
@@ -10,6 +14,7 @@ reproducible while the traces look like a real day's.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import random
 import time
@@ -39,6 +44,9 @@ TOOLS = [
         {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
     )
 ]
+
+
+DEMO_ENTRY_POINTS = "llmobs.demos"
 
 
 class RateLimitError(Exception):
@@ -165,6 +173,17 @@ def run_session(index: int, clock: Clock, rng: random.Random, *, fail_answer: bo
     return agent.trace_id
 
 
+def _framework_demos(sessions: int) -> dict[str, list[str]]:
+    """Run each installed framework package's demo; one that fails is reported, not fatal."""
+    results: dict[str, list[str]] = {}
+    for entry in importlib.metadata.entry_points(group=DEMO_ENTRY_POINTS):
+        try:
+            results[entry.name] = list(entry.load()(sessions))
+        except Exception as exc:
+            print(f"  ! the {entry.name} demo failed: {type(exc).__name__}: {exc}")
+    return results
+
+
 def main(args: argparse.Namespace | None = None) -> int:
     """Run the demo into the embedded store and say where to look next."""
     sessions = max(int(getattr(args, "sessions", 3) or 3), 1)
@@ -181,10 +200,13 @@ def main(args: argparse.Namespace | None = None) -> int:
     for index in range(sessions * 2):
         clock.advance(rng.uniform(5, 50))
         trace_ids.append(run_session(index, clock, rng, fail_answer=index == 1))
+    framework_traces = _framework_demos(sessions)
     export.flush()
     path = Path(settings.store_path()).resolve()
     where = f" --store {store}" if store else ""
     print(f"llmobs demo: {len(trace_ids)} traces ({sessions} sessions, one rate-limited call) → {path}")
+    for name, ids in framework_traces.items():
+        print(f"  + {len(ids)} traces from {name} with its own fake models")
     print("Look next:")
     print(f"  llmobs{where} traces                 # newest traces")
     print(f"  llmobs{where} show {trace_ids[1][:12]}    # the trace with the failed call, as a tree")
