@@ -1,4 +1,7 @@
-"""llmobs for LlamaIndex: hooks in through the LlamaIndex root dispatcher (span and event handlers), never by patching."""
+"""llmobs for LlamaIndex.
+
+Hooks in through the LlamaIndex root dispatcher (span and event handlers), never by patching.
+"""
 
 from llmobs import __version__ as core_version
 

@@ -1,4 +1,8 @@
-"""llmobs for Promptflow: hooks in through Promptflow's own OpenTelemetry pipeline (a span processor on the global TracerProvider), never by patching."""
+"""llmobs for Promptflow.
+
+Hooks in through Promptflow's own OpenTelemetry pipeline (a span processor on the global
+TracerProvider), never by patching.
+"""
 
 from llmobs import __version__ as core_version
 

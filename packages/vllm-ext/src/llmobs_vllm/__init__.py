@@ -1,4 +1,7 @@
-"""llmobs for vLLM: hooks in through vLLM stat-logger plugins (vllm.stat_logger_plugins entry points), never by patching."""
+"""llmobs for vLLM.
+
+Hooks in through vLLM stat-logger plugins (vllm.stat_logger_plugins entry points), never by patching.
+"""
 
 from llmobs import __version__ as core_version
 
