@@ -7,6 +7,8 @@ providers, add nothing unasked, and every span and metric it makes must show up 
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
@@ -57,3 +59,8 @@ def settings():
 def _fresh_selfstats():
     selfstats.reset()
     yield
+
+
+# Shared test helpers (hostile_json) are imported by module name; pytest's importlib mode does not
+# put the test directory on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).parent))

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 
 import pytest
+from hostile_json import CAPS, JSONISH, TEXT, size, strict_loads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmobs import selfstats
 from llmobs.content import CaptureMode, ContentPolicy, redact_pii, scrub_text, to_jsonable
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-strict JSON constant {name}")
-
-
-def strict_loads(text: str):
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def size(text: str) -> int:
-    return len(text.encode("utf-8"))
-
 
 # --- CaptureMode ----------------------------------------------------------------------------------
 
@@ -85,31 +72,9 @@ def test_policy_defaults_and_immutability():
 
 # --- render ---------------------------------------------------------------------------------------
 
-_chars = st.one_of(st.characters(), st.characters(categories=["Cs"]))
-_text = st.one_of(
-    st.text(_chars, max_size=40),
-    st.builds(lambda c, n: c * n, st.text(_chars, min_size=1, max_size=3), st.integers(0, 12_000)),
-)
-_leaves = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**200), max_value=2**200),
-    st.floats(allow_nan=True, allow_infinity=True),
-    _text,
-    st.binary(max_size=20),
-)
-JSONISH = st.recursive(
-    _leaves,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=30),
-        st.dictionaries(st.one_of(_text, st.integers()), inner, max_size=20),
-    ),
-    max_leaves=80,
-)
-
 
 @settings(max_examples=200, deadline=None)
-@given(JSONISH, st.integers(min_value=16, max_value=20_000))
+@given(JSONISH, CAPS)
 def test_render_is_strict_json_within_cap(value, cap):
     out = ContentPolicy(max_bytes=cap).render(value)
     strict_loads(out)
@@ -124,7 +89,7 @@ def test_render_fitting_values_round_trip(value):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.one_of(_text, JSONISH), st.integers(min_value=16, max_value=5_000))
+@given(st.one_of(TEXT, JSONISH), st.integers(min_value=16, max_value=5_000))
 def test_render_text_fits(value, cap):
     out = ContentPolicy(max_bytes=cap).render_text(value)
     assert size(out) <= cap

@@ -16,49 +16,12 @@ from typing import ClassVar
 
 import pydantic
 import pytest
+from hostile_json import CAPS, CHARS, JSONISH, size, strict_loads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmobs import selfstats
 from llmobs.content import cap_text, dumps_capped, to_jsonable
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-strict JSON constant {name}")
-
-
-def strict_loads(text: str):
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def size(text: str) -> int:
-    return len(text.encode("utf-8"))
-
-
-_chars = st.one_of(st.characters(), st.characters(categories=["Cs"]))
-_text = st.one_of(
-    st.text(_chars, max_size=40),
-    st.builds(lambda c, n: c * n, st.text(_chars, min_size=1, max_size=3), st.integers(0, 12_000)),
-)
-_leaves = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.integers(min_value=-(2**200), max_value=2**200),
-    st.floats(allow_nan=True, allow_infinity=True),
-    _text,
-    st.binary(max_size=20),
-)
-JSONISH = st.recursive(
-    _leaves,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=30),
-        st.tuples(inner, inner),
-        st.dictionaries(st.one_of(_text, st.integers()), inner, max_size=20),
-    ),
-    max_leaves=80,
-)
-CAPS = st.integers(min_value=16, max_value=20_000)
 
 
 def nested(depth: int):
@@ -94,7 +57,7 @@ def test_values_that_fit_round_trip_unchanged(value, cap):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(_chars, max_size=300), st.integers(min_value=0, max_value=400))
+@given(st.text(CHARS, max_size=300), st.integers(min_value=0, max_value=400))
 def test_cap_text_fits_and_keeps_a_prefix(text, cap):
     out = cap_text(text, cap)
     assert size(out) <= cap
