@@ -125,32 +125,31 @@ class Recorder:
     ) -> None:
         tracer_source = tracer_provider or trace
         meter_source = meter_provider or metrics
-        self._explicit = tracer_provider is not None
         self._tracer = tracer_source.get_tracer(sc.SCOPE_NAME, __version__)
         meter = meter_source.get_meter(sc.SCOPE_NAME, __version__)
-        self._duration = meter.create_histogram(
-            sc.METRIC_CLIENT_OPERATION_DURATION,
-            unit=sc.UNIT_SECONDS,
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=sc.BUCKETS_DURATION,
+
+        def histogram(name: str, unit: str, buckets: tuple[float, ...], description: str) -> metrics.Histogram:
+            return meter.create_histogram(
+                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
+            )
+
+        self._duration = histogram(
+            sc.METRIC_CLIENT_OPERATION_DURATION, sc.UNIT_SECONDS, sc.BUCKETS_DURATION, "GenAI operation duration"
         )
-        self._tokens = meter.create_histogram(
-            sc.METRIC_CLIENT_TOKEN_USAGE,
-            unit=sc.UNIT_TOKENS,
-            description="Number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=sc.BUCKETS_TOKENS,
+        self._tokens = histogram(
+            sc.METRIC_CLIENT_TOKEN_USAGE, sc.UNIT_TOKENS, sc.BUCKETS_TOKENS, "Number of input and output tokens used"
         )
-        self._ttfc = meter.create_histogram(
+        self._ttfc = histogram(
             sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK,
-            unit=sc.UNIT_SECONDS,
-            description="Time to the first content-bearing chunk of a streaming response",
-            explicit_bucket_boundaries_advisory=sc.BUCKETS_DURATION,
+            sc.UNIT_SECONDS,
+            sc.BUCKETS_DURATION,
+            "Time to the first content-bearing chunk of a streaming response",
         )
-        self._tpoc = meter.create_histogram(
+        self._tpoc = histogram(
             sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK,
-            unit=sc.UNIT_SECONDS,
-            description="Time between consecutive chunks of a streaming response, after the first",
-            explicit_bucket_boundaries_advisory=sc.BUCKETS_DURATION,
+            sc.UNIT_SECONDS,
+            sc.BUCKETS_DURATION,
+            "Time between consecutive chunks of a streaming response, after the first",
         )
         self._cost = meter.create_counter(sc.METRIC_COST, unit=sc.UNIT_USD, description="Cost of GenAI calls")
         self._derived: _Derived | None = None
