@@ -120,3 +120,40 @@ def test_application_providers_are_used_not_replaced(spans, settings, tmp_path):
     h = get_recorder().start(sc.OP_CHAT, model="after", provider="openai", parent=ROOT)
     h.end()
     assert count_spans(db) == 1  # shutdown detached the store processor from the app's provider
+
+
+def test_prometheus_metrics_endpoint_serves_genai_metrics(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = WRITE_SPANS.format(configure="llmobs.configure(exporters=['none'])", traces=3)
+    code += f"""
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:{port}/metrics", timeout=10).read().decode())
+"""
+    out = run_python(
+        code,
+        tmp_path,
+        OTEL_METRICS_EXPORTER="prometheus",
+        OTEL_EXPORTER_PROMETHEUS_HOST="127.0.0.1",
+        OTEL_EXPORTER_PROMETHEUS_PORT=str(port),
+    ).stdout
+    counts = {
+        line.split("{")[0]: line for line in out.splitlines() if line.startswith("gen_ai_client_operation_duration")
+    }
+    assert "gen_ai_client_operation_duration_seconds_count" in counts, out[:2000]
+    chat = [
+        line
+        for line in out.splitlines()
+        if line.startswith("gen_ai_client_operation_duration_seconds_count") and 'gen_ai_operation_name="chat"' in line
+    ]
+    assert chat and float(chat[0].rsplit(" ", 1)[1]) == 12  # 3 traces x 4 chat calls
+    assert "gen_ai_client_token_usage" in out
+
+
+def test_unsupported_metrics_exporter_is_a_clear_error(tmp_path):
+    code = "import llmobs\ntry:\n    llmobs.configure(exporters=['none'])\nexcept Exception as e:\n    print(e)\n"
+    out = run_python(code, tmp_path, OTEL_METRICS_EXPORTER="statsd").stdout
+    assert "OTEL_METRICS_EXPORTER: unsupported value 'statsd'" in out

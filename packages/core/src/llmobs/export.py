@@ -121,33 +121,55 @@ def _resource(settings: config.Settings) -> Resource:
     return Resource.create(attributes)
 
 
-def _metric_exporter(environ: Mapping[str, str]) -> Any:
+def _metric_reader(environ: Mapping[str, str]) -> Any:
+    """The metric reader ``OTEL_METRICS_EXPORTER`` asks for (``otlp`` is implied by an OTLP endpoint)."""
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
     choice = (environ.get("OTEL_METRICS_EXPORTER") or "").strip().lower()
-    if choice in ("", "otlp") and (choice == "otlp" or _otlp_endpoint_set(environ, "METRICS")):
+    if choice == "otlp" or (not choice and _otlp_endpoint_set(environ, "METRICS")):
         protocol = environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
         if (protocol or "http/protobuf").strip().lower() == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        return OTLPMetricExporter()
+        return PeriodicExportingMetricReader(OTLPMetricExporter())
     if choice == "console":
-        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
-
-        return ConsoleMetricExporter()
+        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+    if choice == "prometheus":
+        return _prometheus_reader(environ)
+    if choice not in ("", "none"):
+        raise config.ConfigError(
+            f"OTEL_METRICS_EXPORTER: unsupported value {choice!r} (otlp, prometheus, console, none)"
+        )
     return None
+
+
+def _prometheus_reader(environ: Mapping[str, str]) -> Any:
+    """A pull reader served at ``http://OTEL_EXPORTER_PROMETHEUS_HOST:PORT/metrics`` (localhost:9464)."""
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+    except ImportError:
+        raise config.ConfigError(
+            "OTEL_METRICS_EXPORTER=prometheus needs the prometheus extra: pip install 'llmobs[prometheus]'"
+        ) from None
+    host = environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
+    port = int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464)
+    reader = PrometheusMetricReader()
+    start_http_server(port=port, addr=host)
+    return reader
 
 
 def _install_meter_provider(resource: Resource, environ: Mapping[str, str]) -> Any:
     from opentelemetry.metrics import get_meter_provider
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     if isinstance(get_meter_provider(), MeterProvider):
-        return None  # the application's: our instruments already report through it
-    exporter = _metric_exporter(environ)
-    if exporter is None:
+        return None  # the application's (or one installed earlier): our instruments report through it
+    reader = _metric_reader(environ)
+    if reader is None:
         return None
-    provider = MeterProvider(resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter)])
+    provider = MeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(provider)
     return provider
 
@@ -176,6 +198,10 @@ def configure(**overrides: Any) -> config.Settings:
         if _state.configured:
             return settings
         environ = os.environ
+        # Metrics first: an invalid metrics setting fails before anything is wired.
+        _state.meter_provider = _install_meter_provider(_resource(settings), environ)
+        if _state.meter_provider is not None:
+            _observe_selfstats(_state.meter_provider)
         global _installed_provider
         current = trace.get_tracer_provider()
         app_provider = isinstance(current, TracerProvider) and current is not _installed_provider
@@ -198,9 +224,6 @@ def configure(**overrides: Any) -> config.Settings:
         _state.tracer_provider = provider
         _state.processors = processors
         _state.exporters = names
-        _state.meter_provider = _install_meter_provider(_resource(settings), environ)
-        if _state.meter_provider is not None:
-            _observe_selfstats(_state.meter_provider)
         _state.configured = True
         _log.debug("llmobs configured: exporters=%s settings from %s", names, settings.source)
         return settings
