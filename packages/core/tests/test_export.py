@@ -50,7 +50,7 @@ def count_spans(db: Path) -> int:
 def test_normal_exit_flushes_every_span_to_the_store(tmp_path):
     db = tmp_path / "exit.db"
     configure = f"llmobs.configure(exporters=['store'], store={str(db)!r})"
-    run_python(WRITE_SPANS.format(configure=configure, traces=1000), tmp_path)
+    run_python(WRITE_SPANS.format(configure=configure, traces=1000), tmp_path, LLMOBS_SAMPLING="false")
     assert count_spans(db) == 5000
 
 
@@ -59,7 +59,12 @@ def test_a_full_export_queue_is_counted_not_silent(tmp_path):
     code = WRITE_SPANS.format(configure=f"llmobs.configure(exporters=['store'], store={str(db)!r})", traces=200)
     code += "from llmobs import selfstats; print(selfstats.snapshot().get('export.queue_full_dropped', 0))"
     out = run_python(
-        code, tmp_path, OTEL_BSP_MAX_QUEUE_SIZE="8", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="8", OTEL_BSP_SCHEDULE_DELAY="60000"
+        code,
+        tmp_path,
+        LLMOBS_SAMPLING="false",
+        OTEL_BSP_MAX_QUEUE_SIZE="8",
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="8",
+        OTEL_BSP_SCHEDULE_DELAY="60000",
     )
     dropped = int(out.stdout.split()[-1])
     assert dropped > 0

@@ -26,15 +26,18 @@ naming the line and the reason; callers that reload keep the last good settings.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import threading
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmobs import sampling
 from llmobs.content import CaptureMode
 from llmobs.pricing import ModelPrice
 
@@ -60,6 +63,7 @@ class Settings:
     retention_max_mb: float | None = 512.0
     disabled_integrations: frozenset[str] = frozenset()
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    sampling: sampling.SamplingPolicy = field(default_factory=sampling.SamplingPolicy)
     source: str = "defaults"
 
     def store_path(self) -> Path:
@@ -146,6 +150,13 @@ def _prices(value: Any, where: str) -> dict[str, ModelPrice]:
     return prices
 
 
+def _sampling(value: Any, where: str) -> sampling.SamplingPolicy:
+    try:
+        return sampling.parse(value, where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 # Each settable key: (Settings field, parser). The same table serves the file, env and code.
 _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "service_name": ("service_name", lambda v, w: str(v) or None),
@@ -156,6 +167,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "store": ("store", lambda v, w: Path(str(v)) if v else None),
     "disabled_integrations": ("disabled_integrations", lambda v, w: frozenset(_names(v, w))),
     "prices": ("prices", _prices),
+    "sampling": ("sampling", lambda v, w: _sampling(v, w)),
     "retention.max_age_days": ("retention_max_age_days", _number),
     "retention.max_mb": ("retention_max_mb", _number),
 }
@@ -170,6 +182,8 @@ _ENV = {
     "LLMOBS_RETENTION_DAYS": "retention.max_age_days",
     "LLMOBS_RETENTION_MB": "retention.max_mb",
 }
+# Variables that change one field of the sampling policy, whatever its source.
+_SAMPLING_ENV = {"LLMOBS_SAMPLING": "enabled", "LLMOBS_SAMPLING_RATIO": "ratio"}
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -183,18 +197,25 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _line_of(text: str, key: str) -> int | None:
-    """The line that sets ``key`` (or opens its table), for error messages."""
-    leaf = re.escape(key.rsplit(".", 1)[-1])
-    table = re.escape(key.split(".", 1)[0])
-    setting = re.compile(rf'^\s*"?{leaf}"?\s*=')
-    header = re.compile(rf"^\s*\[+\s*{table}\b")
+def _line_of(text: str, dotted: str) -> int | None:
+    """The line that sets ``dotted`` (``sampling.rules[1].ratio``), searched after its table's header."""
     lines = text.splitlines()
-    for pattern in (setting, header):
-        for number, line in enumerate(lines, 1):
-            if pattern.match(line):
-                return number
-    return None
+    parts = re.findall(r"\[\d+\]|[^.\[\]]+", dotted)
+    names = [p for p in parts if not p.startswith("[")]
+    index = next((int(p[1:-1]) for p in parts if p.startswith("[")), 0)
+    start = 0
+    for depth in range(len(names) - 1, 0, -1):
+        table = r"\s*\.\s*".join(f'"?{re.escape(n)}"?' for n in names[:depth])
+        header = re.compile(rf"^\s*\[\[?\s*{table}\s*\]\]?\s*(#.*)?$")
+        hits = [i for i, line in enumerate(lines) if header.match(line)]
+        if hits:
+            start = hits[min(index, len(hits) - 1)]
+            break
+    setting = re.compile(rf'^\s*"?{re.escape(names[-1])}"?\s*=')
+    for number in range(start, len(lines)):
+        if setting.match(lines[number]):
+            return number + 1
+    return start + 1 if start or (lines and re.match(r"^\s*\[", lines[0])) else None
 
 
 def parse_file(path: Path) -> dict[str, Any]:
@@ -210,12 +231,15 @@ def parse_file(path: Path) -> dict[str, Any]:
     table = table.get("llmobs", table) if isinstance(table.get("llmobs"), Mapping) else table
     values = {}
     for key, value in _flatten(table).items():
-        line = _line_of(text, key)
-        where = f"{path}:{line}: {key}" if line else f"{path}: {key}"
-        if key not in _KEYS:
-            raise ConfigError(f"{where}: unknown setting (known: {', '.join(sorted(_KEYS))})")
-        attr, parse = _KEYS[key]
-        values[attr] = parse(value, where)
+        try:
+            if key not in _KEYS:
+                raise ConfigError(f"{key}: unknown setting (known: {', '.join(sorted(_KEYS))})")
+            attr, parse = _KEYS[key]
+            values[attr] = parse(value, key)
+        except ConfigError as exc:
+            message = str(exc)
+            line = _line_of(text, message.split(":", 1)[0])
+            raise ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}") from None
     return values
 
 
@@ -269,7 +293,24 @@ def load(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] 
     if overrides:
         values.update(parse_code(overrides))
         sources.append("code")
+    values["sampling"] = _sampling_with_env(values.get("sampling") or sampling.SamplingPolicy(), environ)
     return dataclasses.replace(Settings(), **values, source=" < ".join(sources))
+
+
+def _sampling_with_env(policy: sampling.SamplingPolicy, environ: Mapping[str, str]) -> sampling.SamplingPolicy:
+    """Apply LLMOBS_SAMPLING[_RATIO]; an unset ratio comes from OTEL_TRACES_SAMPLER(_ARG) if given."""
+    overrides = {name: environ[var] for var, name in _SAMPLING_ENV.items() if var in environ}
+    if overrides:
+        try:
+            changed = sampling.parse(overrides, "LLMOBS_SAMPLING")
+        except ValueError as exc:
+            raise ConfigError(str(exc).replace("LLMOBS_SAMPLING.ratio", "LLMOBS_SAMPLING_RATIO")) from None
+        policy = dataclasses.replace(policy, **{name: getattr(changed, name) for name in overrides})
+    if policy.ratio is None:
+        otel_ratio = sampling.ratio_from_otel_env(environ)
+        if otel_ratio is not None:
+            policy = dataclasses.replace(policy, ratio=otel_ratio)
+    return policy
 
 
 # --- the current settings --------------------------------------------------------------------------
@@ -303,6 +344,84 @@ def swap(settings: Settings) -> Settings:
     with _lock:
         previous, _current = _current, settings
     return previous or settings
+
+
+# --- live reload ---------------------------------------------------------------------------------
+
+_overrides: Mapping[str, Any] = {}
+_watcher: threading.Thread | None = None
+_log = logging.getLogger("llmobs")
+_last_error: str | None = None
+
+
+def apply(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Load settings from every source and make them current; code overrides are kept for reloads."""
+    global _overrides
+    settings = load(overrides)
+    _overrides = dict(overrides or {})
+    swap(settings)
+    return settings
+
+
+def reload() -> bool:
+    """Re-read file and environment (with the last code overrides) and swap; keep the old on error.
+
+    An invalid file is logged once per distinct error, with its line and reason, and counted.
+    """
+    global _last_error
+    try:
+        settings = load(_overrides)
+    except ConfigError as exc:
+        from llmobs import selfstats
+
+        selfstats.count("config.reload_failed")
+        if str(exc) != _last_error:
+            _last_error = str(exc)
+            _log.error("llmobs: config not reloaded, keeping the last good settings: %s", exc)
+        return False
+    _last_error = None
+    swap(settings)
+    return True
+
+
+def watch(interval_s: float = 2.0) -> None:
+    """Poll the config file in a daemon thread and :func:`reload` when it changes (once per process).
+
+    Watches ``$LLMOBS_CONFIG`` or ``./llmobs.toml``, also if it does not exist yet; disabled by
+    ``LLMOBS_CONFIG_WATCH=false``.
+    """
+    global _watcher
+    if os.environ.get("LLMOBS_CONFIG_WATCH", "true").strip().lower() in _FALSE:
+        return
+    with _lock:
+        if _watcher is not None and _watcher.is_alive():
+            return
+        path = Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE).absolute()
+        _watcher = threading.Thread(target=_watch, args=(path, interval_s), name="llmobs-config-watch", daemon=True)
+        _watcher.start()
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _watch(path: Path, interval_s: float) -> None:
+    seen = _signature(path)
+    while True:
+        time.sleep(interval_s)
+        now = _signature(path)
+        if now != seen:
+            seen = now
+            try:
+                reload()
+            except Exception as exc:  # the watcher must outlive any surprise
+                from llmobs import selfstats
+
+                selfstats.failure("config.watch_failed", exc)
 
 
 def check_command(path: str | None) -> int:

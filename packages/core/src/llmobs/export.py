@@ -27,9 +27,11 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from llmobs import config, plugins, selfstats
 from llmobs import semconv as sc
+from llmobs.sampling import SamplingProcessor
 
 _log = logging.getLogger("llmobs")
 DEFAULT_QUEUE_SIZE = 16_384
@@ -192,9 +194,9 @@ def configure(**overrides: Any) -> config.Settings:
     time (capture, truncation, redaction, prices). Call :func:`shutdown` first to rewire exporters.
     Raises :class:`llmobs.config.ConfigError` on an invalid setting.
     """
-    settings = config.load(overrides)
     with _lock:
-        config.swap(settings)
+        settings = config.apply(overrides)
+        config.watch()
         if _state.configured:
             return settings
         environ = os.environ
@@ -208,19 +210,22 @@ def configure(**overrides: Any) -> config.Settings:
         if isinstance(current, TracerProvider):
             provider = current
         elif isinstance(current, trace.ProxyTracerProvider):
-            provider = _installed_provider = TracerProvider(resource=_resource(settings))
+            # With llmobs sampling every span is recorded (metrics and tail promotion need them); the
+            # sampling processor applies the head ratio, OTEL_TRACES_SAMPLER's included.
+            sampler = {"sampler": ALWAYS_ON} if settings.sampling.enabled else {}
+            provider = _installed_provider = TracerProvider(resource=_resource(settings), **sampler)
             trace.set_tracer_provider(provider)
         else:
             _log.warning("llmobs: the global tracer provider is %s, not the SDK's; adding no exporters", current)
             provider = None
         names = resolve_exporters(settings, environ, app_provider) if provider is not None else ()
-        processors: list[SpanProcessor] = [
-            _BatchProcessor(_span_exporter(n, settings, environ), environ) for n in names
-        ]
+        processors: list[SpanProcessor] = []
         if provider is not None:
-            processors += plugins.span_processors(settings)
-            for processor in processors:
-                provider.add_span_processor(processor)
+            exporting = [_BatchProcessor(_span_exporter(name, settings, environ), environ) for name in names]
+            exporting += plugins.span_processors(settings)
+            if exporting:
+                processors = [SamplingProcessor(exporting)]
+                provider.add_span_processor(processors[0])
         _state.tracer_provider = provider
         _state.processors = processors
         _state.exporters = names

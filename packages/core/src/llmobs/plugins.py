@@ -22,7 +22,7 @@ from llmobs.content import redact_pii, scrub_text
 from llmobs.pricing import BUILTIN_PRICES, ModelPrice, find_price
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
     from llmobs.config import Settings
     from llmobs.recorder import SpanHandle
@@ -52,6 +52,13 @@ class HookSpecs:
     @hookspec
     def llmobs_span_end(self, handle: SpanHandle) -> None:
         """Enrich a span just before it ends (``handle.set_attribute``); also sees usage and errors."""
+
+    @hookspec
+    def llmobs_sampling_vote(self, spans: list[ReadableSpan]) -> str | None:
+        """Vote to keep a local trace whatever the ratio: return a short reason, or None to abstain.
+
+        Called once per trace, when its local root ends, with all its finished spans.
+        """
 
     @hookspec
     def llmobs_span_processors(self, settings: Settings) -> list[SpanProcessor] | None:
@@ -151,9 +158,9 @@ def span_processors(settings: Settings) -> list[SpanProcessor]:
     return [p for answer in answers if answer for p in answer]
 
 
-def has_span_end_hooks() -> bool:
-    """Whether any plugin enriches spans at end (lets the recorder skip the hook call entirely)."""
-    return bool(manager().hook.llmobs_span_end.get_hookimpls())
+def has_hook(hook_name: str) -> bool:
+    """Whether any plugin implements a hook (lets callers skip the call entirely on hot paths)."""
+    return bool(getattr(manager().hook, hook_name).get_hookimpls())
 
 
 __all__ = [

@@ -102,7 +102,7 @@ class _Derived:
             redactors=plugins.redactors(settings),
         )
         self.prices: dict[tuple[str | None, str], ModelPrice | None] = {}
-        self.span_end_hooks = plugins.has_span_end_hooks()
+        self.span_end_hooks = plugins.has_hook("llmobs_span_end")
 
     def price(self, provider: str | None, model: str) -> ModelPrice | None:
         key = (provider, model)

@@ -102,10 +102,16 @@ COST_INPUT_USD: Final = "llmobs.cost.input_usd"
 COST_OUTPUT_USD: Final = "llmobs.cost.output_usd"
 SAMPLING_REASON: Final = "llmobs.sampling.reason"
 SAMPLING_ADJUSTED_COUNT: Final = "llmobs.sampling.adjusted_count"
+SAMPLING_FORCE: Final = "llmobs.sampling.force"  # set on a span to keep its trace, with who asked
 DROPPED_ATTRIBUTES: Final = "llmobs.dropped.attributes"
 TRUNCATED_ATTRIBUTES: Final = "llmobs.truncated.attributes"
 COMPONENT_NAME: Final = "llmobs.component.name"
 STATUS_REASON: Final = "llmobs.status.reason"
+RETRY_ATTEMPT: Final = "llmobs.retry.attempt"  # int, 1-based attempt of a retried operation
+EVENT_RETRY: Final = "llmobs.retry"  # span event: a framework retries the operation (attempt, error.type)
+EVENT_AGENT_ACTION: Final = "llmobs.agent.action"  # span event: an agent chose a tool (tool name, arguments)
+EVENT_AGENT_FINISH: Final = "llmobs.agent.finish"  # span event: an agent produced its final answer
+EVENT_DATA: Final = "llmobs.event.data"  # payload of a framework's custom span event (content)
 
 # Every gen_ai.* name above that the installed OTel registry does not define, with why we emit it.
 GEN_AI_EXTENSIONS: Final[dict[str, str]] = {
@@ -186,6 +192,16 @@ PROVIDER_ANTHROPIC: Final = "anthropic"
 PROVIDER_DEEPSEEK: Final = "deepseek"
 PROVIDER_DASHSCOPE: Final = "dashscope"  # LoongSuite extended value (Qwen / Bailian)
 PROVIDER_VLLM: Final = "vllm"
+PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
+PROVIDER_AZURE_AI_INFERENCE: Final = "azure.ai.inference"
+PROVIDER_GCP_GEMINI: Final = "gcp.gemini"
+PROVIDER_GCP_VERTEX_AI: Final = "gcp.vertex_ai"
+PROVIDER_MISTRAL_AI: Final = "mistral_ai"
+PROVIDER_GROQ: Final = "groq"
+PROVIDER_X_AI: Final = "x_ai"
+PROVIDER_COHERE: Final = "cohere"
+PROVIDER_PERPLEXITY: Final = "perplexity"
+PROVIDER_IBM_WATSONX_AI: Final = "ibm.watsonx.ai"
 PROVIDER_UNKNOWN: Final = "unknown"
 VALUE_EXTENSIONS.update(
     {
