@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import threading
-import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -349,7 +348,7 @@ def swap(settings: Settings) -> Settings:
 # --- live reload ---------------------------------------------------------------------------------
 
 _overrides: Mapping[str, Any] = {}
-_watcher: threading.Thread | None = None
+_watcher: ConfigWatcher | None = None
 _log = logging.getLogger("llmobs")
 _last_error: str | None = None
 
@@ -384,21 +383,53 @@ def reload() -> bool:
     return True
 
 
-def watch(interval_s: float = 2.0) -> None:
-    """Poll the config file in a daemon thread and :func:`reload` when it changes (once per process).
+class ConfigWatcher:
+    r"""Polls a config file's modification time and size, and :func:`reload`\ s when they change."""
 
-    Watches ``$LLMOBS_CONFIG`` or ``./llmobs.toml``, also if it does not exist yet; disabled by
-    ``LLMOBS_CONFIG_WATCH=false``.
+    def __init__(self, path: Path, interval_s: float = 2.0) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmobs-config-watch", daemon=True)
+
+    def start(self) -> ConfigWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        seen = _signature(self.path)
+        while not self._stop.wait(self.interval_s):
+            now = _signature(self.path)
+            if now != seen:
+                seen = now
+                try:
+                    reload()
+                except Exception as exc:  # the watcher must outlive any surprise
+                    from llmobs import selfstats
+
+                    selfstats.failure("config.watch_failed", exc)
+
+
+def watch(interval_s: float = 2.0) -> ConfigWatcher | None:
+    """Watch ``$LLMOBS_CONFIG`` (or ``./llmobs.toml``, also before it exists) from a daemon thread.
+
+    Once per process; ``LLMOBS_CONFIG_WATCH=false`` turns it off.
     """
     global _watcher
     if os.environ.get("LLMOBS_CONFIG_WATCH", "true").strip().lower() in _FALSE:
-        return
+        return None
     with _lock:
-        if _watcher is not None and _watcher.is_alive():
-            return
-        path = Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE).absolute()
-        _watcher = threading.Thread(target=_watch, args=(path, interval_s), name="llmobs-config-watch", daemon=True)
-        _watcher.start()
+        if _watcher is None or not _watcher.is_alive():
+            path = Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE).absolute()
+            _watcher = ConfigWatcher(path, interval_s).start()
+        return _watcher
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -407,21 +438,6 @@ def _signature(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return stat.st_mtime_ns, stat.st_size
-
-
-def _watch(path: Path, interval_s: float) -> None:
-    seen = _signature(path)
-    while True:
-        time.sleep(interval_s)
-        now = _signature(path)
-        if now != seen:
-            seen = now
-            try:
-                reload()
-            except Exception as exc:  # the watcher must outlive any surprise
-                from llmobs import selfstats
-
-                selfstats.failure("config.watch_failed", exc)
 
 
 def check_command(path: str | None) -> int:

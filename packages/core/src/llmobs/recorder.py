@@ -370,6 +370,10 @@ class SpanHandle:
             except Exception as exc:
                 selfstats.failure("recorder.attribute_failed", exc)
 
+    def keep(self, reason: str = "code") -> None:
+        """Keep this span's trace whatever the sampling ratio (e.g. a VIP user, a debug session)."""
+        self.set_attribute(sc.SAMPLING_FORCE, reason)
+
     def set_request(self, **params: Any) -> None:
         """Request parameters by their plain names (``model``, ``temperature``, ``max_tokens``, ...)."""
         model = params.get("model")
