@@ -38,6 +38,7 @@ REQUEST_SEED: Final = "gen_ai.request.seed"
 REQUEST_STREAM: Final = "gen_ai.request.stream"
 REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
 EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
+EMBEDDINGS_INPUT_COUNT: Final = "llmobs.embeddings.input_count"  # texts embedded in one call
 
 # --- OTel GenAI: usage ---------------------------------------------------------------------------
 USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
@@ -69,6 +70,7 @@ TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
 TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
 RETRIEVAL_QUERY_TEXT: Final = "gen_ai.retrieval.query.text"
 RETRIEVAL_DOCUMENTS: Final = "gen_ai.retrieval.documents"
+RERANK_DOCUMENTS_COUNT: Final = "gen_ai.rerank.documents.count"  # LoongSuite: documents given to a reranker
 
 # --- OTel GenAI: evaluation event ----------------------------------------------------------------
 EVENT_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
@@ -125,6 +127,7 @@ GEN_AI_EXTENSIONS: Final[dict[str, str]] = {
     USAGE_CACHE_WRITE_INPUT_TOKENS: "GenAI draft rename of cache_creation.input_tokens (both are emitted)",
     EVENT_INFERENCE_DETAILS: "GenAI opt-in event name (registry lists events separately)",
     EVENT_EVALUATION_RESULT: "GenAI evaluation event name (registry lists events separately)",
+    RERANK_DOCUMENTS_COUNT: "LoongSuite reranker input document count",
 }
 
 # --- Operation names (gen_ai.operation.name) -----------------------------------------------------
