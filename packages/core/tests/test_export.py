@@ -162,3 +162,22 @@ def test_unsupported_metrics_exporter_is_a_clear_error(tmp_path):
     code = "import llmobs\ntry:\n    llmobs.configure(exporters=['none'])\nexcept Exception as e:\n    print(e)\n"
     out = run_python(code, tmp_path, OTEL_METRICS_EXPORTER="statsd").stdout
     assert "OTEL_METRICS_EXPORTER: unsupported value 'statsd'" in out
+
+
+def test_the_local_store_alone_keeps_every_trace_by_default(tmp_path):
+    db = tmp_path / "dev.db"
+    code = WRITE_SPANS.format(configure=f"llmobs.configure(exporters=['store'], store={str(db)!r})", traces=300)
+    run_python(code, tmp_path)
+    assert count_spans(db) == 1500  # sampling turns itself on only when spans leave the machine
+
+
+def test_sampling_on_for_the_store_when_asked(tmp_path):
+    db = tmp_path / "sampled.db"
+    code = WRITE_SPANS.format(configure=f"llmobs.configure(exporters=['store'], store={str(db)!r})", traces=300)
+    run_python(code, tmp_path, LLMOBS_SAMPLING="true", LLMOBS_SAMPLING_RATIO="0.1")
+    with sqlite3.connect(db) as conn:
+        spans, weighted_roots = conn.execute(
+            "select count(*), sum(case when parent_span_id is null then adjusted_count end) from spans"
+        ).fetchone()
+    assert 5 * 5 <= spans < 1500 / 3  # the floor's first 5 traces plus about a tenth of the rest
+    assert 150 < weighted_roots < 600  # adjusted counts still estimate the 300 traces

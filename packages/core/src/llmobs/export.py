@@ -212,7 +212,7 @@ def configure(**overrides: Any) -> config.Settings:
         elif isinstance(current, trace.ProxyTracerProvider):
             # With llmobs sampling every span is recorded (metrics and tail promotion need them); the
             # sampling processor applies the head ratio, OTEL_TRACES_SAMPLER's included.
-            sampler = {"sampler": ALWAYS_ON} if settings.sampling.enabled else {}
+            sampler = {} if settings.sampling.enabled is False else {"sampler": ALWAYS_ON}
             provider = _installed_provider = TracerProvider(resource=_resource(settings), **sampler)
             trace.set_tracer_provider(provider)
         else:
@@ -224,7 +224,8 @@ def configure(**overrides: Any) -> config.Settings:
             exporting = [_BatchProcessor(_span_exporter(name, settings, environ), environ) for name in names]
             exporting += plugins.span_processors(settings)
             if exporting:
-                processors = [SamplingProcessor(exporting)]
+                # Sampling is on by default when spans leave the machine; the local store alone keeps all.
+                processors = [SamplingProcessor(exporting, auto_enabled="otlp" in names)]
                 provider.add_span_processor(processors[0])
         _state.tracer_provider = provider
         _state.processors = processors

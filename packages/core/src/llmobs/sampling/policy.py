@@ -72,11 +72,11 @@ class SamplingPolicy:
     adjusted count (1 / probability) and re-weighted totals stay right.
     """
 
-    enabled: bool = True
+    enabled: bool | None = None  # None: on when exporting off the machine (OTLP), off for the local store alone
     ratio: float | None = None  # None: from OTEL_TRACES_SAMPLER(_ARG), else DEFAULT_RATIO
-    floor: int = 10
+    floor: int = 5
     floor_window_s: float = 3600.0
-    key: tuple[str, ...] = (SERVICE, SPAN_NAME)
+    key: tuple[str, ...] = (SERVICE, SPAN_NAME, "model")
     max_traces_per_minute: float | None = None
     rules: tuple[Rule, ...] = ()
     promote: Promote = field(default_factory=Promote)
@@ -241,9 +241,21 @@ def _value(span: Any, key: str, service: str | None) -> Any:
     return (span.attributes or {}).get(ALIASES.get(key, key))
 
 
-def key_of(span: Any, keys: tuple[str, ...], service: str | None) -> tuple[Any, ...]:
-    """The floor/rate key of a trace, read from its local root span."""
-    return tuple(_value(span, key, service) for key in keys)
+#: Keys that, when the root span lacks them, are gathered from every span of the trace (the models an
+#: agent called are on its LLM spans, not on the agent span).
+_GATHERED = frozenset({"model", "provider", sc.REQUEST_MODEL, sc.PROVIDER_NAME})
+
+
+def key_of(root: Any, spans: list[Any], keys: tuple[str, ...], service: str | None) -> tuple[Any, ...]:
+    """The floor/rate key of a trace: values from its local root, or gathered from all its spans."""
+    out = []
+    for key in keys:
+        value = _value(root, key, service)
+        if value is None and key in _GATHERED:
+            found = {_value(span, key, service) for span in spans} - {None}
+            value = tuple(sorted(map(str, found))) or None
+        out.append(value)
+    return tuple(out)
 
 
 def _glob(value: Any, pattern: str) -> bool:

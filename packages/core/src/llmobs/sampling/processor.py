@@ -108,8 +108,10 @@ class SamplingProcessor(SpanProcessor):
         *,
         policy: Callable[[], SamplingPolicy] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        auto_enabled: bool = True,
     ) -> None:
         self._downstream = list(downstream)
+        self._auto_enabled = auto_enabled
         self._policy = policy or (lambda: config.current().sampling)
         self._clock = clock
         self._lock = threading.Lock()
@@ -143,7 +145,7 @@ class SamplingProcessor(SpanProcessor):
         if context is None:
             return
         policy = self._policy()
-        if not policy.enabled:
+        if not self._enabled(policy):
             self._send(span)  # capture-all: nothing to decide, nothing to buffer
             return
         trace_id = context.trace_id
@@ -230,7 +232,7 @@ class SamplingProcessor(SpanProcessor):
         root = _local_root(spans)
         trace_id = root.context.trace_id
         policy = self._policy()
-        if not policy.enabled:
+        if not self._enabled(policy):
             reason, probability = "all", 1.0
         else:
             promoted = _promotions(spans, policy.promote)
@@ -253,6 +255,9 @@ class SamplingProcessor(SpanProcessor):
         for span in spans:
             self._send(_stamped(span, reason, adjusted))
 
+    def _enabled(self, policy: SamplingPolicy) -> bool:
+        return self._auto_enabled if policy.enabled is None else policy.enabled
+
     def _head(self, root: ReadableSpan, spans: list[ReadableSpan], policy: SamplingPolicy) -> tuple[str, float]:
         parent = root.parent
         if parent is not None and parent.is_remote:
@@ -262,7 +267,7 @@ class SamplingProcessor(SpanProcessor):
             if rule.matches(spans, service):
                 return f"rule:{index}", rule.ratio
         base = DEFAULT_RATIO if policy.ratio is None else policy.ratio
-        seen, per_minute = self._rates.observe(key_of(root, policy.key, service), policy.floor_window_s)
+        seen, per_minute = self._rates.observe(key_of(root, spans, policy.key, service), policy.floor_window_s)
         probability, reason = base, "ratio"
         if policy.floor and seen > 0 and policy.floor / seen > base:
             probability, reason = min(1.0, policy.floor / seen), "floor"
