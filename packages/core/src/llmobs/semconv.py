@@ -5,6 +5,11 @@ LoongSuite extensions are emitted alongside so ARMS dashboards work unchanged, a
 extras live under ``llmobs.*``. ``tests/test_semconv_registry.py`` checks every ``gen_ai.*`` name
 here against the registry shipped in ``opentelemetry-semantic-conventions`` or against
 :data:`GEN_AI_EXTENSIONS`, the documented list of names that registry does not (yet) carry.
+
+Metrics outside the GenAI registry start with ``llmobs.``, except the vLLM engine metrics, which start
+with ``vllm.``: they describe the serving engine itself (scheduler, KV cache, engine phases), not
+llmobs, and sit under the engine's own name as the GenAI conventions do for system-specific metrics.
+Prometheus renders them ``vllm_*``, so they never clash with vLLM's own ``vllm:*`` families.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ PROVIDER_NAME: Final = "gen_ai.provider.name"
 REQUEST_MODEL: Final = "gen_ai.request.model"
 RESPONSE_MODEL: Final = "gen_ai.response.model"
 RESPONSE_ID: Final = "gen_ai.response.id"
+REQUEST_ID: Final = "gen_ai.request.id"  # a serving engine's request id (vLLM's llm_request span carries it)
 RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"  # double, seconds
 OUTPUT_TYPE: Final = "gen_ai.output.type"
@@ -115,6 +121,17 @@ EVENT_AGENT_ACTION: Final = "llmobs.agent.action"  # span event: an agent chose 
 EVENT_AGENT_FINISH: Final = "llmobs.agent.finish"  # span event: an agent produced its final answer
 EVENT_DATA: Final = "llmobs.event.data"  # payload of a framework's custom span event (content)
 
+# --- vLLM engine (llmobs-vllm): attributes of per-request spans and metric points ----------------
+VLLM_ENGINE_INDEX: Final = "vllm.engine.index"  # int: the data-parallel engine that ran the request
+VLLM_FINISH_REASON: Final = "vllm.request.finish_reason"  # stop, length, abort, error, repetition
+VLLM_REJECTION_REASON: Final = "vllm.rejection.reason"  # why the frontend refused a request (admission)
+VLLM_QUEUE_TIME: Final = "vllm.request.queue_time"  # double, s: queued until first scheduled
+VLLM_PREFILL_TIME: Final = "vllm.request.prefill_time"  # double, s: first scheduled until first token
+VLLM_DECODE_TIME: Final = "vllm.request.decode_time"  # double, s: first token until last token
+VLLM_INFERENCE_TIME: Final = "vllm.request.inference_time"  # double, s: first scheduled until last token
+VLLM_TIME_PER_OUTPUT_TOKEN: Final = "vllm.request.time_per_output_token"  # double, s, after the first token
+VLLM_PREEMPTIONS: Final = "vllm.request.preemptions"  # int: times the scheduler preempted the request
+
 # Every gen_ai.* name above that the installed OTel registry does not define, with why we emit it.
 GEN_AI_EXTENSIONS: Final[dict[str, str]] = {
     SPAN_KIND: "ARMS/LoongSuite span kind attribute (LLM, CHAIN, AGENT, ...)",
@@ -128,6 +145,7 @@ GEN_AI_EXTENSIONS: Final[dict[str, str]] = {
     EVENT_INFERENCE_DETAILS: "GenAI opt-in event name (registry lists events separately)",
     EVENT_EVALUATION_RESULT: "GenAI evaluation event name (registry lists events separately)",
     RERANK_DOCUMENTS_COUNT: "LoongSuite reranker input document count",
+    REQUEST_ID: "vLLM's request id on its llm_request span: the key that joins llmobs-vllm data to vLLM traces",
 }
 
 # --- Operation names (gen_ai.operation.name) -----------------------------------------------------
@@ -242,11 +260,35 @@ METRIC_SERVER_TIME_TO_FIRST_TOKEN: Final = "gen_ai.server.time_to_first_token"
 METRIC_SERVER_TIME_PER_OUTPUT_TOKEN: Final = "gen_ai.server.time_per_output_token"
 METRIC_COST: Final = "llmobs.client.cost"
 METRIC_DROPPED: Final = "llmobs.dropped"
+# vLLM engine metrics (llmobs-vllm); see the module docstring for the vllm. prefix.
+METRIC_VLLM_REQUEST_TOKENS: Final = "vllm.request.tokens"  # histogram by gen_ai.token.type, per finished request
+METRIC_VLLM_REQUEST_CACHED_TOKENS: Final = "vllm.request.cached_tokens"  # prompt tokens served by the prefix cache
+METRIC_VLLM_REQUEST_QUEUE_DURATION: Final = "vllm.request.queue.duration"
+METRIC_VLLM_REQUEST_PREFILL_DURATION: Final = "vllm.request.prefill.duration"
+METRIC_VLLM_REQUEST_DECODE_DURATION: Final = "vllm.request.decode.duration"
+METRIC_VLLM_REQUEST_INFERENCE_DURATION: Final = "vllm.request.inference.duration"
+METRIC_VLLM_INTER_TOKEN_LATENCY: Final = "vllm.inter_token_latency"
+METRIC_VLLM_REQUESTS_FINISHED: Final = "vllm.requests.finished"
+METRIC_VLLM_REQUESTS_REJECTED: Final = "vllm.requests.rejected"
+METRIC_VLLM_REQUESTS_RUNNING: Final = "vllm.requests.running"
+METRIC_VLLM_REQUESTS_WAITING: Final = "vllm.requests.waiting"
+METRIC_VLLM_KV_CACHE_USAGE: Final = "vllm.kv_cache.usage"
+METRIC_VLLM_TOKENS: Final = "vllm.tokens"  # counter by gen_ai.token.type: prompt tokens prefilled, tokens generated
+METRIC_VLLM_PREFIX_CACHE_QUERIES: Final = "vllm.prefix_cache.queries"
+METRIC_VLLM_PREFIX_CACHE_HITS: Final = "vllm.prefix_cache.hits"
+METRIC_VLLM_PREEMPTIONS: Final = "vllm.preemptions"
+METRIC_VLLM_SPEC_DECODE_DRAFTS: Final = "vllm.spec_decode.drafts"
+METRIC_VLLM_SPEC_DECODE_DRAFT_TOKENS: Final = "vllm.spec_decode.draft_tokens"
+METRIC_VLLM_SPEC_DECODE_ACCEPTED_TOKENS: Final = "vllm.spec_decode.accepted_tokens"
 
 UNIT_SECONDS: Final = "s"
 UNIT_TOKENS: Final = "{token}"
 UNIT_USD: Final = "USD"
 UNIT_ITEMS: Final = "{item}"
+UNIT_REQUESTS: Final = "{request}"
+UNIT_PREEMPTIONS: Final = "{preemption}"
+UNIT_DRAFTS: Final = "{draft}"
+UNIT_RATIO: Final = "1"
 
 #: Recommended explicit bucket boundaries from the GenAI metric conventions.
 BUCKETS_DURATION: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
