@@ -238,7 +238,8 @@ def _value(span: Any, key: str, service: str | None) -> Any:
         return span.name
     if key == SERVICE:
         return service
-    return (span.attributes or {}).get(ALIASES.get(key, key))
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)  # see processor._attributes
+    return (inner if isinstance(inner, dict) else span.attributes or {}).get(ALIASES.get(key, key))
 
 
 #: Keys that, when the root span lacks them, are gathered from every span of the trace (the models an

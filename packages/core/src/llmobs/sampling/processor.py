@@ -21,10 +21,11 @@ and marked ``partial``. Spans ending after their trace was decided follow that d
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import baggage
@@ -41,6 +42,7 @@ _RANDOM_MASK = (1 << _RANDOM_BITS) - 1
 _DECIDED_CAP = 100_000  # remembered decisions, for spans ending after their trace was decided
 _KEYS_CAP = 10_000  # distinct floor keys; beyond, keys share one bucket
 FORCE_BAGGAGE = "llmobs.force"
+_UNDECIDED = object()
 
 
 def keeps(trace_id: int, probability: float) -> bool:
@@ -120,7 +122,7 @@ class SamplingProcessor(SpanProcessor):
         self._decided: OrderedDict[int, tuple[str, float] | None] = OrderedDict()
         self._rates = _Rates(clock)
         self._stop = threading.Event()
-        self._sweeper: threading.Thread | None = None
+        self._sweeper_pid: int | None = None  # the sweeper runs in this process (threads don't survive fork)
 
     # --- SpanProcessor --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -151,29 +153,27 @@ class SamplingProcessor(SpanProcessor):
         trace_id = context.trace_id
         parent = span.parent
         ready: list[tuple[_Trace, bool]] = []
-        now = self._clock()
-        buffer = policy.buffer
         with self._lock:
-            if trace_id in self._decided:
-                decision = self._decided[trace_id]
-                late = True
-            else:
-                late = False
+            decision = self._decided.get(trace_id, _UNDECIDED)
+            if decision is _UNDECIDED:
                 trace = self._traces.get(trace_id)
                 if trace is None:
-                    trace = self._traces[trace_id] = _Trace(now)
+                    trace = self._traces[trace_id] = _Trace(self._clock())
                 trace.spans.append(span)
                 self._spans += 1
                 if parent is None or parent.is_remote:
                     del self._traces[trace_id]
                     self._spans -= len(trace.spans)
                     ready.append((trace, False))
-                ready += self._evict(now, buffer.max_traces, buffer.max_spans, buffer.max_age_s)
-        if late:
+                buffer = policy.buffer
+                if len(self._traces) > buffer.max_traces or self._spans > buffer.max_spans:
+                    ready += self._evict(self._clock(), buffer.max_traces, buffer.max_spans, buffer.max_age_s)
+        if decision is not _UNDECIDED:
             self._forward_late(span, decision)
         for trace, partial in ready:
             self._decide(trace, partial)
-        self._ensure_sweeper()
+        if self._sweeper_pid != os.getpid():
+            self._start_sweeper()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return all(p.force_flush(timeout_millis) for p in self._downstream)
@@ -207,16 +207,14 @@ class SamplingProcessor(SpanProcessor):
         for trace in traces:
             self._decide(trace, True)
 
-    def _ensure_sweeper(self) -> None:
-        if self._sweeper is None or not self._sweeper.is_alive():
-            if self._stop.is_set():
-                return
-            self._sweeper = threading.Thread(target=self._sweep, name="llmobs-sampling-sweeper", daemon=True)
-            self._sweeper.start()
+    def _start_sweeper(self) -> None:
+        if not self._stop.is_set():
+            self._sweeper_pid = os.getpid()
+            threading.Thread(target=self._sweep, name="llmobs-sampling-sweeper", daemon=True).start()
 
     def _sweep(self) -> None:
-        """Decide traces that outlived the buffer's age even when no span ends to trigger it."""
-        while not self._stop.wait(min(max(self._policy().buffer.max_age_s / 4, 0.05), 5.0)):
+        """Decide traces that outlived the buffer's age (checked here, off the spans' path)."""
+        while not self._stop.wait(min(max(self._policy().buffer.max_age_s / 4, 0.05), 1.0)):
             try:
                 buffer = self._policy().buffer
                 with self._lock:
@@ -309,13 +307,20 @@ def _service(span: ReadableSpan) -> str | None:
     return resource.attributes.get(sc.SERVICE_NAME) if resource is not None else None
 
 
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict when the SDK keeps one (its read-only view costs two
+    Python calls per lookup), else the public view."""
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    return inner if isinstance(inner, dict) else (span.attributes or {})
+
+
 def _promotions(spans: list[ReadableSpan], rules: Promote) -> list[str]:
     """Why this trace must be kept whatever the ratio (empty: no reason)."""
     reasons: list[str] = []
     tokens = 0
     cost = 0.0
     for span in spans:
-        a = span.attributes or {}
+        a = _attributes(span)
         if a.get(sc.SAMPLING_FORCE):
             _add(reasons, f"forced={a[sc.SAMPLING_FORCE]}")
         if rules.error and (span.status.status_code is StatusCode.ERROR or a.get(sc.ERROR_TYPE)):
