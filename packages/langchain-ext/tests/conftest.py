@@ -1,0 +1,161 @@
+"""Test wiring: the application's global OTel SDK providers, with an in-memory exporter and metric reader.
+
+The handler records through ``llmobs.get_recorder()``, i.e. whatever global providers exist. Alone, this
+file installs them; in the whole suite another package's conftest may have done so first, and then the
+exporter is added to that provider and its in-memory reader is used — as with any application that set
+up OpenTelemetry itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable
+
+import pytest
+from langchain_core.messages import AIMessage
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmobs_langchain
+from llmobs import config, selfstats
+from llmobs_langchain.runs import RUNS
+from llmobs_langchain.scripted import ScriptedChatModel
+
+
+def _tracer_provider() -> TracerProvider:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+def _metric_reader() -> InMemoryMetricReader:
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, MeterProvider):
+        readers = provider._metric_readers  # the suite's own provider (SDK private): reuse its reader
+        return next(r for r in readers if isinstance(r, InMemoryMetricReader))
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
+
+
+SPANS = InMemorySpanExporter()
+_tracer_provider().add_span_processor(SimpleSpanProcessor(SPANS))
+METRICS = _metric_reader()
+
+
+class Recorded:
+    """The finished spans of one test, with tree helpers."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self._exporter = exporter
+
+    def all(self) -> list[ReadableSpan]:
+        return sorted(self._exporter.get_finished_spans(), key=lambda s: s.start_time)
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.name == name]
+
+    def one(self, name: str) -> ReadableSpan:
+        (span,) = self.named(name)
+        return span
+
+    def parent(self, span: ReadableSpan) -> ReadableSpan | None:
+        if span.parent is None:
+            return None
+        return next((s for s in self.all() if s.context.span_id == span.parent.span_id), None)
+
+    def children(self, span: ReadableSpan) -> list[str]:
+        return [s.name for s in self.all() if s.parent is not None and s.parent.span_id == span.context.span_id]
+
+    def roots(self) -> list[ReadableSpan]:
+        ids = {s.context.span_id for s in self.all()}
+        return [s for s in self.all() if s.parent is None or s.parent.span_id not in ids]
+
+    def trace_of(self, root: ReadableSpan) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.context.trace_id == root.context.trace_id]
+
+
+@pytest.fixture(autouse=True)
+def _isolated():
+    """Default settings, fresh counters and spans, no global instrumentation left behind, no run leaked."""
+    previous = config.swap(config.Settings())
+    selfstats.reset()
+    SPANS.clear()
+    yield
+    llmobs_langchain.uninstrument()
+    config.swap(previous)
+    assert len(RUNS) == 0, "a run was left in flight"
+
+
+@pytest.fixture
+def recorded() -> Recorded:
+    return Recorded(SPANS)
+
+
+@pytest.fixture
+def settings():
+    """Make settings with the given changes current for the rest of the test."""
+
+    def apply(**changes):
+        return config.swap(dataclasses.replace(config.Settings(), **changes))
+
+    return apply
+
+
+def _metric_points(name: str, **attributes) -> list:
+    """Data points of metric ``name`` whose attributes include ``attributes`` (cumulative over the run)."""
+    data = METRICS.get_metrics_data()
+    points = []
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if m.name == name:
+                    points += [p for p in m.data.data_points if attributes.items() <= dict(p.attributes).items()]
+    return points
+
+
+def _reply(
+    text: str = "",
+    *,
+    calls: Iterable[tuple[str, dict, str]] = (),
+    usage: tuple[int, int] | None = None,
+    finish: str | None = None,
+    **fields,
+) -> AIMessage:
+    """A scripted model answer: text, tool calls ``(name, args, id)``, usage ``(input, output)``."""
+    extra = {}
+    if usage is not None:
+        extra["usage_metadata"] = {"input_tokens": usage[0], "output_tokens": usage[1], "total_tokens": sum(usage)}
+    if finish is not None:
+        extra["response_metadata"] = {"finish_reason": finish}
+    tool_calls = [{"name": n, "args": a, "id": i} for n, a, i in calls]
+    return AIMessage(content=text, tool_calls=tool_calls, **extra, **fields)
+
+
+def _scripted(*answers: AIMessage | str, repeat: bool = False, **fields) -> ScriptedChatModel:
+    """A scripted chat model replaying ``answers`` (forever with ``repeat``)."""
+    messages = itertools.cycle(answers) if repeat else iter(answers)
+    return ScriptedChatModel(messages=messages, **fields)
+
+
+# Helpers as fixtures: with --import-mode=importlib test modules cannot import from conftest.
+@pytest.fixture
+def points():
+    return _metric_points
+
+
+@pytest.fixture
+def reply():
+    return _reply
+
+
+@pytest.fixture
+def scripted():
+    return _scripted

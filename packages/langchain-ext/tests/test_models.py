@@ -1,0 +1,291 @@
+"""Chat models and LLMs: GenAI request/response attributes, content, usage from every source, TTFT, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake import FakeListLLM
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
+from langchain_core.tools import tool
+from opentelemetry.trace import StatusCode
+
+from llmobs import semconv as sc
+from llmobs.content import CaptureMode
+from llmobs_langchain import LLMObsCallbackHandler
+from llmobs_langchain.scripted import ScriptedChatModel
+
+CALLBACKS = {"callbacks": [LLMObsCallbackHandler()]}
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Current weather in a city."""
+    return "sunny"
+
+
+def test_request_attributes_from_ls_metadata_and_invocation_params(scripted, reply, recorded):
+    model = scripted(reply("ok", finish="stop"), model="gpt-4o", provider="azure")
+    bound = model.bind(temperature=0.3, max_tokens=256, top_p=0.9, stop=["END"], seed=7)
+    bound.invoke("hi", config=CALLBACKS)
+    chat = recorded.one("chat gpt-4o")
+    attrs = chat.attributes
+    assert attrs[sc.OPERATION_NAME] == sc.OP_CHAT
+    assert attrs[sc.PROVIDER_NAME] == sc.PROVIDER_AZURE_OPENAI
+    assert attrs[sc.REQUEST_MODEL] == "gpt-4o"
+    assert attrs[sc.REQUEST_TEMPERATURE] == 0.3
+    assert attrs[sc.REQUEST_MAX_TOKENS] == 256
+    assert attrs[sc.REQUEST_TOP_P] == 0.9
+    assert attrs[sc.REQUEST_SEED] == 7
+    assert tuple(attrs[sc.REQUEST_STOP_SEQUENCES]) == ("END",)
+    assert tuple(attrs[sc.RESPONSE_FINISH_REASONS]) == ("stop",)
+
+
+def test_unknown_providers_pass_through_lowercased(scripted, recorded):
+    scripted("ok", model="m", provider="Ollama").invoke("hi", config=CALLBACKS)
+    assert recorded.one("chat m").attributes[sc.PROVIDER_NAME] == "ollama"
+
+
+def test_input_messages_system_instructions_tools_and_tool_call_output(scripted, reply, recorded):
+    answer = reply(calls=[("get_weather", {"city": "Oslo"}, "call_9")], id="chatcmpl-1",
+                   response_metadata={"finish_reason": "tool_calls", "model_name": "gpt-4o-2024-08-06"})  # fmt: skip
+    model = scripted(answer, model="gpt-4o").bind_tools([get_weather])
+    history = [
+        SystemMessage("Be brief."),
+        HumanMessage("Weather in Oslo?", name="alice"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Bergen"}, "id": "call_1"}]),
+        ToolMessage("rain", tool_call_id="call_1"),
+    ]
+    model.invoke(history, config=CALLBACKS)
+    attrs = recorded.one("chat gpt-4o").attributes
+    assert json.loads(attrs[sc.SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(attrs[sc.INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Oslo?"}], "name": "alice"},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather",
+                                         "arguments": {"city": "Bergen"}}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "rain"}]},
+    ]  # fmt: skip
+    (definition,) = json.loads(attrs[sc.TOOL_DEFINITIONS])
+    assert definition["name"] == "get_weather" and definition["description"] == "Current weather in a city."
+    assert definition["parameters"]["properties"] == {"city": {"type": "string"}}
+    assert json.loads(attrs[sc.OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "finish_reason": "tool_call",
+         "parts": [{"type": "tool_call", "id": "call_9", "name": "get_weather", "arguments": {"city": "Oslo"}}]}
+    ]  # fmt: skip
+    assert tuple(attrs[sc.RESPONSE_FINISH_REASONS]) == ("tool_call",)
+    assert attrs[sc.RESPONSE_ID] == "chatcmpl-1"
+    assert attrs[sc.RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+
+
+def test_reasoning_and_multimodal_content(scripted, reply, recorded):
+    answer = AIMessage(
+        content=[{"type": "thinking", "thinking": "compare sizes"}, {"type": "text", "text": "The cat."}],
+        additional_kwargs={},
+    )
+    picture = HumanMessage(content=[
+        {"type": "text", "text": "Which is bigger?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "image", "base64": "aGVsbG8gd29ybGQh", "mime_type": "image/png"},
+    ])  # fmt: skip
+    scripted(answer, model="vision").invoke([picture], config=CALLBACKS)
+    attrs = recorded.one("chat vision").attributes
+    (user,) = json.loads(attrs[sc.INPUT_MESSAGES])
+    assert user["parts"] == [
+        {"type": "text", "content": "Which is bigger?"},
+        {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
+        {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "<omitted 12 bytes>"},
+    ]
+    (output,) = json.loads(attrs[sc.OUTPUT_MESSAGES])
+    assert output["parts"] == [
+        {"type": "reasoning", "content": "compare sizes"},
+        {"type": "text", "content": "The cat."},
+    ]
+    assert output["finish_reason"] == "stop"  # none reported: inferred from the parts
+
+
+def test_no_content_mode_records_metadata_but_no_messages(settings, scripted, reply, recorded):
+    settings(capture=CaptureMode.NO_CONTENT)
+    scripted(reply("secret answer", usage=(3, 2), finish="stop"), model="m").invoke("secret", config=CALLBACKS)
+    attrs = recorded.one("chat m").attributes
+    for attribute in (sc.INPUT_MESSAGES, sc.OUTPUT_MESSAGES, sc.SYSTEM_INSTRUCTIONS, sc.TOOL_DEFINITIONS):
+        assert attribute not in attrs
+    assert attrs[sc.USAGE_INPUT_TOKENS] == 3 and tuple(attrs[sc.RESPONSE_FINISH_REASONS]) == ("stop",)
+
+
+def test_usage_with_cache_and_reasoning_tokens_and_cost(scripted, recorded):
+    usage = {
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "total_tokens": 1500,
+        "input_token_details": {"cache_read": 1000, "cache_creation": 50},
+        "output_token_details": {"reasoning": 120},
+    }
+    scripted(AIMessage("ok", usage_metadata=usage), model="gpt-4o-mini").invoke("hi", config=CALLBACKS)
+    attrs = recorded.one("chat gpt-4o-mini").attributes
+    assert attrs[sc.USAGE_INPUT_TOKENS] == 1200
+    assert attrs[sc.USAGE_OUTPUT_TOKENS] == 300
+    assert attrs[sc.USAGE_TOTAL_TOKENS] == 1500
+    assert attrs[sc.USAGE_CACHE_READ_INPUT_TOKENS] == 1000
+    assert attrs[sc.USAGE_CACHE_CREATION_INPUT_TOKENS] == 50
+    assert attrs[sc.USAGE_REASONING_OUTPUT_TOKENS] == 120
+    assert attrs[sc.COST_USD] > 0
+
+
+class RawUsageModel(ScriptedChatModel):
+    """A provider integration that reports usage only in ``llm_output`` (as older OpenAI/Anthropic ones do)."""
+
+    raw_usage: dict[str, Any]
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        result = super()._generate(messages, stop, run_manager, **kwargs)
+        return ChatResult(
+            generations=result.generations, llm_output={"token_usage": self.raw_usage, "model_name": "raw"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+             "prompt_tokens_details": {"cached_tokens": 64}, "completion_tokens_details": {"reasoning_tokens": 8}},
+            {sc.USAGE_INPUT_TOKENS: 100, sc.USAGE_OUTPUT_TOKENS: 20, sc.USAGE_TOTAL_TOKENS: 120,
+             sc.USAGE_CACHE_READ_INPUT_TOKENS: 64, sc.USAGE_REASONING_OUTPUT_TOKENS: 8},
+        ),
+        (
+            {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 90, "cache_creation_input_tokens": 4},
+            {sc.USAGE_INPUT_TOKENS: 104, sc.USAGE_OUTPUT_TOKENS: 5, sc.USAGE_TOTAL_TOKENS: 109,
+             sc.USAGE_CACHE_READ_INPUT_TOKENS: 90, sc.USAGE_CACHE_CREATION_INPUT_TOKENS: 4},
+        ),
+    ],
+    ids=["openai", "anthropic"],
+)  # fmt: skip
+def test_usage_from_llm_output_when_the_message_has_none(raw, expected, recorded):
+    RawUsageModel(messages=iter(["ok"]), model="raw", raw_usage=raw).invoke("hi", config=CALLBACKS)
+    attrs = recorded.one("chat raw").attributes
+    assert {k: attrs.get(k) for k in expected} == expected
+    assert attrs[sc.RESPONSE_MODEL] == "raw"
+
+
+def test_usage_metadata_wins_over_llm_output_no_double_counting(recorded):
+    message = AIMessage("ok", usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10})
+    model = RawUsageModel(messages=iter([message]), model="raw", raw_usage={"prompt_tokens": 7, "completion_tokens": 3})
+    model.invoke("hi", config=CALLBACKS)
+    attrs = recorded.one("chat raw").attributes
+    assert (attrs[sc.USAGE_INPUT_TOKENS], attrs[sc.USAGE_OUTPUT_TOKENS], attrs[sc.USAGE_TOTAL_TOKENS]) == (7, 3, 10)
+
+
+def test_streamed_usage_and_token_metrics_equal_the_models_usage(scripted, reply, recorded, points):
+    answers = [
+        reply("first answer", usage=(11, 2)),
+        reply("second answer here", usage=(13, 3)),
+        reply("x", usage=(5, 1)),
+    ]
+    model = scripted(*answers, model="metrics-model")
+    model.invoke("a", config=CALLBACKS)
+    list(model.stream("b", config=CALLBACKS))
+    asyncio.run(model.ainvoke("c", config=CALLBACKS))
+    chats = recorded.named("chat metrics-model")
+    assert len(chats) == 3
+    assert sum(c.attributes[sc.USAGE_INPUT_TOKENS] for c in chats) == 11 + 13 + 5
+    assert sum(c.attributes[sc.USAGE_OUTPUT_TOKENS] for c in chats) == 2 + 3 + 1
+    streamed = next(c for c in chats if sc.REQUEST_STREAM in c.attributes)
+    assert streamed.attributes[sc.USAGE_INPUT_TOKENS] == 13
+    (inputs,) = points(sc.METRIC_CLIENT_TOKEN_USAGE, **{sc.REQUEST_MODEL: "metrics-model", sc.TOKEN_TYPE: "input"})
+    (outputs,) = points(sc.METRIC_CLIENT_TOKEN_USAGE, **{sc.REQUEST_MODEL: "metrics-model", sc.TOKEN_TYPE: "output"})
+    assert (inputs.sum, inputs.count, outputs.sum) == (29, 3, 6)
+    (duration,) = points(sc.METRIC_CLIENT_OPERATION_DURATION, **{sc.REQUEST_MODEL: "metrics-model"})
+    assert duration.count == 3
+    (ttft,) = points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK, **{sc.REQUEST_MODEL: "metrics-model"})
+    assert ttft.count == 1  # only the streamed call has a first chunk
+    (per_chunk,) = points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK, **{sc.REQUEST_MODEL: "metrics-model"})
+    assert per_chunk.count == len(["second", " ", "answer", " ", "here"]) - 1
+
+
+class SlowStartModel(ScriptedChatModel):
+    """Streams empty chunks for a while before the first content-bearing one (role, keep-alives)."""
+
+    content_chunk: dict[str, Any]
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        for _ in range(3):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=""))  # stream() reports each chunk
+            time.sleep(0.03)
+        yield ChatGenerationChunk(message=AIMessageChunk(**self.content_chunk))
+
+
+@pytest.mark.parametrize(
+    "content_chunk",
+    [
+        {"content": "hi"},
+        {"content": "", "tool_call_chunks": [{"name": "get_weather", "args": "", "id": "c1", "index": 0}]},
+        {"content": "", "additional_kwargs": {"reasoning_content": "let me think"}},
+        {"content": [{"type": "thinking", "thinking": "hmm", "index": 0}]},
+    ],
+    ids=["text", "tool_call", "reasoning", "thinking_block"],
+)
+def test_ttft_is_the_first_content_bearing_chunk_not_an_empty_one(content_chunk, recorded):
+    list(SlowStartModel(messages=iter([]), model="slow", content_chunk=content_chunk).stream("q", config=CALLBACKS))
+    chat = recorded.one("chat slow")
+    assert chat.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] >= 0.08  # after the three empty chunks
+
+
+class StreamingTextLLM(FakeListLLM):
+    """A text-completion LLM that streams word by word (FakeStreamingListLLM bypasses the callbacks)."""
+
+    def _stream(self, prompt, stop=None, run_manager=None, **kwargs):
+        for word in self.responses[0].split(" "):
+            chunk = GenerationChunk(text=word + " ")
+            if run_manager:  # text LLMs report their own tokens
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+def test_text_completion_llm_invoke_and_stream(recorded):
+    FakeListLLM(responses=["forty two"]).invoke("The answer?", config=CALLBACKS)
+    list(StreamingTextLLM(responses=["streamed text"]).stream("Again?", config=CALLBACKS))
+    invoked, streamed = recorded.all()
+    for span in (invoked, streamed):
+        assert span.attributes[sc.OPERATION_NAME] == sc.OP_TEXT_COMPLETION
+        assert span.attributes[sc.SPAN_KIND] == sc.KIND_LLM
+    assert json.loads(invoked.attributes[sc.INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "The answer?"}]}
+    ]
+    assert json.loads(invoked.attributes[sc.OUTPUT_MESSAGES])[0]["parts"] == [{"type": "text", "content": "forty two"}]
+    assert sc.RESPONSE_TIME_TO_FIRST_CHUNK not in invoked.attributes
+    assert streamed.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert json.loads(streamed.attributes[sc.OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": "streamed text "}
+    ]
+
+
+class FailingModel(ScriptedChatModel):
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        raise TimeoutError("provider timed out")
+
+
+def test_model_error_sets_status_error_type_exception_event_and_metric(recorded, points):
+    with pytest.raises(TimeoutError):
+        FailingModel(messages=iter([]), model="failing-model").invoke("hi", config=CALLBACKS)
+    chat = recorded.one("chat failing-model")
+    assert chat.status.status_code is StatusCode.ERROR
+    assert chat.attributes[sc.ERROR_TYPE] == "TimeoutError"
+    (event,) = chat.events
+    assert event.name == "exception" and "provider timed out" in event.attributes["exception.message"]
+    (duration,) = points(sc.METRIC_CLIENT_OPERATION_DURATION, **{sc.REQUEST_MODEL: "failing-model"})
+    assert dict(duration.attributes)[sc.ERROR_TYPE] == "TimeoutError"
+
+
+def test_chat_generation_without_message_metadata_still_records(recorded):
+    class Bare(ScriptedChatModel):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            return ChatResult(generations=[ChatGeneration(message=AIMessage("plain"))])
+
+    Bare(messages=iter([]), model="bare").invoke("hi", config=CALLBACKS)
+    attrs = recorded.one("chat bare").attributes
+    assert sc.RESPONSE_FINISH_REASONS not in attrs and sc.USAGE_INPUT_TOKENS not in attrs
+    assert json.loads(attrs[sc.OUTPUT_MESSAGES])[0]["finish_reason"] == "stop"

@@ -1,0 +1,138 @@
+"""Fail-open and bounded: a handler bug never reaches the application (and is counted), the runs table is
+capped and emptied, and runs whose end never comes are swept and ended as timed out."""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from opentelemetry.trace import StatusCode
+
+from llmobs import selfstats
+from llmobs import semconv as sc
+from llmobs_langchain import LLMObsCallbackHandler, handler, models, translate
+from llmobs_langchain.runs import RUNS, RunRegistry
+
+
+@pytest.fixture
+def chain(scripted, reply):
+    prompt = ChatPromptTemplate.from_messages([("human", "{question}")])
+    return prompt | scripted(reply("fine", usage=(2, 1)), repeat=True, model="m") | StrOutputParser()
+
+
+def test_every_callback_is_wrapped_once():
+    callbacks = [name for name in vars(LLMObsCallbackHandler) if name.startswith("on_")]
+    assert len(callbacks) >= 17
+    for name in callbacks:
+        method = getattr(LLMObsCallbackHandler, name)
+        assert method.__qualname__.startswith("LLMObsCallbackHandler.on_"), name
+        assert not hasattr(method.__wrapped__, "__wrapped__"), f"{name} wrapped twice"
+        base = getattr(BaseCallbackHandler, name)  # LangChain calls them by its own signature
+        assert list(inspect.signature(base).parameters)[:2] == list(inspect.signature(method).parameters)[:2]
+
+
+@pytest.mark.parametrize(
+    ("module", "function"),
+    [(translate, "compact"), (models, "usage"), (models, "provider"), (translate, "input_messages")],
+)
+def test_a_bug_in_the_handler_never_reaches_the_application(monkeypatch, chain, module, function):
+    def broken(*args, **kwargs):
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setattr(module, function, broken)
+    assert chain.invoke({"question": "q"}, config={"callbacks": [LLMObsCallbackHandler()]}) == "fine"
+    assert "".join(chain.stream({"question": "q"}, config={"callbacks": [LLMObsCallbackHandler()]})) == "fine"
+    failures = {k: v for k, v in selfstats.snapshot().items() if k.startswith("langchain.")}
+    assert failures and all(k.endswith("_failed") for k in failures)
+
+
+def test_a_broken_recorder_never_reaches_the_application(monkeypatch, chain, recorded):
+    def broken():
+        raise MemoryError("no recorder")
+
+    monkeypatch.setattr(handler, "get_recorder", broken)
+    assert chain.invoke({"question": "q"}, config={"callbacks": [LLMObsCallbackHandler()]}) == "fine"
+    assert selfstats.snapshot()["langchain.on_chain_start_failed"] == 3  # sequence, prompt, parser
+    assert recorded.all() == []
+
+
+def test_runs_table_is_empty_after_successes_errors_and_cancellations(chain):
+    config = {"callbacks": [LLMObsCallbackHandler()]}
+    failing = RunnableLambda(lambda _: 1 / 0, name="divide")
+    for _ in range(50):
+        chain.invoke({"question": "q"}, config=config)
+        with pytest.raises(ZeroDivisionError):
+            (chain | failing).invoke({"question": "q"}, config=config)
+        stream = chain.stream({"question": "q"}, config=config)
+        next(stream)
+        stream.close()
+    assert len(RUNS) == 0
+
+
+def test_abandoned_runs_are_swept_as_timed_out(chain, recorded):
+    runs = RunRegistry(stale_after_s=0.05)
+    stream = chain.stream({"question": "q"}, config={"callbacks": [LLMObsCallbackHandler(registry=runs)]})
+    next(stream)  # the application stops reading and keeps the generator: nothing ends the runs
+    assert len(runs) == 3  # the sequence, the model and the parser, mid-stream
+    assert runs.sweep() == 0  # fresh runs are not stale
+    time.sleep(0.1)
+    assert runs.sweep() == 3
+    assert len(runs) == 0
+    swept = [s for s in recorded.all() if s.name != "ChatPromptTemplate"]
+    assert sorted(s.name for s in swept) == ["RunnableSequence", "StrOutputParser", "chat m"]
+    for span in swept:
+        assert span.status.status_code is StatusCode.UNSET
+        assert span.attributes[sc.STATUS_REASON] == "timeout"
+    assert selfstats.snapshot()["langchain.runs_timed_out"] == 3
+    stream.close()  # the late end callbacks find nothing and do nothing
+    assert selfstats.snapshot().keys() == {"langchain.runs_timed_out"}
+
+
+def test_a_parent_waiting_on_a_live_child_is_not_stale(recorded):
+    runs = RunRegistry(stale_after_s=0.05)
+    config = {"callbacks": [LLMObsCallbackHandler(registry=runs)]}
+
+    def slow_child(x):
+        time.sleep(0.12)
+        return x
+
+    def parent(x):
+        swept.append(runs.sweep())  # the parent is old by now, but its child is running
+        return RunnableLambda(slow_child, name="child").invoke(x)
+
+    swept: list[int] = []
+    RunnableLambda(parent, name="parent").invoke(1, config=config)
+    time.sleep(0.01)
+    assert swept == [0]
+    assert {s.name: s.attributes.get(sc.STATUS_REASON) for s in recorded.all()} == {"parent": None, "child": None}
+
+
+def test_sweeps_happen_on_their_own_as_runs_start(recorded):
+    runs = RunRegistry(stale_after_s=0.02)
+    config = {"callbacks": [LLMObsCallbackHandler(registry=runs)]}
+    abandoned = RunnableLambda(lambda x: iter([x, x]), name="gen").stream(1, config=config)
+    next(abandoned)
+    time.sleep(0.06)
+    RunnableLambda(lambda x: x, name="later").invoke(1, config=config)
+    assert recorded.one("gen").attributes[sc.STATUS_REASON] == "timeout"
+    abandoned.close()
+
+
+def test_the_table_is_capped_by_ending_the_oldest_run(recorded):
+    runs = RunRegistry(max_runs=2)
+    config = {"callbacks": [LLMObsCallbackHandler(registry=runs)]}
+    streams = [RunnableLambda(lambda x: iter([x, x]), name=f"gen{i}").stream(i, config=config) for i in range(4)]
+    for stream in streams:
+        next(stream)
+    assert len(runs) == 2
+    assert [s.name for s in recorded.all()] == ["gen0", "gen1"]
+    assert all(s.attributes[sc.STATUS_REASON] == "evicted" for s in recorded.all())
+    assert selfstats.snapshot()["langchain.runs_evicted"] == 2
+    for stream in streams:
+        stream.close()
+    assert len(runs) == 0
