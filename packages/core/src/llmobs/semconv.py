@@ -131,6 +131,7 @@ VLLM_DECODE_TIME: Final = "vllm.request.decode_time"  # double, s: first token u
 VLLM_INFERENCE_TIME: Final = "vllm.request.inference_time"  # double, s: first scheduled until last token
 VLLM_TIME_PER_OUTPUT_TOKEN: Final = "vllm.request.time_per_output_token"  # double, s, after the first token
 VLLM_PREEMPTIONS: Final = "vllm.request.preemptions"  # int: times the scheduler preempted the request
+VLLM_REQUEST_SPAN: Final = "llm_request"  # the name of vLLM's own per-request span (its OTLP tracing)
 
 # Every gen_ai.* name above that the installed OTel registry does not define, with why we emit it.
 GEN_AI_EXTENSIONS: Final[dict[str, str]] = {
