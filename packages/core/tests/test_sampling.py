@@ -392,3 +392,17 @@ def test_messages_content_in_kept_traces_survives_stamping(settings):
     call.end()
     (span,) = rig.exporter.get_finished_spans()
     assert "hello" in span.attributes[sc.INPUT_MESSAGES]
+
+
+def test_per_key_cap_limits_each_key_to_its_rate():
+    clock = Clock()
+    rig = Rig(policy(ratio=1.0, floor_window_s=60, key_max_traces_per_minute=10), clock=clock)
+    for i in range(1200):  # two minutes: "busy" at 500 a minute, "quiet" at 100 a minute
+        clock.now += 0.1
+        rig.agent_trace("quiet" if i % 6 == 0 else "busy")
+    roots = [s for s in rig.exporter.get_finished_spans() if s.parent is None]
+    busy = [r for r in roots if r.name == "invoke_agent busy"]
+    quiet = [r for r in roots if r.name == "invoke_agent quiet"]
+    assert len(busy) < 120 and len(quiet) < 60  # both capped near 10 a minute (plus the first window's ramp)
+    assert any("key_cap" in r.attributes[sc.SAMPLING_REASON] for r in busy)
+    assert 600 < sum(r.attributes[sc.SAMPLING_ADJUSTED_COUNT] for r in busy) < 1400  # estimates the 1000

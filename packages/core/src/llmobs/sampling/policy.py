@@ -78,13 +78,17 @@ class SamplingPolicy:
     floor_window_s: float = 3600.0
     key: tuple[str, ...] = (SERVICE, SPAN_NAME, "model")
     max_traces_per_minute: float | None = None
+    key_max_traces_per_minute: float | None = None
     rules: tuple[Rule, ...] = ()
     promote: Promote = field(default_factory=Promote)
     buffer: Buffer = field(default_factory=Buffer)
 
 
 DEFAULT_RATIO = 0.05
-_TOP = {"enabled", "ratio", "floor", "floor_window_s", "key", "max_traces_per_minute", "rules", "promote", "buffer"}
+_TOP = {
+    "enabled", "ratio", "floor", "floor_window_s", "key", "max_traces_per_minute", "key_max_traces_per_minute",
+    "rules", "promote", "buffer",
+}  # fmt: skip
 
 
 def parse(table: Any, where: str = "sampling") -> SamplingPolicy:
@@ -105,9 +109,9 @@ def parse(table: Any, where: str = "sampling") -> SamplingPolicy:
         values["floor_window_s"] = _number(table["floor_window_s"], f"{where}.floor_window_s", minimum=1)
     if "key" in table:
         values["key"] = _names(table["key"], f"{where}.key")
-    if "max_traces_per_minute" in table:
-        cap = _number(table["max_traces_per_minute"], f"{where}.max_traces_per_minute")
-        values["max_traces_per_minute"] = cap or None
+    for name in ("max_traces_per_minute", "key_max_traces_per_minute"):
+        if name in table:
+            values[name] = _number(table[name], f"{where}.{name}") or None
     if "rules" in table:
         values["rules"] = _rules(table["rules"], f"{where}.rules")
     if "promote" in table:

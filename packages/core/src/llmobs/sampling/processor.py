@@ -9,7 +9,9 @@ no parent or a remote one) the whole local trace is visible, so the decision can
    baggage from a request), or a plugin's vote: kept, adjusted count 1.
 2. **Head probability** — the trace is kept if its trace id's W3C randomness (the low 56 bits) falls
    under a probability: the remote parent's decision, else the first matching rule's ratio, else the
-   base ratio raised by a per-key floor (rare keys are never sampled away) and lowered by a global cap.
+   base ratio raised by a per-key floor (rare keys are never sampled away) and lowered by a per-key and a
+   global rate cap. Caps lower the probability rather than refuse traces (no token bucket), so adjusted
+   counts stay exact.
    Because the test is on the trace id, every process with the same probability keeps the same traces.
    A kept trace carries adjusted count 1/p, so re-weighted totals stay right.
 
@@ -269,6 +271,10 @@ class SamplingProcessor(SpanProcessor):
         probability, reason = base, "ratio"
         if policy.floor and seen > 0 and policy.floor / seen > base:
             probability, reason = min(1.0, policy.floor / seen), "floor"
+        key_cap = policy.key_max_traces_per_minute
+        key_per_minute = seen * 60.0 / policy.floor_window_s
+        if key_cap and key_per_minute * probability > key_cap:
+            probability, reason = key_cap / key_per_minute, reason + "+key_cap"
         cap = policy.max_traces_per_minute
         if cap and per_minute * probability > cap:
             probability, reason = cap / per_minute, reason + "+cap"
