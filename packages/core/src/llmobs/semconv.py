@@ -91,6 +91,7 @@ ERROR_TYPE: Final = "error.type"
 ERROR_TYPE_OTHER: Final = "_OTHER"
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"  # on calls an HTTP API answered with an error
 SERVICE_NAME: Final = "service.name"
 
 # --- ARMS / LoongSuite extensions ----------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""What OpenAI-API JSON bodies say, in the recorder's terms: request parameters, usage, errors, and
+vLLM's per-request metrics. Plain functions over parsed JSON that tolerate any shape a server sends.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from llmobs import semconv as sc
+from llmobs.recorder import SpanHandle
+from llmobs_openai.routes import Api
+
+_FLOAT_PARAMS = (
+    ("temperature", "temperature"),
+    ("top_p", "top_p"),
+    ("frequency_penalty", "frequency_penalty"),
+    ("presence_penalty", "presence_penalty"),
+)
+_INT_PARAMS = (("seed", "seed"), ("top_k", "top_k"))  # top_k: vLLM and DashScope extension
+_MAX_TOKENS_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+_JSON_FORMATS = frozenset({"json_object", "json_schema"})
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")  # low cardinality: a code, not a message
+
+
+def integer(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def _number(value: Any) -> float | int | None:
+    return value if type(value) in (int, float) else None
+
+
+def request_params(body: dict[str, Any], api: Api) -> dict[str, Any]:
+    """Keyword arguments for ``SpanHandle.set_request`` from a request body."""
+    params: dict[str, Any] = {}
+    for key, name in _FLOAT_PARAMS:
+        value = _number(body.get(key))
+        if value is not None:
+            params[name] = value
+    for key, name in _INT_PARAMS:
+        value = integer(body.get(key))
+        if value is not None:
+            params[name] = value
+    for key in _MAX_TOKENS_KEYS:
+        value = integer(body.get(key))
+        if value is not None:
+            params["max_tokens"] = value
+            break
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        params["stop_sequences"] = [stop]
+    elif isinstance(stop, list) and stop:
+        params["stop_sequences"] = [s for s in stop if isinstance(s, str)]
+    n = integer(body.get("n"))
+    if n is not None and n != 1:
+        params["choice_count"] = n
+    if api is not Api.EMBEDDINGS:
+        params["stream"] = body.get("stream") is True
+    else:
+        encoding = body.get("encoding_format")
+        if isinstance(encoding, str):
+            params["encoding_formats"] = [encoding]
+    output_type = _output_type(body, api)
+    if output_type is not None:
+        params["output_type"] = output_type
+    return params
+
+
+def _output_type(body: dict[str, Any], api: Api) -> str | None:
+    if api is Api.RESPONSES:
+        text = body.get("text")
+        fmt = text.get("format") if isinstance(text, dict) else None
+    else:
+        fmt = body.get("response_format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind in _JSON_FORMATS:
+        return "json"
+    return "text" if kind == "text" else None
+
+
+def set_usage(handle: SpanHandle, usage: Any) -> None:
+    """Record a ``usage`` object of any of the APIs (chat, completions, embeddings, Responses)."""
+    if not isinstance(usage, dict):
+        return
+    if "input_tokens" in usage:  # the Responses API
+        inp, out = integer(usage.get("input_tokens")), integer(usage.get("output_tokens"))
+        in_details, out_details = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    else:
+        inp, out = integer(usage.get("prompt_tokens")), integer(usage.get("completion_tokens"))
+        in_details, out_details = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
+    cached = integer(in_details.get("cached_tokens")) if isinstance(in_details, dict) else None
+    if cached is None:
+        cached = integer(usage.get("prompt_cache_hit_tokens"))  # DeepSeek's context cache
+    reasoning = integer(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else None
+    if inp is None and out is None:
+        return
+    handle.set_usage(inp, out, cache_read=cached, reasoning=reasoning, total=integer(usage.get("total_tokens")))
+
+
+def error_type(body: Any, fallback: str) -> str:
+    """The provider's error code (else its error type) as a low-cardinality ``error.type``.
+
+    OpenAI, Azure, DashScope and DeepSeek send ``{"error": {"code", "type", "message"}}``; older vLLM
+    servers send the fields at the top level with a numeric code.
+    """
+    if isinstance(body, dict):
+        error = body.get("error")
+        fields = error if isinstance(error, dict) else body
+        for key in ("code", "type"):
+            value = fields.get(key)
+            if isinstance(value, str) and _ERROR_CODE.fullmatch(value):
+                return value
+    return fallback
+
+
+# vLLM's ``metrics`` field (``--enable-per-request-metrics``; PerRequestMetrics in vLLM's protocol), in ms.
+# Its time_to_first_token_ms runs from scheduling to the first token (queue excluded), i.e. the prefill;
+# generation_time_ms from the first to the last token; mean_itl_ms is that over the tokens after the first.
+_VLLM_METRICS_MS = (
+    ("queue_time_ms", sc.VLLM_QUEUE_TIME),
+    ("time_to_first_token_ms", sc.VLLM_PREFILL_TIME),
+    ("generation_time_ms", sc.VLLM_DECODE_TIME),
+    ("mean_itl_ms", sc.VLLM_TIME_PER_OUTPUT_TOKEN),
+)
+
+
+def set_vllm_metrics(handle: SpanHandle, metrics: Any) -> None:
+    """Record vLLM's per-request timings (sent on the response, or on a stream's final usage chunk)."""
+    if not isinstance(metrics, dict):
+        return
+    for key, attribute in _VLLM_METRICS_MS:
+        value = _number(metrics.get(key))
+        if value is not None:
+            handle.set_attribute(attribute, value / 1000)

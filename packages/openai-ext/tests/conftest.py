@@ -1,0 +1,115 @@
+"""Test wiring: the application's global OTel SDK providers (in-memory exporter and metric reader), a
+loopback OpenAI-compatible server, and real ``openai`` clients whose ``http_client`` is ours.
+
+Alone, this file installs the providers; in the whole suite another package's conftest may have done so
+first, and then the exporter is added to that provider and its in-memory reader is used — as with any
+application that set up OpenTelemetry itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import openai
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmobs_openai
+from llmobs import config, selfstats
+from llmobs_openai.testing import FakeOpenAIServer
+
+
+def _tracer_provider() -> TracerProvider:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    return provider
+
+
+def _metric_reader() -> InMemoryMetricReader:
+    provider = metrics.get_meter_provider()
+    if isinstance(provider, MeterProvider):
+        readers = provider._metric_readers  # the suite's own provider (SDK private): reuse its reader
+        return next(r for r in readers if isinstance(r, InMemoryMetricReader))
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return reader
+
+
+SPANS = InMemorySpanExporter()
+_tracer_provider().add_span_processor(SimpleSpanProcessor(SPANS))
+METRICS = _metric_reader()
+
+
+@pytest.fixture(autouse=True)
+def _isolated():
+    """Default settings, fresh counters and spans."""
+    previous = config.swap(config.Settings())
+    selfstats.reset()
+    SPANS.clear()
+    yield
+    config.swap(previous)
+
+
+@pytest.fixture
+def settings():
+    """Make settings with the given changes current for the rest of the test."""
+
+    def apply(**changes):
+        return config.swap(dataclasses.replace(config.Settings(), **changes))
+
+    return apply
+
+
+@pytest.fixture
+def spans():
+    """The finished spans so far, oldest first."""
+
+    def finished() -> list[ReadableSpan]:
+        return sorted(SPANS.get_finished_spans(), key=lambda s: s.start_time)
+
+    return finished
+
+
+@pytest.fixture
+def points():
+    """Data points of a metric whose attributes include the given ones (cumulative over the run)."""
+
+    def find(name: str, **attributes) -> list:
+        data = METRICS.get_metrics_data()
+        found = []
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == name:
+                        found += [p for p in m.data.data_points if attributes.items() <= dict(p.attributes).items()]
+        return found
+
+    return find
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(server):
+    with llmobs_openai.http_client(provider="vllm") as http:
+        yield openai.OpenAI(api_key="sk-test-key-0123456789abcdef", base_url=server.base_url, http_client=http,
+                            max_retries=0)  # fmt: skip
+
+
+@pytest.fixture
+def async_client(server):
+    """An AsyncOpenAI client (use inside ``asyncio.run``; its connections are closed with the loop)."""
+    http = llmobs_openai.async_http_client(provider="vllm")
+    return openai.AsyncOpenAI(api_key="sk-test-key-0123456789abcdef", base_url=server.base_url, http_client=http,
+                              max_retries=0)  # fmt: skip

@@ -1,0 +1,121 @@
+"""Chat completions through the real openai client: the span, its content, usage, metrics and trace context."""
+
+from __future__ import annotations
+
+import json
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from llmobs import semconv as sc
+
+USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+
+
+def test_a_chat_call_is_one_client_span_with_request_response_and_usage(client, server, spans):
+    answer = client.chat.completions.create(
+        model="qwen-plus", messages=USER, temperature=0.3, top_p=0.9, max_tokens=64, seed=7, stop=["\n\n"]
+    )
+    assert answer.choices[0].message.content == "Hello from the loopback server."
+    (span,) = spans()
+    assert span.name == "chat qwen-plus"
+    assert span.kind is SpanKind.CLIENT
+    assert span.status.status_code is StatusCode.UNSET
+    a = span.attributes
+    assert a[sc.OPERATION_NAME] == sc.OP_CHAT and a[sc.SPAN_KIND] == sc.KIND_LLM
+    assert a[sc.PROVIDER_NAME] == "vllm" and a[sc.FRAMEWORK] == "openai"
+    assert a[sc.SERVER_ADDRESS] == "127.0.0.1" and a[sc.SERVER_PORT] == server.port
+    assert a[sc.REQUEST_MODEL] == "qwen-plus" and a[sc.RESPONSE_MODEL] == "qwen-plus-served"
+    assert (a[sc.REQUEST_TEMPERATURE], a[sc.REQUEST_TOP_P], a[sc.REQUEST_MAX_TOKENS]) == (0.3, 0.9, 64)
+    assert a[sc.REQUEST_SEED] == 7 and tuple(a[sc.REQUEST_STOP_SEQUENCES]) == ("\n\n",)
+    assert a[sc.REQUEST_STREAM] is False
+    assert a[sc.RESPONSE_ID] == "chatcmpl-1" and tuple(a[sc.RESPONSE_FINISH_REASONS]) == ("stop",)
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS], a[sc.USAGE_TOTAL_TOKENS]) == (12, 5, 17)
+    assert a[sc.USAGE_CACHE_READ_INPUT_TOKENS] == 4 and a[sc.USAGE_REASONING_OUTPUT_TOKENS] == 2
+    assert sc.RESPONSE_TIME_TO_FIRST_CHUNK not in a, "TTFT is for streamed calls only"
+
+
+def test_messages_and_output_are_captured_as_genai_json(client, spans):
+    client.chat.completions.create(model="m", messages=USER)
+    a = spans()[0].attributes
+    assert json.loads(a[sc.INPUT_MESSAGES]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Hello?"}]},
+    ]
+    assert json.loads(a[sc.OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "Hello from the loopback server."}],
+         "finish_reason": "stop"}
+    ]  # fmt: skip
+
+
+def test_tool_definitions_and_tool_calls_are_recorded(client, spans):
+    answer = client.chat.completions.create(model="tools", messages=USER, tools=TOOLS)
+    assert answer.choices[0].message.tool_calls[0].function.name == "get_weather"
+    a = spans()[0].attributes
+    assert json.loads(a[sc.TOOL_DEFINITIONS])[0]["name"] == "get_weather"
+    assert tuple(a[sc.RESPONSE_FINISH_REASONS]) == ("tool_calls",)
+    (output,) = json.loads(a[sc.OUTPUT_MESSAGES])
+    assert output["finish_reason"] == "tool_call"
+    assert output["parts"] == [{"type": "tool_call", "id": "call_1", "name": "get_weather",
+                                "arguments": {"city": "Paris"}}]  # fmt: skip
+
+
+def test_the_ambient_span_is_the_parent_and_the_server_gets_our_traceparent(client, server, spans):
+    tracer = trace.get_tracer("app")
+    with tracer.start_as_current_span("handle-request") as outer:
+        client.chat.completions.create(model="m", messages=USER)
+    chat = next(s for s in spans() if s.name == "chat m")
+    assert chat.parent.span_id == outer.get_span_context().span_id
+    assert chat.context.trace_id == outer.get_span_context().trace_id
+    sent = server.requests[-1]["headers"]
+    version, trace_id, span_id, _flags = sent["traceparent"].split("-")
+    assert (version, trace_id, span_id) == ("00", f"{chat.context.trace_id:032x}", f"{chat.context.span_id:016x}")
+
+
+def test_a_traceparent_the_application_sends_becomes_the_parent(client, server, spans):
+    theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    client.chat.completions.create(model="m", messages=USER, extra_headers={"traceparent": theirs})
+    (span,) = spans()
+    assert f"{span.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert span.parent.span_id == 0x00F067AA0BA902B7
+    assert server.requests[-1]["headers"]["traceparent"].split("-")[2] == f"{span.context.span_id:016x}"
+
+
+def test_duration_and_token_metrics_are_recorded_for_every_call(client, points):
+    for _ in range(2):
+        client.chat.completions.create(model="metrics-chat", messages=USER)
+    attrs = {sc.OPERATION_NAME: sc.OP_CHAT, sc.REQUEST_MODEL: "metrics-chat", sc.PROVIDER_NAME: "vllm"}
+    (duration,) = points(sc.METRIC_CLIENT_OPERATION_DURATION, **attrs)
+    assert duration.count == 2
+    (inp,) = points(sc.METRIC_CLIENT_TOKEN_USAGE, **attrs, **{sc.TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
+    (out,) = points(sc.METRIC_CLIENT_TOKEN_USAGE, **attrs, **{sc.TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
+    assert (inp.sum, out.sum) == (24, 10)
+    assert not points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK, **attrs)
+
+
+def test_the_api_key_is_never_recorded(client, server, spans):
+    client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "my key is sk-live-abcdefghijklmnop1234"}]
+    )
+    assert server.requests[-1]["headers"]["authorization"].startswith("Bearer sk-test")
+    (span,) = spans()
+    dumped = json.dumps(dict(span.attributes))
+    assert "sk-test-key" not in dumped and "Bearer" not in dumped
+    assert "sk-live-abcdefghijklmnop1234" not in dumped, "secrets in content are scrubbed by the core"
+
+
+def test_async_client_records_the_same_span(async_client, spans):
+    import asyncio
+
+    async def call():
+        async with async_client:
+            return await async_client.chat.completions.create(model="async-m", messages=USER)
+
+    answer = asyncio.run(call())
+    assert answer.choices[0].message.content.startswith("Hello")
+    (span,) = spans()
+    assert span.name == "chat async-m"
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == 5
+    assert json.loads(span.attributes[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"].startswith("Hello")
