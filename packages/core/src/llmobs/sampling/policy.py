@@ -74,7 +74,7 @@ class SamplingPolicy:
 
     enabled: bool | None = None  # None: on when exporting off the machine (OTLP), off for the local store alone
     ratio: float | None = None  # None: from OTEL_TRACES_SAMPLER(_ARG), else DEFAULT_RATIO
-    floor: int = 5
+    floor: int = 10
     floor_window_s: float = 3600.0
     key: tuple[str, ...] = (SERVICE, SPAN_NAME, "model")
     max_traces_per_minute: float | None = None
@@ -84,7 +84,7 @@ class SamplingPolicy:
     buffer: Buffer = field(default_factory=Buffer)
 
 
-DEFAULT_RATIO = 0.05
+DEFAULT_RATIO = 0.03
 _TOP = {
     "enabled", "ratio", "floor", "floor_window_s", "key", "max_traces_per_minute", "key_max_traces_per_minute",
     "rules", "promote", "buffer",
@@ -251,14 +251,20 @@ def _value(span: Any, key: str, service: str | None) -> Any:
 _GATHERED = frozenset({"model", "provider", sc.REQUEST_MODEL, sc.PROVIDER_NAME})
 
 
-def key_of(root: Any, spans: list[Any], keys: tuple[str, ...], service: str | None) -> tuple[Any, ...]:
-    """The floor/rate key of a trace: values from its local root, or gathered from all its spans."""
+def key_of(
+    root: Any, spans: list[Any], keys: tuple[str, ...], service: str | None, models: tuple[str, ...] = ()
+) -> tuple[Any, ...]:
+    """The floor/rate key of a trace: values from its local root, or gathered from all its spans
+    (``models``: the trace's request models, when the caller already collected them)."""
     out = []
     for key in keys:
         value = _value(root, key, service)
         if value is None and key in _GATHERED:
-            found = {_value(span, key, service) for span in spans} - {None}
-            value = tuple(sorted(map(str, found))) or None
+            if key in ("model", sc.REQUEST_MODEL) and models:
+                value = models
+            else:
+                found = {_value(span, key, service) for span in spans} - {None}
+                value = tuple(sorted(map(str, found))) or None
         out.append(value)
     return tuple(out)
 
