@@ -68,8 +68,7 @@ class FakeOpenAIServer:
         self.usage = usage
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.before_event: Callable[[int], None] | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
 
     @property
@@ -248,6 +247,14 @@ class FakeOpenAIServer:
         ]
         for number, event in enumerate(events):
             yield {**event, "sequence_number": number}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that went away is no error here
+            super().handle_error(request, client_address)
 
 
 def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:

@@ -106,7 +106,11 @@ class LLMObsTransport(httpx.BaseTransport):
             call.fail(exc)
             raise
         call.response(response.status_code, response.headers)
-        response.stream = _ObservedStream(response.stream, call)  # type: ignore[arg-type]
+        if response.is_stream_consumed:  # a transport that read the body itself (e.g. httpx.MockTransport)
+            call.feed(response.content)
+            call.complete()
+        else:
+            response.stream = _ObservedStream(response.stream, call)  # type: ignore[arg-type]
         return response
 
     def close(self) -> None:
@@ -133,7 +137,11 @@ class AsyncLLMObsTransport(httpx.AsyncBaseTransport):
             call.fail(exc)
             raise
         call.response(response.status_code, response.headers)
-        response.stream = _AsyncObservedStream(response.stream, call)  # type: ignore[arg-type]
+        if response.is_stream_consumed:  # a transport that read the body itself (e.g. httpx.MockTransport)
+            call.feed(response.content)
+            call.complete()
+        else:
+            response.stream = _AsyncObservedStream(response.stream, call)  # type: ignore[arg-type]
         return response
 
     async def aclose(self) -> None:

@@ -1,0 +1,148 @@
+"""Fail open and stay out of the way: pass-through, live disabling, hostile bodies, bounded parsing."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+import llmobs_openai
+from llmobs import selfstats
+from llmobs import semconv as sc
+from llmobs_openai.sse import SSEParser
+
+USER = [{"role": "user", "content": "Hello?"}]
+
+
+def test_disabling_the_integration_applies_to_the_next_request(client, server, spans, settings):
+    client.chat.completions.create(model="m", messages=USER)
+    settings(disabled_integrations=frozenset({"openai"}))
+    client.chat.completions.create(model="m", messages=USER)
+    assert len(spans()) == 1
+    assert "traceparent" in server.requests[0]["headers"]
+    assert "traceparent" not in server.requests[1]["headers"], "a disabled integration leaves requests untouched"
+    settings()
+    client.chat.completions.create(model="m", messages=USER)
+    assert len(spans()) == 2
+
+
+def test_other_requests_pass_through_untouched(spans):
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.headers))
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    with llmobs_openai.http_client(transport=httpx.MockTransport(answer)) as http:
+        c = openai.OpenAI(api_key="k", base_url="http://gateway.local/v1", http_client=http)
+        assert [m.id for m in c.models.list()] == ["m"]
+    assert spans() == [] and "traceparent" not in seen[0]
+
+
+def test_an_existing_transport_is_wrapped(spans):
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json={"id": "c", "model": "m", "choices": [], "usage": {"prompt_tokens": 3}})
+
+    transport = llmobs_openai.LLMObsTransport(httpx.MockTransport(answer), provider="my-gateway")
+    c = openai.OpenAI(api_key="k", base_url="http://gateway.local/v1", http_client=httpx.Client(transport=transport))
+    c.chat.completions.create(model="m", messages=USER)
+    assert calls == ["/v1/chat/completions"]
+    assert spans()[0].attributes[sc.PROVIDER_NAME] == "my-gateway"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json at all",
+        b'{"choices": "nope", "usage": [1, 2], "model": 7}',
+        b'{"choices": [{"message": 5, "finish_reason": ["x"]}], "usage": {"prompt_tokens": "many"}}',
+        b"[1, 2, 3]",
+    ],
+)
+def test_a_strange_answer_never_breaks_the_application(spans, body):
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(200, headers={"content-type": "application/json"}, content=body)
+    )
+    with llmobs_openai.http_client(transport=transport) as http:
+        response = http.post("http://gateway.local/v1/chat/completions", json={"model": "m", "messages": USER})
+    assert response.content == body
+    (span,) = spans()
+    assert span.name == "chat m"
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [b"data: {not json}\n\n", b"data: [DONE]\n\n"],
+        [b'data: {"choices": [{"delta": "x"}]}\n\n', b'data: {"choices": 3}\n\n'],
+        [b"data: " + b"x" * (5 << 20)],
+    ],
+)
+def test_a_strange_stream_never_breaks_the_application(spans, events):
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=iter(events))
+    )
+    with llmobs_openai.http_client(transport=transport) as http:
+        request = http.build_request(
+            "POST", "http://gateway.local/v1/chat/completions", json={"model": "m", "stream": True}
+        )
+        response = http.send(request, stream=True)
+        assert b"".join(response.iter_raw()) == b"".join(events)
+        response.close()
+    assert len(spans()) == 1
+    assert sum(selfstats.snapshot().values()) >= 1, "what we could not read is counted"
+
+
+def test_a_request_body_that_is_not_json_is_still_sent(spans):
+    sent = []
+    transport = httpx.MockTransport(lambda r: sent.append(r.content) or httpx.Response(200, json={}))
+    with llmobs_openai.http_client(transport=transport) as http:
+        http.post("http://gateway.local/v1/chat/completions", content=b"\xff\xfe not json")
+    assert sent == [b"\xff\xfe not json"]
+    assert selfstats.snapshot().get("openai.start_failed") == 1
+    assert spans() == []
+
+
+def test_transport_keyword_arguments_reach_the_wrapped_transport():
+    with llmobs_openai.http_client(verify=False, http2=False, timeout=3.0) as http:
+        transport = http._transport
+        assert isinstance(transport, llmobs_openai.LLMObsTransport)
+        assert isinstance(transport.wrapped, httpx.HTTPTransport)
+        assert http.timeout.read == 3.0
+
+
+# --- the SSE parser --------------------------------------------------------------------------------
+
+
+def _parse(*chunks: bytes) -> list[bytes]:
+    parser = SSEParser()
+    return [event for chunk in chunks for event in parser.feed(chunk)]
+
+
+def test_sse_events_split_anywhere_are_reassembled():
+    stream = b'event: x\ndata: {"a": 1}\n\ndata: {"b": 2}\r\n\r\n: comment\ndata:[DONE]\n\n'
+    expected = [b'{"a": 1}', b'{"b": 2}', b"[DONE]"]
+    assert _parse(stream) == expected
+    for cut in range(1, len(stream)):
+        assert _parse(stream[:cut], stream[cut:]) == expected, cut
+    assert _parse(*[stream[i : i + 1] for i in range(len(stream))]) == expected
+
+
+def test_sse_multi_line_data_and_cr_line_endings():
+    assert _parse(b"data: a\rdata: b\r\r") == [b"a\nb"]
+    assert _parse(b"data: a\r", b"\n\r", b"\n") == [b"a"]
+
+
+def test_sse_parser_gives_up_on_an_endless_line():
+    parser = SSEParser(max_bytes=1024)
+    assert parser.feed(b"data: " + b"x" * 2048) == []
+    assert parser.overflowed
+
+
+def test_events_keep_their_data_as_sent():
+    assert json.loads(_parse(b'data: {"x": "a\\nb"}\n\n')[0]) == {"x": "a\nb"}

@@ -1,0 +1,157 @@
+"""Streamed responses: observed as the application reads them, never delayed, always ended."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import threading
+
+import openai
+import pytest
+from opentelemetry.trace import StatusCode
+
+import llmobs_openai
+from llmobs import semconv as sc
+
+USER = [{"role": "user", "content": "Hello?"}]
+USAGE = {"include_usage": True}
+
+
+def test_a_stream_gets_ttft_chunk_timings_usage_and_the_folded_output(client, spans, points):
+    stream = client.chat.completions.create(model="stream-m", messages=USER, stream=True, stream_options=USAGE)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "Hello from the loopback server."
+    (span,) = spans()
+    a = span.attributes
+    assert span.status.status_code is StatusCode.UNSET and sc.STATUS_REASON not in a
+    assert a[sc.REQUEST_STREAM] is True
+    assert 0 < a[sc.RESPONSE_TIME_TO_FIRST_CHUNK] < (span.end_time - span.start_time) / 1e9
+    assert a[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] > 0
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS], a[sc.USAGE_CACHE_READ_INPUT_TOKENS]) == (12, 5, 4)
+    assert a[sc.RESPONSE_ID] == "chatcmpl-1" and a[sc.RESPONSE_MODEL] == "stream-m-served"
+    assert tuple(a[sc.RESPONSE_FINISH_REASONS]) == ("stop",)
+    assert json.loads(a[sc.OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": "stop"}
+    ]
+    attrs = {sc.REQUEST_MODEL: "stream-m"}
+    (ttfc,) = points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK, **attrs)
+    (per_chunk,) = points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK, **attrs)
+    assert ttfc.count == 1
+    assert per_chunk.count == 4, "five content chunks: the first is TTFT, four gaps after it"
+
+
+def test_streamed_tool_calls_are_folded_from_their_fragments(client, spans):
+    stream = client.chat.completions.create(model="tools", messages=USER, stream=True)
+    for _ in stream:
+        pass
+    a = spans()[0].attributes
+    (output,) = json.loads(a[sc.OUTPUT_MESSAGES])
+    assert output["parts"] == [{"type": "tool_call", "id": "call_1", "name": "get_weather",
+                                "arguments": {"city": "Paris"}}]  # fmt: skip
+    assert output["finish_reason"] == "tool_call"
+    assert sc.RESPONSE_TIME_TO_FIRST_CHUNK in a, "a tool-call delta is content"
+    assert sc.USAGE_INPUT_TOKENS not in a, "no usage unless the stream sends it"
+
+
+def test_no_chunk_is_held_back(client, server, spans):
+    """The server sends event N+1 only once the application has read event N."""
+    read = [threading.Event() for _ in range(16)]
+    stalls = []
+
+    def wait_for_the_reader(index: int) -> None:
+        if index > 0 and not read[index - 1].wait(timeout=5):
+            stalls.append(index)
+
+    server.before_event = wait_for_the_reader
+    stream = client.chat.completions.create(model="m", messages=USER, stream=True, stream_options=USAGE)
+    for count, _chunk in enumerate(stream):
+        read[count].set()
+    assert stalls == [], f"events {stalls} were not delivered before the next one was sent"
+    assert count == 7  # role, five words, finish, usage
+    assert spans()[0].attributes[sc.USAGE_OUTPUT_TOKENS] == 5
+
+
+def test_a_stream_closed_early_ends_its_span_as_cancelled(client, spans):
+    stream = client.chat.completions.create(model="m", messages=USER, stream=True)
+    next(iter(stream))
+    stream.close()
+    (span,) = spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.attributes[sc.STATUS_REASON] == "closed_early"
+
+
+def test_a_stream_never_closed_ends_its_span_when_collected(server, spans):
+    with llmobs_openai.http_client() as http:
+        request = http.build_request("POST", server.base_url + "/chat/completions",
+                                     json={"model": "m", "messages": USER, "stream": True})  # fmt: skip
+        response = http.send(request, stream=True)
+        next(response.iter_raw())
+        del response
+        gc.collect()
+        (span,) = spans()
+        assert span.attributes[sc.STATUS_REASON] in ("garbage_collected", "closed_early")
+        assert sc.RESPONSE_TIME_TO_FIRST_CHUNK not in span.attributes, "the role chunk carries no content"
+
+
+def test_a_connection_dropped_mid_stream_ends_the_span_with_the_error(client, spans):
+    stream = client.chat.completions.create(model="drop", messages=USER, stream=True)
+    with pytest.raises(openai.APIConnectionError):
+        for _ in stream:
+            pass
+    (span,) = spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[sc.ERROR_TYPE] == "RemoteProtocolError"
+    assert sc.RESPONSE_TIME_TO_FIRST_CHUNK in span.attributes, "the word before the drop was seen"
+    (output,) = json.loads(span.attributes[sc.OUTPUT_MESSAGES])
+    assert output["parts"] == [{"type": "text", "content": "Hello"}]
+    assert output["finish_reason"] == "error"
+
+
+def test_async_streaming(async_client, spans):
+    async def call():
+        async with async_client:
+            stream = await async_client.chat.completions.create(
+                model="async-stream", messages=USER, stream=True, stream_options=USAGE
+            )
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    assert asyncio.run(call()) == "Hello from the loopback server."
+    (span,) = spans()
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == 5
+    assert sc.RESPONSE_TIME_TO_FIRST_CHUNK in span.attributes
+    assert sc.STATUS_REASON not in span.attributes
+
+
+def test_async_stream_closed_early(async_client, spans):
+    async def call():
+        async with async_client:
+            stream = await async_client.chat.completions.create(model="m", messages=USER, stream=True)
+            async for _ in stream:
+                break
+            await stream.close()
+
+    asyncio.run(call())
+    (span,) = spans()
+    assert span.attributes[sc.STATUS_REASON] == "closed_early"
+
+
+def test_the_folded_output_is_bounded(client, server, spans, settings):
+    settings(max_attribute_bytes=1024)
+    server.words = ["x" * 500] * 10
+    stream = client.chat.completions.create(model="m", messages=USER, stream=True)
+    assert sum(len(c.choices[0].delta.content or "") for c in stream if c.choices) == 5000
+    (output,) = json.loads(spans()[0].attributes[sc.OUTPUT_MESSAGES])
+    assert len(output["parts"][0]["content"]) < 1100
+
+
+def test_no_content_mode_keeps_metadata_but_no_messages(client, spans, settings):
+    from llmobs.content import CaptureMode
+
+    settings(capture=CaptureMode.NO_CONTENT)
+    for _ in client.chat.completions.create(model="m", messages=USER, stream=True, stream_options=USAGE):
+        pass
+    a = spans()[0].attributes
+    assert sc.INPUT_MESSAGES not in a and sc.OUTPUT_MESSAGES not in a
+    assert tuple(a[sc.RESPONSE_FINISH_REASONS]) == ("stop",) and a[sc.USAGE_OUTPUT_TOKENS] == 5
+    assert sc.RESPONSE_TIME_TO_FIRST_CHUNK in a
