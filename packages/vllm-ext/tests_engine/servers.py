@@ -78,6 +78,7 @@ def running_server(model: Path, workdir: Path, sink: Sink, args: list[str] = (),
         "OTEL_TRACES_SAMPLER": "always_on",
         "OTEL_SERVICE_NAME": "vllm-e2e",
         "LLMOBS_VLLM_FLUSH_INTERVAL": "0.2",
+        "LLMOBS_AUTO_CONFIGURE": "true",
         "LLMOBS_STORE": str(workdir / "llmobs.db"),
     }
     server = Server(model, workdir, list(args), {**base_env, **(env or {})})

@@ -53,7 +53,7 @@ ENV_FLUSH_INTERVAL = "LLMOBS_VLLM_FLUSH_INTERVAL"
 ENV_ITL_SAMPLE = "LLMOBS_VLLM_ITL_SAMPLE"
 ENV_SPANS = "LLMOBS_VLLM_SPANS"
 DEFAULT_FLUSH_INTERVAL = 1.0
-DEFAULT_ITL_SAMPLE = 16
+DEFAULT_ITL_SAMPLE = 32
 QUEUE_STEPS = 8192  # engine steps buffered between flushes; older steps are dropped (counted) beyond it
 
 #: vLLM's FinishReason values in IntEnum order (vllm/v1/engine/__init__.py).
