@@ -108,6 +108,8 @@ class Tracker:
         tags: Mapping[str, Any] | None,
     ) -> None:
         parent = self._ids.get(parent_id) if parent_id is not None else None
+        if parent is not None and parent.ended:  # its run was evicted or abandoned meanwhile
+            parent = None
         if parent is None and self._streams:
             parent = self._streams.producer()
         if parent is not None and instance is not None and parent.instance is instance:
@@ -175,7 +177,7 @@ class Tracker:
         if run is None:
             return
         if span_id != run.id:
-            if span_id in run.aliases:  # a stream returned by a nested call belongs to the run
+            if span_id in run.aliases and not run.ended:  # a stream a nested call returned belongs to the run
                 self._register_stream(run, result)
             elif self._ids.get(span_id) is run:
                 del self._ids[span_id]
@@ -247,6 +249,8 @@ class Tracker:
         if stream is None:
             return False
         with self._lock:
+            if run.ended:
+                return False
             key = self._streams.register(stream, run)
             if key is not None:
                 run.frame_keys.append(key)
