@@ -37,6 +37,11 @@ def _check(report: dict, expected: set[str]) -> None:
     [
         ("bench_recorder", {"raw_otel", "llmobs", "llmobs_no_content", "util_genai", "util_genai_no_content"}),
         ("bench_store", {"export_512", "export_64", "sqlite_512"}),
+        (
+            "bench_llamaindex",
+            {"bare", "bare_stream", "llmobs", "llmobs_stream", "openinference", "openinference_stream",
+             "bare@openinference", "bare_stream@openinference"},
+        ),
     ],
 )
 def test_bench_quick(module, variants, tmp_path, capsys):
