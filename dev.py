@@ -171,8 +171,23 @@ def test_vllm_engine() -> int:
     return _run(env / BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", VLLM_EXT / "tests_engine")
 
 
+def ensure_chromium() -> None:
+    """The console's browser tests drive Debian's headless Chromium; install it when we can (as root with
+    apt), else say how. The tests themselves fail with a clear message if it is still missing."""
+    if shutil.which("chromium"):
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("+ installing Debian's chromium for the console's browser tests", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.call(["apt-get", "update", "-qq"], env=env) == 0:
+            subprocess.call(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env)
+    if not shutil.which("chromium"):
+        print("note: no `chromium` on PATH; the browser tests will fail (install Debian's `chromium`)", flush=True)
+
+
 def test(extra: list[str]) -> int:
     bin_dir = setup()
+    ensure_chromium()
     if _run(bin_dir / "ruff", "check", ".") != 0:
         print("FAILED: ruff found problems (see above)", file=sys.stderr)
         return 1
