@@ -335,3 +335,154 @@ METRIC_ATTRIBUTES: Final = (OPERATION_NAME, PROVIDER_NAME, REQUEST_MODEL, RESPON
 
 #: The instrumentation scope name of every span and metric llmobs makes.
 SCOPE_NAME: Final = "llmobs"
+
+# =================================================================================================
+# Foreign conventions (read only). Names other tracers emit, which ``llmobs.interop`` maps onto the
+# names above when ``llmobs serve`` receives their spans. llmobs never emits these.
+# =================================================================================================
+
+# --- OpenInference (Arize Phoenix; also what Dify's Phoenix provider sends) -----------------------
+OI_SPAN_KIND: Final = "openinference.span.kind"  # LLM, EMBEDDING, CHAIN, RETRIEVER, RERANKER, TOOL, AGENT, ...
+OI_MODEL_NAME: Final = "llm.model_name"
+OI_REQUEST_MODEL_NAME: Final = "llm.request.model_name"
+OI_RESPONSE_MODEL_NAME: Final = "llm.response.model_name"
+OI_EMBEDDING_MODEL_NAME: Final = "embedding.model_name"
+OI_RERANKER_MODEL_NAME: Final = "reranker.model_name"
+OI_PROVIDER: Final = "llm.provider"  # who hosts the model (azure, aws, ...)
+OI_SYSTEM: Final = "llm.system"  # the model family's vendor (openai, anthropic, ...)
+OI_TOKENS_PROMPT: Final = "llm.token_count.prompt"
+OI_TOKENS_COMPLETION: Final = "llm.token_count.completion"
+OI_TOKENS_TOTAL: Final = "llm.token_count.total"
+OI_TOKENS_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+OI_TOKENS_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
+OI_TOKENS_REASONING: Final = "llm.token_count.completion_details.reasoning"
+OI_COST_TOTAL: Final = "llm.cost.total"
+OI_COST_PROMPT: Final = "llm.cost.prompt"
+OI_COST_COMPLETION: Final = "llm.cost.completion"
+OI_INVOCATION_PARAMETERS: Final = "llm.invocation_parameters"  # JSON object of the request parameters
+OI_FINISH_REASON: Final = "llm.finish_reason"
+OI_INPUT_MESSAGES: Final = "llm.input_messages."  # flattened: llm.input_messages.N.message.role, ...
+OI_OUTPUT_MESSAGES: Final = "llm.output_messages."
+OI_PROMPTS: Final = "llm.prompts"  # text completion prompts (a list, or flattened llm.prompts.N.prompt.text)
+OI_PROMPT_TEMPLATE: Final = "llm.prompt_template."
+OI_TOOLS: Final = "llm.tools."  # flattened: llm.tools.N.tool.json_schema
+OI_RETRIEVAL_DOCUMENTS: Final = "retrieval.documents."  # flattened: retrieval.documents.N.document.content
+OI_RERANKER_INPUT_DOCUMENTS: Final = "reranker.input_documents."
+OI_RERANKER_OUTPUT_DOCUMENTS: Final = "reranker.output_documents."
+OI_EMBEDDINGS: Final = "embedding.embeddings."
+OI_SESSION_ID: Final = "session.id"
+OI_USER_ID: Final = "user.id"
+OI_AGENT_NAME: Final = "agent.name"
+OI_TOOL_NAME: Final = "tool.name"
+OI_TOOL_DESCRIPTION: Final = "tool.description"
+OI_TOOL_PARAMETERS: Final = "tool.parameters"
+OI_TOOL_ID: Final = "tool.id"
+OI_PROJECT_NAME: Final = "openinference.project.name"  # resource attribute (Phoenix project)
+# Names inside one flattened message, tool call, document or tool entry.
+OI_MESSAGE_ROLE: Final = "message.role"
+OI_MESSAGE_CONTENT: Final = "message.content"
+OI_MESSAGE_CONTENTS: Final = "message.contents"
+OI_MESSAGE_NAME: Final = "message.name"
+OI_MESSAGE_TOOL_CALLS: Final = "message.tool_calls"
+OI_MESSAGE_TOOL_CALL_ID: Final = "message.tool_call_id"
+OI_MESSAGE_FUNCTION_CALL_NAME: Final = "message.function_call_name"
+OI_MESSAGE_FUNCTION_CALL_ARGUMENTS: Final = "message.function_call_arguments_json"
+OI_CONTENT_TYPE: Final = "message_content.type"
+OI_CONTENT_TEXT: Final = "message_content.text"
+OI_CONTENT_IMAGE_URL: Final = "message_content.image.image.url"
+OI_TOOL_CALL_ID: Final = "tool_call.id"
+OI_TOOL_CALL_NAME: Final = "tool_call.function.name"
+OI_TOOL_CALL_ARGUMENTS: Final = "tool_call.function.arguments"
+OI_TOOL_JSON_SCHEMA: Final = "tool.json_schema"
+OI_PROMPT_TEXT: Final = "prompt.text"
+OI_DOCUMENT_ID: Final = "document.id"
+OI_DOCUMENT_CONTENT: Final = "document.content"
+OI_DOCUMENT_SCORE: Final = "document.score"
+OI_DOCUMENT_METADATA: Final = "document.metadata"
+
+# --- OpenLLMetry / Traceloop (legacy attributes, before its GenAI JSON messages) ------------------
+TRACELOOP_SPAN_KIND: Final = "traceloop.span.kind"  # workflow, task, agent, tool, unknown
+TRACELOOP_WORKFLOW_NAME: Final = "traceloop.workflow.name"
+TRACELOOP_ENTITY_NAME: Final = "traceloop.entity.name"
+TRACELOOP_ENTITY_INPUT: Final = "traceloop.entity.input"
+TRACELOOP_ENTITY_OUTPUT: Final = "traceloop.entity.output"
+TRACELOOP_SESSION_ID: Final = "traceloop.association.properties.session_id"
+TRACELOOP_USER_ID: Final = "traceloop.association.properties.user_id"
+TRACELOOP_TASK_INPUT: Final = "gen_ai.task.input"  # OpenLLMetry (newer): a task's input, as JSON
+TRACELOOP_TASK_OUTPUT: Final = "gen_ai.task.output"
+LLM_REQUEST_TYPE: Final = "llm.request.type"  # chat, completion, embedding, rerank
+LLM_USAGE_TOTAL_TOKENS: Final = "llm.usage.total_tokens"  # also Promptflow's
+LLM_USAGE_REASONING_TOKENS: Final = "llm.usage.reasoning_tokens"
+LLM_IS_STREAMING: Final = "llm.is_streaming"
+LEGACY_SYSTEM: Final = "gen_ai.system"  # the provider before gen_ai.provider.name (older GenAI, OpenLLMetry)
+LEGACY_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"  # older GenAI, OpenLLMetry, vLLM
+LEGACY_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
+LEGACY_PROMPT: Final = "gen_ai.prompt"  # a plain string (older GenAI, Dify's ARMS export)
+LEGACY_COMPLETION: Final = "gen_ai.completion"
+LEGACY_PROMPTS: Final = "gen_ai.prompt."  # flattened: gen_ai.prompt.N.role / .content / .tool_calls.K.name
+LEGACY_COMPLETIONS: Final = "gen_ai.completion."  # flattened, with .finish_reason
+LEGACY_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning_tokens"
+LEGACY_USAGE_CACHE_READ: Final = "gen_ai.usage.cache_read_input_tokens"
+LEGACY_USAGE_CACHE_CREATION: Final = "gen_ai.usage.cache_creation_input_tokens"
+LEGACY_IS_STREAMING: Final = "gen_ai.is_streaming"
+LEGACY_FINISH_REASON: Final = "gen_ai.response.finish_reason"  # a single string (OpenLLMetry, Dify ARMS)
+LEGACY_MODEL_NAME: Final = "gen_ai.model_name"  # older Dify ARMS export
+LEGACY_REQUEST_N: Final = "gen_ai.request.n"  # vLLM, OpenLLMetry: the choice count
+# Names inside one flattened legacy prompt or completion.
+LEGACY_ROLE: Final = "role"
+LEGACY_CONTENT: Final = "content"
+LEGACY_TOOL_CALLS: Final = "tool_calls"
+LEGACY_TOOL_CALL_ID: Final = "tool_call_id"
+LEGACY_FINISH: Final = "finish_reason"
+LEGACY_CALL_ID: Final = "id"
+LEGACY_CALL_NAME: Final = "name"
+LEGACY_CALL_ARGUMENTS: Final = "arguments"
+
+# --- Promptflow (promptflow-tracing) ---------------------------------------------------------------
+PF_SCOPE: Final = "promptflow"  # instrumentation scope of Promptflow's spans, and its "framework" value
+PF_SPAN_TYPE: Final = "span_type"  # Function, LLM, Embedding, Flow, Tool, Retrieval, ...
+PF_FRAMEWORK: Final = "framework"
+PF_FUNCTION: Final = "function"  # e.g. openai.resources.chat.completions.Completions.create
+PF_INPUTS: Final = "inputs"  # JSON of the bound arguments
+PF_OUTPUT: Final = "output"  # JSON of the return value
+PF_USAGE_PROMPT_TOKENS: Final = "llm.usage.prompt_tokens"
+PF_USAGE_COMPLETION_TOKENS: Final = "llm.usage.completion_tokens"
+PF_RESPONSE_MODEL: Final = "llm.response.model"
+PF_GENERATED_MESSAGE: Final = "llm.generated_message"
+PF_SESSION_ID: Final = "session_id"
+PF_EVENT_PREFIX: Final = "promptflow."  # span events repeating inputs/output as a payload attribute
+
+# --- vLLM's own tracing (its llm_request span; see VLLM_REQUEST_SPAN) ------------------------------
+VLLM_LATENCY_TTFT: Final = "gen_ai.latency.time_to_first_token"  # seconds (V1), ns in some builds
+VLLM_LATENCY_E2E: Final = "gen_ai.latency.e2e"
+VLLM_LATENCY_QUEUE: Final = "gen_ai.latency.time_in_queue"
+VLLM_LATENCY_PREFILL: Final = "gen_ai.latency.time_in_model_prefill"
+VLLM_LATENCY_DECODE: Final = "gen_ai.latency.time_in_model_decode"
+VLLM_LATENCY_INFERENCE: Final = "gen_ai.latency.time_in_model_inference"
+
+# --- Dify's ARMS export (older versions) -------------------------------------------------------------
+DIFY_RETRIEVAL_QUERY: Final = "retrieval.query"
+DIFY_RETRIEVAL_DOCUMENT: Final = "retrieval.document"  # JSON list of {content, metadata, score}
+
+#: Every foreign gen_ai.* name above that the OTel registry does not define, with who emits it.
+#: Read only: llmobs maps these on ingest and never emits them.
+GEN_AI_FOREIGN: Final[dict[str, str]] = {
+    LEGACY_PROMPTS: "OpenLLMetry legacy flattened prompts (gen_ai.prompt.N.*)",
+    TRACELOOP_TASK_INPUT: "OpenLLMetry: a task's input (JSON)",
+    TRACELOOP_TASK_OUTPUT: "OpenLLMetry: a task's output (JSON)",
+    LEGACY_COMPLETIONS: "OpenLLMetry legacy flattened completions (gen_ai.completion.N.*)",
+    LEGACY_USAGE_REASONING_TOKENS: "OpenLLMetry reasoning token count",
+    LEGACY_USAGE_CACHE_READ: "OpenLLMetry (older) cached input tokens",
+    LEGACY_USAGE_CACHE_CREATION: "OpenLLMetry (older) cache-creation input tokens",
+    LEGACY_IS_STREAMING: "OpenLLMetry streaming flag",
+    LEGACY_FINISH_REASON: "OpenLLMetry and Dify's ARMS export: one finish reason",
+    LEGACY_MODEL_NAME: "older Dify ARMS export: the model",
+    LEGACY_REQUEST_N: "vLLM and OpenLLMetry: requested choice count",
+    VLLM_LATENCY_TTFT: "vLLM llm_request span: time to first token",
+    VLLM_LATENCY_E2E: "vLLM llm_request span: end-to-end latency",
+    VLLM_LATENCY_QUEUE: "vLLM llm_request span: time queued",
+    VLLM_LATENCY_PREFILL: "vLLM llm_request span: prefill time",
+    VLLM_LATENCY_DECODE: "vLLM llm_request span: decode time",
+    VLLM_LATENCY_INFERENCE: "vLLM llm_request span: prefill + decode time",
+}
+
