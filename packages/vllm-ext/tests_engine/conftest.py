@@ -31,6 +31,9 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LLMOBS_VLLM_ITL_SAMPLE", "1")
+# In-process engines: this test process has run torch and started threads by then, and forking such a
+# process (vLLM's default on CPU) can kill the engine's worker; spawn starts it clean.
+os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 
 SPANS = InMemorySpanExporter()
 METRICS = InMemoryMetricReader()
