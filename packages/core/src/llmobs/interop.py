@@ -1,0 +1,630 @@
+"""The one mapping of other tracers' conventions onto llmobs semantics.
+
+Spans that llmobs did not record — OpenInference (Phoenix, and Dify's Phoenix provider), OpenLLMetry's
+legacy attributes, Promptflow, vLLM's own ``llm_request`` span, older OTel GenAI — carry the same facts
+under other names. :func:`normalise` adds llmobs' names for them (operation, span kind, provider, models,
+usage with its total, TTFT, messages as GenAI JSON, session, user, cost) so the console, ``llmobs stats``
+and any analysis treat those spans like our own. ``llmobs serve`` calls it on every received span; the
+Promptflow and Dify integrations call it too, so there is exactly one copy of this knowledge.
+
+Rules:
+
+* The original attributes are kept. A name llmobs already has is never overwritten, and each llmobs
+  name is filled from the first foreign source present, so llmobs' own spans come back unchanged and
+  ``normalise(normalise(a)) == normalise(a)``.
+* Content goes through a :class:`~llmobs.content.ContentPolicy`, as in the recorder: foreign messages
+  become GenAI JSON rendered by the policy (secrets scrubbed, redactors applied, capped), content-bearing
+  originals are scrubbed and capped the same way, and under ``NO_CONTENT`` all of it is dropped.
+* Nothing raises on odd values: a number that is not a number, or JSON that is not JSON, is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from llmobs import semconv as sc
+from llmobs.content import (
+    CaptureMode,
+    ContentPolicy,
+    messages_from_openai,
+    output_messages_from_openai,
+    tool_definitions_from_openai,
+)
+from llmobs.pricing import ModelPrice
+
+#: ``(provider, model) -> price or None``, e.g. a cached ``llmobs.plugins.price_of``.
+PriceLookup = Callable[[str | None, str], ModelPrice | None]
+
+__all__ = ["PriceLookup", "normalise", "normalise_event", "normalise_resource"]
+
+_DEFAULT_POLICY = ContentPolicy()
+
+# --- operation and span kind ----------------------------------------------------------------------
+_OPENINFERENCE_KINDS = {
+    "LLM": sc.OP_CHAT,
+    "EMBEDDING": sc.OP_EMBEDDINGS,
+    "RETRIEVER": sc.OP_RETRIEVAL,
+    "RERANKER": sc.OP_RERANK,
+    "TOOL": sc.OP_EXECUTE_TOOL,
+    "AGENT": sc.OP_INVOKE_AGENT,
+    "CHAIN": sc.OP_CHAIN,
+}  # GUARDRAIL, EVALUATOR, PROMPT, UNKNOWN...: a chain step of kind TASK
+_TRACELOOP_KINDS = {
+    "workflow": sc.OP_INVOKE_WORKFLOW,
+    "agent": sc.OP_INVOKE_AGENT,
+    "tool": sc.OP_EXECUTE_TOOL,
+}  # task, unknown: TASK
+_REQUEST_TYPES = {
+    "chat": sc.OP_CHAT,
+    "completion": sc.OP_TEXT_COMPLETION,
+    "embedding": sc.OP_EMBEDDINGS,
+    "rerank": sc.OP_RERANK,
+}
+_PROMPTFLOW_TYPES = {
+    "llm": sc.OP_CHAT,
+    "embedding": sc.OP_EMBEDDINGS,
+    "retrieval": sc.OP_RETRIEVAL,
+    "tool": sc.OP_EXECUTE_TOOL,
+    "flow": sc.OP_INVOKE_WORKFLOW,
+    "agent": sc.OP_INVOKE_AGENT,
+}  # Function and the rest: chain
+# Words of a span name that give the operation away (older GenAI and OpenLLMetry name spans so).
+_NAME_WORDS = {"chat": sc.OP_CHAT, "completion": sc.OP_TEXT_COMPLETION, "completions": sc.OP_TEXT_COMPLETION,
+               "embeddings": sc.OP_EMBEDDINGS, "embedding": sc.OP_EMBEDDINGS}
+
+# --- providers ------------------------------------------------------------------------------------
+_PROVIDERS = {
+    "azure": sc.PROVIDER_AZURE_OPENAI,
+    "az.ai.openai": sc.PROVIDER_AZURE_OPENAI,
+    "azureopenai": sc.PROVIDER_AZURE_OPENAI,
+    "aws": sc.PROVIDER_AWS_BEDROCK,
+    "bedrock": sc.PROVIDER_AWS_BEDROCK,
+    "google": sc.PROVIDER_GCP_GEMINI,
+    "gemini": sc.PROVIDER_GCP_GEMINI,
+    "vertexai": sc.PROVIDER_GCP_VERTEX_AI,
+    "mistralai": sc.PROVIDER_MISTRAL_AI,
+    "mistral": sc.PROVIDER_MISTRAL_AI,
+    "xai": sc.PROVIDER_X_AI,
+    "watsonx": sc.PROVIDER_IBM_WATSONX_AI,
+    "tongyi": sc.PROVIDER_DASHSCOPE,
+    "qwen": sc.PROVIDER_DASHSCOPE,
+}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == number and abs(number) < 2**63 else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _seconds(value: Any) -> float | None:
+    """A duration in seconds; integers over 10,000 are nanoseconds (vLLM builds disagree on the unit)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 10_000:
+        return value / 1e9
+    return _float(value)
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _reasons(value: Any) -> list[str] | None:
+    if isinstance(value, str) and value:
+        return [value]
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _json(value: Any) -> Any:
+    """``value`` parsed when it is a JSON object or array in a string; else None."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return None
+
+
+#: (llmobs name, foreign sources in priority order, conversion). Applied in order; a name already
+#: present is never touched, so later rows may read what earlier rows filled.
+_SCALARS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any]], ...] = (
+    (sc.REQUEST_MODEL, (sc.OI_REQUEST_MODEL_NAME, sc.OI_MODEL_NAME, sc.OI_EMBEDDING_MODEL_NAME,
+                        sc.OI_RERANKER_MODEL_NAME, sc.LEGACY_MODEL_NAME), _text),
+    (sc.RESPONSE_MODEL, (sc.OI_RESPONSE_MODEL_NAME, sc.PF_RESPONSE_MODEL), _text),
+    (sc.USAGE_INPUT_TOKENS, (sc.OI_TOKENS_PROMPT, sc.LEGACY_USAGE_PROMPT_TOKENS, sc.PF_USAGE_PROMPT_TOKENS), _int),
+    (sc.USAGE_OUTPUT_TOKENS, (sc.OI_TOKENS_COMPLETION, sc.LEGACY_USAGE_COMPLETION_TOKENS,
+                              sc.PF_USAGE_COMPLETION_TOKENS), _int),
+    (sc.USAGE_TOTAL_TOKENS, (sc.OI_TOKENS_TOTAL, sc.LLM_USAGE_TOTAL_TOKENS), _int),
+    (sc.USAGE_CACHE_READ_INPUT_TOKENS, (sc.OI_TOKENS_CACHE_READ, sc.LEGACY_USAGE_CACHE_READ), _int),
+    (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, (sc.OI_TOKENS_CACHE_WRITE, sc.LEGACY_USAGE_CACHE_CREATION), _int),
+    (sc.USAGE_CACHE_WRITE_INPUT_TOKENS, (sc.USAGE_CACHE_CREATION_INPUT_TOKENS,), _int),
+    (sc.USAGE_REASONING_OUTPUT_TOKENS, (sc.OI_TOKENS_REASONING, sc.LEGACY_USAGE_REASONING_TOKENS,
+                                        sc.LLM_USAGE_REASONING_TOKENS), _int),
+    (sc.COST_USD, (sc.OI_COST_TOTAL,), _float),
+    (sc.COST_INPUT_USD, (sc.OI_COST_PROMPT,), _float),
+    (sc.COST_OUTPUT_USD, (sc.OI_COST_COMPLETION,), _float),
+    (sc.RESPONSE_FINISH_REASONS, (sc.OI_FINISH_REASON, sc.LEGACY_FINISH_REASON), _reasons),
+    (sc.REQUEST_STREAM, (sc.LLM_IS_STREAMING, sc.LEGACY_IS_STREAMING), _flag),
+    (sc.REQUEST_CHOICE_COUNT, (sc.LEGACY_REQUEST_N,), _int),
+    (sc.SESSION_ID, (sc.OI_SESSION_ID, sc.TRACELOOP_SESSION_ID, sc.CONVERSATION_ID), _text),
+    (sc.CONVERSATION_ID, (sc.SESSION_ID,), _text),
+    (sc.USER_ID, (sc.OI_USER_ID, sc.TRACELOOP_USER_ID), _text),
+    (sc.AGENT_NAME, (sc.OI_AGENT_NAME,), _text),
+    (sc.TOOL_NAME, (sc.OI_TOOL_NAME,), _text),
+    (sc.TOOL_DESCRIPTION, (sc.OI_TOOL_DESCRIPTION,), _text),
+    (sc.WORKFLOW_NAME, (sc.TRACELOOP_WORKFLOW_NAME,), _text),
+    (sc.VLLM_QUEUE_TIME, (sc.VLLM_LATENCY_QUEUE,), _seconds),
+    (sc.VLLM_PREFILL_TIME, (sc.VLLM_LATENCY_PREFILL,), _seconds),
+    (sc.VLLM_DECODE_TIME, (sc.VLLM_LATENCY_DECODE,), _seconds),
+    (sc.VLLM_INFERENCE_TIME, (sc.VLLM_LATENCY_INFERENCE,), _seconds),
+)
+
+#: ``llm.invocation_parameters`` keys (OpenAI-style request bodies) → llmobs request attributes.
+_PARAMETERS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any]], ...] = (
+    (sc.REQUEST_MODEL, ("model",), _text),
+    (sc.REQUEST_TEMPERATURE, ("temperature",), _float),
+    (sc.REQUEST_TOP_P, ("top_p",), _float),
+    (sc.REQUEST_TOP_K, ("top_k",), _int),
+    (sc.REQUEST_MAX_TOKENS, ("max_tokens", "max_completion_tokens", "max_new_tokens", "max_output_tokens"), _int),
+    (sc.REQUEST_SEED, ("seed",), _int),
+    (sc.REQUEST_FREQUENCY_PENALTY, ("frequency_penalty",), _float),
+    (sc.REQUEST_PRESENCE_PENALTY, ("presence_penalty",), _float),
+    (sc.REQUEST_CHOICE_COUNT, ("n",), _int),
+    (sc.REQUEST_STREAM, ("stream",), _flag),
+    (sc.REQUEST_STOP_SEQUENCES, ("stop",), _reasons),
+)
+
+#: Attributes holding prompts, completions, documents or tool payloads: made safe by the content
+#: policy, dropped under NO_CONTENT. Exact names, then name prefixes (flattened foreign lists).
+_CONTENT = frozenset({
+    sc.INPUT_MESSAGES, sc.OUTPUT_MESSAGES, sc.SYSTEM_INSTRUCTIONS, sc.TOOL_DEFINITIONS, sc.INPUT_VALUE,
+    sc.OUTPUT_VALUE, sc.TOOL_CALL_ARGUMENTS, sc.TOOL_CALL_RESULT, sc.RETRIEVAL_QUERY_TEXT, sc.RETRIEVAL_DOCUMENTS,
+    sc.OI_PROMPTS, sc.TRACELOOP_ENTITY_INPUT, sc.TRACELOOP_ENTITY_OUTPUT, sc.TRACELOOP_TASK_INPUT,
+    sc.TRACELOOP_TASK_OUTPUT, sc.LEGACY_PROMPT, sc.LEGACY_COMPLETION, sc.PF_INPUTS, sc.PF_OUTPUT,
+    sc.PF_GENERATED_MESSAGE, sc.DIFY_RETRIEVAL_QUERY, sc.DIFY_RETRIEVAL_DOCUMENT,
+})  # fmt: skip
+_CONTENT_PREFIXES = (
+    sc.OI_INPUT_MESSAGES, sc.OI_OUTPUT_MESSAGES, sc.OI_PROMPTS + ".", sc.OI_PROMPT_TEMPLATE,
+    sc.OI_RETRIEVAL_DOCUMENTS, sc.OI_RERANKER_INPUT_DOCUMENTS, sc.OI_RERANKER_OUTPUT_DOCUMENTS, sc.OI_EMBEDDINGS,
+    sc.LEGACY_PROMPTS, sc.LEGACY_COMPLETIONS,
+)  # fmt: skip
+#: Flattened lists that are rebuilt into structures.
+_FLATTENED = (
+    sc.OI_INPUT_MESSAGES, sc.OI_OUTPUT_MESSAGES, sc.OI_PROMPTS + ".", sc.OI_TOOLS, sc.OI_RETRIEVAL_DOCUMENTS,
+    sc.OI_RERANKER_OUTPUT_DOCUMENTS, sc.LEGACY_PROMPTS, sc.LEGACY_COMPLETIONS,
+)  # fmt: skip
+
+
+def normalise(
+    attributes: Mapping[str, Any],
+    *,
+    name: str = "",
+    policy: ContentPolicy | None = None,
+    price: PriceLookup | None = None,
+) -> dict[str, Any]:
+    """A copy of a span's ``attributes`` with llmobs' names added for what foreign conventions say.
+
+    ``name`` is the span name (vLLM's span and older GenAI spans are recognised by it); ``policy`` makes
+    content safe (default: capture on, secret scrubbing, 8 KiB cap); ``price`` prices spans that have
+    a model and tokens but no cost (none: no cost is computed). Never raises on odd values.
+    """
+    policy = policy or _DEFAULT_POLICY
+    attrs = dict(attributes)
+    flattened = _flattened(attrs)
+    operation = _classify(attrs, name, flattened)
+    _fill(attrs, attrs, _SCALARS)
+    parameters = _json(attrs.get(sc.OI_INVOCATION_PARAMETERS))
+    if isinstance(parameters, dict):
+        _fill(attrs, parameters, _PARAMETERS)
+    _provider(attrs)
+    _timing(attrs)
+    entity = _text(attrs.get(sc.TRACELOOP_ENTITY_NAME))
+    if entity is not None and operation in (sc.OP_EXECUTE_TOOL, sc.OP_INVOKE_AGENT):
+        attrs.setdefault(sc.TOOL_NAME if operation == sc.OP_EXECUTE_TOOL else sc.AGENT_NAME, entity)
+    if policy.mode is CaptureMode.NO_CONTENT:
+        for key in [k for k in attrs if _is_content(k)]:
+            del attrs[key]
+    else:
+        _content(attrs, operation, flattened, policy)
+        for key in attributes:
+            if _is_content(key):
+                attrs[key] = _safe(policy, attrs[key])
+    _totals_and_cost(attrs, price)
+    return attrs
+
+
+def normalise_resource(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of resource attributes with ``service.name`` taken from a Phoenix project when missing."""
+    attrs = dict(attributes)
+    if not _text(attrs.get(sc.SERVICE_NAME)) and _text(attrs.get(sc.OI_PROJECT_NAME)):
+        attrs[sc.SERVICE_NAME] = attrs[sc.OI_PROJECT_NAME]
+    return attrs
+
+
+def normalise_event(name: str, attributes: Mapping[str, Any], policy: ContentPolicy | None = None
+                    ) -> dict[str, Any] | None:
+    """A span event's attributes made safe by ``policy``; None when the event only carries content
+    (llmobs' inference-details event, Promptflow's payload events) and the policy captures none."""
+    policy = policy or _DEFAULT_POLICY
+    if policy.mode is CaptureMode.NO_CONTENT and (
+        name == sc.EVENT_INFERENCE_DETAILS or name.startswith(sc.PF_EVENT_PREFIX)
+    ):
+        return None
+    return {k: _safe(policy, v) if isinstance(v, str) else v for k, v in attributes.items()}
+
+
+# --- classification ---------------------------------------------------------------------------------
+
+
+def _classify(attrs: dict[str, Any], name: str, flattened: Mapping[str, Any]) -> str | None:
+    """Set operation and span kind when missing; return the operation."""
+    operation = _text(attrs.get(sc.OPERATION_NAME))
+    foreign_kind = None
+    if operation is None:
+        operation, foreign_kind = _foreign_operation(attrs, name, flattened)
+        if operation is not None:
+            attrs[sc.OPERATION_NAME] = operation
+    if sc.SPAN_KIND not in attrs:
+        kind = foreign_kind or sc.KIND_OF_OPERATION.get(operation or "")
+        if kind is None and _text(attrs.get(sc.TRACELOOP_SPAN_KIND)):
+            kind = sc.KIND_TASK  # a step under an operation name of its own (OpenLLMetry's execute_task)
+        if kind is not None:
+            attrs[sc.SPAN_KIND] = kind
+    return operation
+
+
+def _foreign_operation(attrs: Mapping[str, Any], name: str, flattened: Mapping[str, Any]
+                       ) -> tuple[str | None, str | None]:
+    """(operation, span kind when the operation alone does not say it) from foreign attributes."""
+    kind = _text(attrs.get(sc.OI_SPAN_KIND))
+    if kind is not None:
+        operation = _OPENINFERENCE_KINDS.get(kind.upper())
+        if operation == sc.OP_CHAT and sc.OI_INPUT_MESSAGES not in flattened and (
+            sc.OI_PROMPTS in attrs or sc.OI_PROMPTS + "." in flattened
+        ):
+            operation = sc.OP_TEXT_COMPLETION
+        return (operation, None) if operation else (sc.OP_CHAIN, sc.KIND_TASK)
+    request_type = _text(attrs.get(sc.LLM_REQUEST_TYPE))
+    if request_type in _REQUEST_TYPES:
+        return _REQUEST_TYPES[request_type], None
+    kind = _text(attrs.get(sc.TRACELOOP_SPAN_KIND))
+    if kind is not None:
+        operation = _TRACELOOP_KINDS.get(kind.lower())
+        return (operation, None) if operation else (sc.OP_CHAIN, sc.KIND_TASK)
+    if attrs.get(sc.PF_FRAMEWORK) == sc.PF_SCOPE and _text(attrs.get(sc.PF_SPAN_TYPE)):
+        operation = _PROMPTFLOW_TYPES.get(attrs[sc.PF_SPAN_TYPE].lower(), sc.OP_CHAIN)
+        function = _text(attrs.get(sc.PF_FUNCTION)) or ""
+        if operation == sc.OP_CHAT and ".completions." in function and ".chat." not in function:
+            operation = sc.OP_TEXT_COMPLETION
+        return operation, None
+    if name == sc.VLLM_REQUEST_SPAN and (sc.LEGACY_USAGE_PROMPT_TOKENS in attrs or sc.REQUEST_ID in attrs):
+        return sc.OP_TEXT_COMPLETION, None
+    if sc.LEGACY_SYSTEM in attrs or sc.LEGACY_USAGE_PROMPT_TOKENS in attrs or sc.LEGACY_PROMPTS in flattened:
+        words = name.replace(".", " ").lower().split()
+        return next((_NAME_WORDS[w] for w in words if w in _NAME_WORDS), sc.OP_CHAT), None
+    return None, None
+
+
+def _provider(attrs: dict[str, Any]) -> None:
+    if sc.PROVIDER_NAME in attrs:
+        return
+    for key in (sc.OI_PROVIDER, sc.OI_SYSTEM, sc.LEGACY_SYSTEM):
+        value = _text(attrs.get(key))
+        if value is not None:
+            value = value.lower()
+            attrs[sc.PROVIDER_NAME] = _PROVIDERS.get(value, value)
+            return
+    function = _text(attrs.get(sc.PF_FUNCTION))
+    if function is not None and function.startswith("openai."):
+        attrs[sc.PROVIDER_NAME] = sc.PROVIDER_OPENAI
+    elif sc.VLLM_LATENCY_TTFT in attrs or sc.VLLM_LATENCY_E2E in attrs:
+        attrs[sc.PROVIDER_NAME] = sc.PROVIDER_VLLM
+
+
+def _fill(attrs: dict[str, Any], source: Mapping[str, Any],
+          table: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any]], ...]) -> None:
+    for target, keys, convert in table:
+        if target in attrs:
+            continue
+        for key in keys:
+            if key in source:
+                value = convert(source[key])
+                if value is not None:
+                    attrs[target] = value
+                    break
+
+
+def _timing(attrs: dict[str, Any]) -> None:
+    """TTFT in both llmobs forms (seconds, and ARMS nanoseconds), from whichever form is present."""
+    seconds = _seconds(attrs.get(sc.RESPONSE_TIME_TO_FIRST_CHUNK))
+    if seconds is None:
+        nanoseconds = _int(attrs.get(sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS))
+        seconds = nanoseconds / 1e9 if nanoseconds is not None else _seconds(attrs.get(sc.VLLM_LATENCY_TTFT))
+    if seconds is None or seconds < 0:
+        return
+    attrs.setdefault(sc.RESPONSE_TIME_TO_FIRST_CHUNK, seconds)
+    attrs.setdefault(sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS, round(seconds * 1e9))
+
+
+def _totals_and_cost(attrs: dict[str, Any], price: PriceLookup | None) -> None:
+    tokens_in = _int(attrs.get(sc.USAGE_INPUT_TOKENS))
+    tokens_out = _int(attrs.get(sc.USAGE_OUTPUT_TOKENS))
+    if sc.USAGE_TOTAL_TOKENS not in attrs and (tokens_in is not None or tokens_out is not None):
+        attrs[sc.USAGE_TOTAL_TOKENS] = (tokens_in or 0) + (tokens_out or 0)
+    if price is None or sc.COST_USD in attrs or not (tokens_in or tokens_out):
+        return
+    provider = _text(attrs.get(sc.PROVIDER_NAME))
+    models = [m for m in (_text(attrs.get(sc.RESPONSE_MODEL)), _text(attrs.get(sc.REQUEST_MODEL))) if m]
+    found = next((p for p in (price(provider, m) for m in models) if p is not None), None)
+    if found is None:
+        return
+    cost_in, cost_out = found.cost(
+        tokens_in or 0, tokens_out or 0,
+        _int(attrs.get(sc.USAGE_CACHE_READ_INPUT_TOKENS)) or 0,
+        _int(attrs.get(sc.USAGE_CACHE_CREATION_INPUT_TOKENS)) or 0,
+    )
+    attrs[sc.COST_INPUT_USD] = cost_in
+    attrs[sc.COST_OUTPUT_USD] = cost_out
+    attrs[sc.COST_USD] = cost_in + cost_out
+
+
+# --- content --------------------------------------------------------------------------------------
+
+
+def _is_content(key: str) -> bool:
+    return key in _CONTENT or key.startswith(_CONTENT_PREFIXES)
+
+
+def _safe(policy: ContentPolicy, value: Any) -> Any:
+    """A content value scrubbed, redacted and capped; JSON text stays valid JSON."""
+    if isinstance(value, list | tuple):
+        return [_safe(policy, v) if isinstance(v, str) else v for v in value]
+    if not isinstance(value, str):
+        return value
+    text = policy.render_text(value)
+    if text is value:
+        return text
+    parsed = _json(value)
+    return policy.render(parsed) if parsed is not None else text
+
+
+def _flattened(attrs: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Flattened foreign lists (``llm.input_messages.0.message.role`` ...) rebuilt, by prefix."""
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for key, value in attrs.items():
+        if key.startswith(_FLATTENED):
+            prefix = next(p for p in _FLATTENED if key.startswith(p))
+            found.setdefault(prefix, []).append((key[len(prefix):], value))
+    return {prefix: _listify(_tree(items)) for prefix, items in found.items()}
+
+
+def _tree(items: Iterable[tuple[str, Any]]) -> dict[Any, Any]:
+    """``"0.message.tool_calls.1.tool_call.id"`` → ``{0: {"message.tool_calls": {1: {"tool_call.id": v}}}}``:
+    numeric segments are list positions, the dotted words between them one name."""
+    root: dict[Any, Any] = {}
+    for rest, value in items:
+        path: list[Any] = []
+        words: list[str] = []
+        for segment in rest.split("."):
+            if segment.isascii() and segment.isdigit() and len(segment) < 10:
+                if words:
+                    path.append(".".join(words))
+                    words = []
+                path.append(int(segment))
+            else:
+                words.append(segment)
+        if words:
+            path.append(".".join(words))
+        node = root
+        for step in path[:-1]:
+            child = node.setdefault(step, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            if path:
+                node.setdefault(path[-1], value)
+    return root
+
+
+def _listify(node: Any) -> Any:
+    """Dicts keyed by positions become lists, in order; other dicts are converted inside."""
+    if not isinstance(node, dict):
+        return node
+    if node and all(isinstance(k, int) for k in node):
+        return [_listify(node[k]) for k in sorted(node)]
+    return {k: _listify(v) for k, v in node.items() if isinstance(k, str)}
+
+
+def _items(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _content(attrs: dict[str, Any], operation: str | None, flattened: Mapping[str, Any],
+             policy: ContentPolicy) -> None:
+    """Foreign messages, tools, documents and payloads as llmobs content attributes."""
+    inputs = _input_messages(attrs, flattened, operation)
+    if inputs and sc.INPUT_MESSAGES not in attrs:
+        attrs[sc.INPUT_MESSAGES] = policy.render(inputs)
+    outputs = _output_messages(attrs, flattened, operation)
+    if outputs and sc.OUTPUT_MESSAGES not in attrs:
+        attrs[sc.OUTPUT_MESSAGES] = policy.render(outputs)
+    tools = [t for t in (_json(e.get(sc.OI_TOOL_JSON_SCHEMA)) for e in _items(flattened.get(sc.OI_TOOLS))) if t]
+    if tools and sc.TOOL_DEFINITIONS not in attrs:
+        attrs[sc.TOOL_DEFINITIONS] = policy.render(tool_definitions_from_openai(tools))
+    documents = _documents(attrs, flattened)
+    if documents and sc.RETRIEVAL_DOCUMENTS not in attrs:
+        attrs[sc.RETRIEVAL_DOCUMENTS] = policy.render(documents)
+
+    value_in = _first_text(attrs, (sc.INPUT_VALUE, sc.TRACELOOP_ENTITY_INPUT, sc.TRACELOOP_TASK_INPUT,
+                                   sc.PF_INPUTS, sc.LEGACY_PROMPT))
+    value_out = _first_text(attrs, (sc.OUTPUT_VALUE, sc.TRACELOOP_ENTITY_OUTPUT, sc.TRACELOOP_TASK_OUTPUT,
+                                    sc.PF_OUTPUT, sc.LEGACY_COMPLETION))
+    # Free-form values stand in for messages only where there are none (as the recorder records them).
+    targets_in = [] if sc.INPUT_MESSAGES in attrs else [sc.INPUT_VALUE]
+    targets_out = [] if sc.OUTPUT_MESSAGES in attrs else [sc.OUTPUT_VALUE]
+    if operation == sc.OP_EXECUTE_TOOL:
+        targets_in.append(sc.TOOL_CALL_ARGUMENTS)
+        targets_out.append(sc.TOOL_CALL_RESULT)
+    elif operation == sc.OP_RETRIEVAL:
+        targets_in.append(sc.RETRIEVAL_QUERY_TEXT)
+        value_in = value_in or _text(attrs.get(sc.DIFY_RETRIEVAL_QUERY))
+    for value, targets in ((value_in, targets_in), (value_out, targets_out)):
+        for target in targets:
+            if value is not None and target not in attrs:
+                attrs[target] = policy.render_text(value)
+
+
+def _first_text(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    return next((attrs[k] for k in keys if _text(attrs.get(k))), None)
+
+
+def _input_messages(attrs: Mapping[str, Any], flattened: Mapping[str, Any], operation: str | None
+                    ) -> list[dict[str, Any]]:
+    openinference = _items(flattened.get(sc.OI_INPUT_MESSAGES))
+    if openinference:
+        return messages_from_openai(_openinference_message(m) for m in openinference)
+    legacy = _items(flattened.get(sc.LEGACY_PROMPTS))
+    if legacy:
+        return messages_from_openai(_legacy_message(m) for m in legacy)
+    prompts = attrs.get(sc.OI_PROMPTS)
+    if not isinstance(prompts, list | tuple):
+        prompts = [p.get(sc.OI_PROMPT_TEXT) for p in _items(flattened.get(sc.OI_PROMPTS + "."))]
+    texts = [p for p in prompts if isinstance(p, str)]
+    if texts:
+        return messages_from_openai({"role": sc.ROLE_USER, "content": t} for t in texts)
+    if operation in sc.INFERENCE_OPERATIONS and operation != sc.OP_EMBEDDINGS:
+        request = _json(attrs.get(sc.PF_INPUTS))
+        if isinstance(request, dict) and isinstance(request.get("messages"), list):
+            return messages_from_openai(request["messages"])
+        if isinstance(request, dict) and isinstance(request.get("prompt"), str):
+            return messages_from_openai([{"role": sc.ROLE_USER, "content": request["prompt"]}])
+    return []
+
+
+def _output_messages(attrs: Mapping[str, Any], flattened: Mapping[str, Any], operation: str | None
+                     ) -> list[dict[str, Any]]:
+    finish = _reasons(attrs.get(sc.OI_FINISH_REASON)) or _reasons(attrs.get(sc.LEGACY_FINISH_REASON))
+    openinference = _items(flattened.get(sc.OI_OUTPUT_MESSAGES))
+    if openinference:
+        messages = [_openinference_message(m) for m in openinference]
+        return output_messages_from_openai(_choice(m, finish, i) for i, m in enumerate(messages))
+    legacy = _items(flattened.get(sc.LEGACY_COMPLETIONS))
+    if legacy:
+        return output_messages_from_openai(
+            _choice(_legacy_message(m), _reasons(m.get(sc.LEGACY_FINISH)) or finish, 0) for m in legacy
+        )
+    if operation in sc.INFERENCE_OPERATIONS and operation != sc.OP_EMBEDDINGS:
+        response = _json(attrs.get(sc.PF_OUTPUT))
+        if isinstance(response, dict) and isinstance(response.get("choices"), list):
+            return output_messages_from_openai(response["choices"])
+        generated = _json(attrs.get(sc.PF_GENERATED_MESSAGE))
+        if isinstance(generated, dict):
+            return output_messages_from_openai([_choice(generated, finish, 0)])
+    return []
+
+
+def _choice(message: dict[str, Any], finish: list[str] | None, index: int) -> dict[str, Any]:
+    """An OpenAI-style choice; without a stated finish reason: tool_calls if it calls tools, else stop."""
+    reason = finish[min(index, len(finish) - 1)] if finish else None
+    return {"message": message, "finish_reason": reason or ("tool_calls" if message.get("tool_calls") else "stop")}
+
+
+def _openinference_message(m: Mapping[str, Any]) -> dict[str, Any]:
+    """One flattened OpenInference message as an OpenAI chat message."""
+    message: dict[str, Any] = {"role": _text(m.get(sc.OI_MESSAGE_ROLE)) or sc.ROLE_USER}
+    contents = _items(m.get(sc.OI_MESSAGE_CONTENTS))
+    if contents:
+        message["content"] = [_openinference_part(c) for c in contents]
+    else:
+        message["content"] = m.get(sc.OI_MESSAGE_CONTENT)
+    for key, source in (("name", sc.OI_MESSAGE_NAME), ("tool_call_id", sc.OI_MESSAGE_TOOL_CALL_ID)):
+        if _text(m.get(source)):
+            message[key] = m[source]
+    calls = _items(m.get(sc.OI_MESSAGE_TOOL_CALLS))
+    if calls:
+        message["tool_calls"] = [
+            _call(c.get(sc.OI_TOOL_CALL_ID), c.get(sc.OI_TOOL_CALL_NAME), c.get(sc.OI_TOOL_CALL_ARGUMENTS))
+            for c in calls
+        ]
+    if _text(m.get(sc.OI_MESSAGE_FUNCTION_CALL_NAME)):
+        message["function_call"] = {"name": m[sc.OI_MESSAGE_FUNCTION_CALL_NAME],
+                                    "arguments": m.get(sc.OI_MESSAGE_FUNCTION_CALL_ARGUMENTS)}
+    return message
+
+
+def _openinference_part(c: Mapping[str, Any]) -> dict[str, Any]:
+    url = _text(c.get(sc.OI_CONTENT_IMAGE_URL))
+    if url is not None:
+        return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "text", "text": c.get(sc.OI_CONTENT_TEXT) or ""}
+
+
+def _legacy_message(m: Mapping[str, Any]) -> dict[str, Any]:
+    """One flattened OpenLLMetry prompt or completion as an OpenAI chat message."""
+    content = m.get(sc.LEGACY_CONTENT)
+    parts = _json(content)
+    if isinstance(parts, list) and parts and all(isinstance(p, dict) and "type" in p for p in parts):
+        content = parts  # OpenLLMetry writes multi-part content as JSON text
+    message: dict[str, Any] = {"role": _text(m.get(sc.LEGACY_ROLE)) or sc.ROLE_USER, "content": content}
+    if _text(m.get(sc.LEGACY_TOOL_CALL_ID)):
+        message["tool_call_id"] = m[sc.LEGACY_TOOL_CALL_ID]
+    calls = _items(m.get(sc.LEGACY_TOOL_CALLS))
+    if calls:
+        message["tool_calls"] = [
+            _call(c.get(sc.LEGACY_CALL_ID), c.get(sc.LEGACY_CALL_NAME), c.get(sc.LEGACY_CALL_ARGUMENTS))
+            for c in calls
+        ]
+    return message
+
+
+def _call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    call: dict[str, Any] = {"type": "function", "function": {"name": name if isinstance(name, str) else "",
+                                                             "arguments": arguments}}
+    if isinstance(call_id, str):
+        call["id"] = call_id
+    return call
+
+
+def _documents(attrs: Mapping[str, Any], flattened: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Retrieved (or reranked) documents as ``{id, score, content, metadata}`` entries."""
+    entries = _items(flattened.get(sc.OI_RETRIEVAL_DOCUMENTS)) or _items(flattened.get(sc.OI_RERANKER_OUTPUT_DOCUMENTS))
+    documents = []
+    for entry in entries:
+        document = {"id": entry.get(sc.OI_DOCUMENT_ID), "score": _float(entry.get(sc.OI_DOCUMENT_SCORE)),
+                    "content": entry.get(sc.OI_DOCUMENT_CONTENT)}
+        metadata = entry.get(sc.OI_DOCUMENT_METADATA)
+        parsed = _json(metadata)
+        document["metadata"] = metadata if parsed is None else parsed
+        documents.append({k: v for k, v in document.items() if v is not None})
+    if not documents:
+        dify = _json(attrs.get(sc.DIFY_RETRIEVAL_DOCUMENT))
+        documents = _items(dify) if isinstance(dify, list) else []
+    return documents
