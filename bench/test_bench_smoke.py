@@ -54,6 +54,19 @@ def test_bench_quick(module, variants, tmp_path, capsys):
         assert name in printed
 
 
+def test_openai_bench_quick(tmp_path):
+    """Loopback server, the in-process variants and one fresh process per variant all run; an anchor that
+    cannot run in this environment says why instead of failing the bench."""
+    out = tmp_path / "report.json"
+    report = _bench("bench_openai").main(["--quick", "--json", str(out)])
+    _check(report["in_process"]["call"], {"bare", "llmobs", "llmobs_no_content"})
+    _check(report["in_process"]["stream"], {"bare", "llmobs"})
+    per_process = report["per_process"]
+    assert "llmobs" in per_process["variants"]
+    assert set(per_process["variants"]) | set(per_process["unavailable"]) == {"llmobs", "openllmetry", "openai_v2"}
+    assert json.loads(out.read_text())["per_process"]["variants"].keys() == per_process["variants"].keys()
+
+
 def test_recorder_bench_leaves_settings_as_found():
     from llmobs import config
 

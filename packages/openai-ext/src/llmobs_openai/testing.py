@@ -306,7 +306,8 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
 
 if __name__ == "__main__":
-    with FakeOpenAIServer() as fake:
+    words = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    with FakeOpenAIServer([f" w{i}" for i in range(words)] if words else None) as fake:
         print(fake.port, flush=True)
         try:
             threading.Event().wait()

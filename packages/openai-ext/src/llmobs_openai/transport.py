@@ -155,8 +155,10 @@ _TRANSPORT_KWARGS = frozenset(
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(client kwargs, transport kwargs), with the openai client's defaults: 600 s timeout, redirects followed."""
+    """(client kwargs, transport kwargs), with the openai client's defaults: 600 s timeout (5 s to connect),
+    redirects followed, up to 1000 connections of which 100 kept alive."""
     transport_kwargs = {k: kwargs.pop(k) for k in _TRANSPORT_KWARGS & kwargs.keys()}
+    transport_kwargs.setdefault("limits", httpx.Limits(max_connections=1000, max_keepalive_connections=100))
     kwargs.setdefault("timeout", httpx.Timeout(600.0, connect=5.0))
     kwargs.setdefault("follow_redirects", True)
     return kwargs, transport_kwargs
