@@ -146,3 +146,18 @@ def test_sse_parser_gives_up_on_an_endless_line():
 
 def test_events_keep_their_data_as_sent():
     assert json.loads(_parse(b'data: {"x": "a\\nb"}\n\n')[0]) == {"x": "a\nb"}
+
+
+def test_a_failure_after_the_span_started_ends_it_and_the_request_goes_on(client, server, spans, monkeypatch):
+    from llmobs_openai import messages
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter bug")
+
+    monkeypatch.setattr(messages, "set_input", broken)
+    answer = client.chat.completions.create(model="m", messages=USER)
+    assert answer.choices[0].message.content.startswith("Hello")
+    assert "traceparent" not in server.requests[-1]["headers"]
+    (span,) = spans()
+    assert span.attributes[sc.STATUS_REASON] == "instrumentation_failed"
+    assert selfstats.snapshot()["openai.start_failed"] == 1

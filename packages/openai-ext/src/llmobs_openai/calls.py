@@ -36,31 +36,28 @@ def start(
     provider: str | None,
 ) -> Call | None:
     """Start tracing a recognised request (``url`` an httpx URL); None (counted) if that failed."""
+    handle = None
     try:
         body = json.loads(content) if content else {}
         if not isinstance(body, dict):
             body = {}
         api = route.api
-        path = url.path
         model = body.get("model")
         if not isinstance(model, str):
-            model = routes.azure_deployment(path)
+            model = routes.azure_deployment(url.path)
         host = url.host
         parent = {k: headers[k] for k in _TRACE_HEADERS if k in headers} or None
-        handle = get_recorder().start(
-            route.operation,
-            parent=parent,
-            provider=provider or routes.provider_of(host),
-            model=model,
+        recorder = get_recorder()
+        handle = recorder.start(
+            route.operation, parent=parent, provider=provider or routes.provider_of(host), model=model,
             framework=FRAMEWORK,
-        )
+        )  # fmt: skip
         params = payloads.request_params(body, api)
         handle.set_request(server_address=host, server_port=url.port or _DEFAULT_PORTS.get(url.scheme), **params)
         if api is Api.EMBEDDINGS:
             _embeddings_request(handle, body)
-        recording = handle.is_recording
-        mode = get_recorder().derived.policy.mode
-        capture = recording and (mode.on_span or mode.on_event)
+        mode = recorder.derived.policy.mode
+        capture = handle.is_recording and (mode.on_span or mode.on_event)
         if capture:
             messages.set_input(handle, body, api)
         carrier: dict[str, str] = {}
@@ -69,6 +66,8 @@ def start(
         return Call(handle, api, capture, params.get("stream") is True)
     except Exception as exc:
         selfstats.failure("openai.start_failed", exc)
+        if handle is not None:  # the call goes on untraced: do not leave its span open
+            handle.end(cancelled=True, reason="instrumentation_failed")
         return None
 
 
