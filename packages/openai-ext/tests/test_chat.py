@@ -75,12 +75,14 @@ def test_the_ambient_span_is_the_parent_and_the_server_gets_our_traceparent(clie
 
 
 def test_a_traceparent_the_application_sends_becomes_the_parent(client, server, spans):
-    theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    client.chat.completions.create(model="m", messages=USER, extra_headers={"traceparent": theirs})
+    theirs = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "vendor=abc"}
+    client.chat.completions.create(model="m", messages=USER, extra_headers=theirs)
     (span,) = spans()
     assert f"{span.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert span.parent.span_id == 0x00F067AA0BA902B7
-    assert server.requests[-1]["headers"]["traceparent"].split("-")[2] == f"{span.context.span_id:016x}"
+    sent = server.requests[-1]["headers"]
+    assert sent["traceparent"].split("-")[2] == f"{span.context.span_id:016x}"
+    assert sent["tracestate"] == "vendor=abc", "the trace state travels on with our span"
 
 
 def test_duration_and_token_metrics_are_recorded_for_every_call(client, points):
