@@ -179,6 +179,11 @@ def test_an_error_marks_the_failing_run_and_its_ancestors(scripted, recorded):
     assert root.status.status_code is StatusCode.ERROR and root.attributes[sc.ERROR_TYPE] == "ValueError"
     assert selfstats.snapshot() == {}
 
+    with pytest.raises(ValueError):  # streamed: the input is only known when the run fails
+        list(chain.stream({"question": "streamed"}, config=callbacks()))
+    streamed_root = recorded.named("RunnableSequence")[-1]
+    assert json.loads(streamed_root.attributes[sc.INPUT_VALUE]) == {"question": "streamed"}
+
 
 def test_leaving_a_stream_early_ends_every_run_and_none_as_an_error(chain, scripted, recorded):
     stream = chain.stream({"question": "q"}, config=callbacks())

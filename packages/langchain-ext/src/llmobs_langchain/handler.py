@@ -119,7 +119,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         handle.end()
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error)
+        self._fail(run_id, error, kwargs.get("inputs"))
 
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._owned(run_id)
@@ -368,10 +368,12 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         run = self._runs.get(run_id)
         return run if run is not None and run.owner is self else None
 
-    def _fail(self, run_id: UUID, error: BaseException) -> None:
+    def _fail(self, run_id: UUID, error: BaseException, inputs: Any = None) -> None:
         run = self._runs.pop(run_id, self)
         if run is None:
             return
+        if inputs is not None and _capturing(run.handle):  # a streamed chain's input, known at its end
+            run.handle.set_input(value=translate.compact(inputs))
         if isinstance(error, _CANCELLED):
             run.handle.end(cancelled=True, reason="cancelled")
             return

@@ -43,16 +43,20 @@ _PROVIDERS = {
     "vllm": sc.PROVIDER_VLLM,
 }
 _MODEL_KEYS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
-# set_request keyword → invocation_params keys that carry it (first present wins)
+# invocation_params key → set_request keyword (the first key present for a keyword wins)
 _REQUEST_KEYS = {
-    "temperature": ("temperature",),
-    "max_tokens": ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens", "num_predict"),
-    "top_p": ("top_p",),
-    "top_k": ("top_k",),
-    "seed": ("seed",),
-    "frequency_penalty": ("frequency_penalty",),
-    "presence_penalty": ("presence_penalty",),
-    "choice_count": ("n",),
+    "temperature": "temperature",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "max_output_tokens": "max_tokens",
+    "max_new_tokens": "max_tokens",
+    "num_predict": "max_tokens",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "seed": "seed",
+    "frequency_penalty": "frequency_penalty",
+    "presence_penalty": "presence_penalty",
+    "n": "choice_count",
 }
 _FINISH_REASONS = {
     "stop": sc.FINISH_STOP,
@@ -102,12 +106,10 @@ def model_name(metadata: Mapping[str, Any], params: Mapping[str, Any]) -> str | 
 def request_parameters(metadata: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     """``set_request`` keywords from the ``ls_*`` metadata, completed by the invocation params."""
     request: dict[str, Any] = {}
-    for key, sources in _REQUEST_KEYS.items():
-        for source in sources:
-            value = params.get(source)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                request[key] = value
-                break
+    for source, value in params.items():
+        key = _REQUEST_KEYS.get(source)
+        if key is not None and key not in request and isinstance(value, int | float) and not isinstance(value, bool):
+            request[key] = value
     for key, ls_key in (("temperature", "ls_temperature"), ("max_tokens", "ls_max_tokens")):
         value = metadata.get(ls_key)
         if isinstance(value, int | float) and not isinstance(value, bool):

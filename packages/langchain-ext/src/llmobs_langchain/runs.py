@@ -51,17 +51,18 @@ class RunRegistry:
         self.stale_after_s = stale_after_s
         self._sweep_every = max(0.0, min(60.0, stale_after_s / 4))
         self._next_sweep = time.monotonic() + self._sweep_every
-        self._runs: dict[UUID, Run] = {}
+        self._runs: dict[int, Run] = {}
         self._lock = threading.Lock()
 
+    # Runs are keyed by ``UUID.int``: hashing an int is native, hashing a UUID is a Python call.
     def __len__(self) -> int:
         return len(self._runs)
 
     def __contains__(self, run_id: UUID) -> bool:
-        return run_id in self._runs
+        return run_id.int in self._runs
 
     def get(self, run_id: UUID | None) -> Run | None:
-        return self._runs.get(run_id) if run_id is not None else None
+        return self._runs.get(run_id.int) if run_id is not None else None
 
     def add(self, run_id: UUID, run: Run) -> bool:
         """Track a started run; False if ``run_id`` is already tracked (the caller then drops its span)."""
@@ -69,14 +70,13 @@ class RunRegistry:
         overflow: list[tuple[Run, str]] = []
         with self._lock:
             runs = self._runs
-            if run_id in runs:
-                return False
             if now >= self._next_sweep:
                 self._next_sweep = now + self._sweep_every
                 overflow += self._take_stale(now)
             if len(runs) >= self.max_runs:
                 overflow += self._take_stale(now) or self._take_oldest()
-            runs[run_id] = run
+            if runs.setdefault(run_id.int, run) is not run:
+                return False
             run.touched = now
             parent = run.parent
             if parent is not None:
@@ -87,11 +87,12 @@ class RunRegistry:
 
     def pop(self, run_id: UUID, owner: Any) -> Run | None:
         """Remove and return the run if ``owner`` owns it; None if it is unknown or another handler's."""
+        key = run_id.int
         with self._lock:
-            run = self._runs.get(run_id)
+            run = self._runs.get(key)
             if run is None or run.owner is not owner:
                 return None
-            del self._runs[run_id]
+            del self._runs[key]
             parent = run.parent
             if parent is not None:
                 parent.children -= 1
@@ -109,9 +110,9 @@ class RunRegistry:
         """Remove stale runs, children before parents, so an abandoned tree goes in one sweep."""
         taken: list[tuple[Run, str]] = []
         runs = self._runs
-        for run_id, run in reversed(list(runs.items())):  # children were added after their parents
+        for key, run in reversed(list(runs.items())):  # children were added after their parents
             if run.children <= 0 and now - run.touched > self.stale_after_s:
-                del runs[run_id]
+                del runs[key]
                 if run.parent is not None:
                     run.parent.children -= 1
                 taken.append((run, "timeout"))
@@ -120,8 +121,7 @@ class RunRegistry:
         return taken
 
     def _take_oldest(self) -> list[tuple[Run, str]]:
-        run_id = next(iter(self._runs))
-        run = self._runs.pop(run_id)
+        run = self._runs.pop(next(iter(self._runs)))
         if run.parent is not None:
             run.parent.children -= 1
         selfstats.count("langchain.runs_evicted")

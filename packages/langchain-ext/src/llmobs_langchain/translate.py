@@ -34,7 +34,6 @@ _MEDIA = {"image": "image", "image_url": "image", "audio": "audio", "input_audio
           "file": "document"}  # fmt: skip
 _CALL_BLOCKS = frozenset({"tool_use", "tool_call", "function_call", "server_tool_use"})  # also in tool_calls
 _MAX_ITEMS = 100  # items of a list value translated; the rest are counted with the core's marker
-_SCALARS = (str, int, float, bool, type(None))
 
 
 # --- model inputs and outputs ---------------------------------------------------------------------
@@ -202,23 +201,45 @@ def tool_result(output: Any) -> Any:
 def compact(value: Any, depth: int = 0) -> Any:
     """A chain value with LangChain objects in it made small and readable (two levels deep; the core
     converts anything else). Long lists keep their head and end with the core's ``…[+N items]`` marker."""
-    if isinstance(value, _SCALARS):
+    kind = _kinds.get(type(value)) or _classify(type(value))
+    if kind is _AS_IS:
         return value
-    if isinstance(value, BaseMessage):
+    if kind is _MESSAGE:
         return message(value)
-    if isinstance(value, Document):
+    if kind is _DOCUMENT:
         return document(value)
-    if isinstance(value, ChatPromptValue):
+    if kind is _CHAT_PROMPT:
         return [message(m) for m in value.messages]
-    if isinstance(value, PromptValue):
+    if kind is _PROMPT:
         return value.to_string()
     if depth >= 2:
         return value
-    if type(value) is dict:
+    if kind is _DICT:
         return {key: compact(item, depth + 1) for key, item in value.items()}
-    if type(value) is list or type(value) is tuple:
-        items = [compact(item, depth + 1) for item in value[:_MAX_ITEMS]]
-        if len(value) > _MAX_ITEMS:
-            items.append(f"…[+{len(value) - _MAX_ITEMS} items]")
-        return items
-    return value
+    items = [compact(item, depth + 1) for item in value[:_MAX_ITEMS]]
+    if len(value) > _MAX_ITEMS:
+        items.append(f"…[+{len(value) - _MAX_ITEMS} items]")
+    return items
+
+
+# What compact does with a value, by its exact type: isinstance on pydantic models goes through
+# ABCMeta and costs a microsecond a check, a dict lookup does not.
+_AS_IS, _MESSAGE, _DOCUMENT, _CHAT_PROMPT, _PROMPT, _DICT, _LIST = range(1, 8)
+_kinds: dict[type, int] = {t: _AS_IS for t in (str, int, float, bool, type(None))}
+_kinds.update({dict: _DICT, list: _LIST, tuple: _LIST})
+
+
+def _classify(cls: type) -> int:
+    if issubclass(cls, BaseMessage):
+        kind = _MESSAGE
+    elif issubclass(cls, Document):
+        kind = _DOCUMENT
+    elif issubclass(cls, ChatPromptValue):
+        kind = _CHAT_PROMPT
+    elif issubclass(cls, PromptValue):
+        kind = _PROMPT
+    else:
+        kind = _AS_IS  # the core serialises anything else
+    if len(_kinds) < 1024:  # types are few; a bound all the same
+        _kinds[cls] = kind
+    return kind
