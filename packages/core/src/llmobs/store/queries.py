@@ -110,6 +110,105 @@ class ModelStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TraceQuery:
+    """Filters of :meth:`TraceStore.search_traces`; a trace matches when all given filters hold.
+
+    ``service``, ``model``, ``session`` and ``text`` match when any span of the trace matches (``text``:
+    a case-insensitive substring of a span's name or attributes, which hold its inputs and outputs);
+    ``status`` is ``"error"`` (some span failed) or ``"ok"`` (none did); the time range bounds the
+    trace's start, in ns since the epoch (``since_ns`` inclusive, ``until_ns`` exclusive).
+    """
+
+    service: str | None = None
+    model: str | None = None
+    status: str | None = None
+    session: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    text: str | None = None
+
+    def conditions(self) -> list[tuple[str, list[Any]]]:
+        """SQL conditions on single spans, most selective first; a matching trace has, for each
+        condition, at least one span passing it."""
+        conditions: list[tuple[str, list[Any]]] = []
+        if self.session is not None:
+            conditions.append(("session_id = ?", [self.session]))
+        if self.model is not None:
+            conditions.append(("(request_model = ? OR response_model = ?)", [self.model, self.model]))
+        if self.service is not None:
+            conditions.append(("service = ?", [self.service]))
+        if self.status == "error":
+            conditions.append(("status = 'ERROR'", []))
+        if self.text:
+            pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append(("(name LIKE ? ESCAPE '\\' OR attributes LIKE ? ESCAPE '\\')", [pattern, pattern]))
+        return conditions
+
+    def time_bounds(self) -> tuple[str, list[Any]]:
+        """Conditions on span starts implied by the range on trace starts."""
+        where, params = [], []
+        if self.since_ns is not None:  # every span of a trace starts at or after the trace
+            where.append("start_ns >= ?")
+            params.append(self.since_ns)
+        if self.until_ns is not None:  # a trace started before until_ns has its first span there
+            where.append("start_ns < ?")
+            params.append(self.until_ns)
+        return " AND ".join(where) or "1", params
+
+    def accepts(self, start_ns: int, errors: int) -> bool:
+        """The conditions on the whole trace: its start and its error count."""
+        return (
+            (self.since_ns is None or start_ns >= self.since_ns)
+            and (self.until_ns is None or start_ns < self.until_ns)
+            and (self.status != "ok" or not errors)
+        )
+
+
+#: Position in the newest-first trace order: (trace start ns, trace id) of the last trace seen.
+TraceCursor = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class TracePage:
+    """One page of :meth:`TraceStore.search_traces`; ``next`` continues after it (None: last page)."""
+
+    traces: list[TraceSummary]
+    next: TraceCursor | None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One session (``gen_ai.session.id``, or the conversation id): its traces and totals."""
+
+    session_id: str
+    trace_count: int
+    span_count: int
+    error_count: int
+    first_ns: int
+    last_ns: int
+    input_tokens: int | None
+    output_tokens: int | None
+    cost_usd: float | None
+    user_id: str | None
+    service: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """Inference statistics of one group (a model, or a service) over one time bucket."""
+
+    key: str | None
+    start_ns: int
+    stats: ModelStats
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "start_ns": self.start_ns, **self.stats.to_dict()}
+
+
 class TraceStore:
     """Queries over the store at ``path`` (default: :func:`default_path`), safe while writers write.
 
@@ -196,6 +295,98 @@ class TraceStore:
         stats = [_model_stats(key, group) for key, group in groups.items()]
         return sorted(stats, key=lambda s: (-s.calls, s.provider or "", s.model or ""))
 
+    def search_traces(self, query: TraceQuery | None = None, limit: int = 50, *,
+                      after: TraceCursor | None = None) -> TracePage:
+        """Traces matching ``query``, newest start first, ``limit`` per page; ``after`` is the
+        previous page's ``next``.
+
+        Spans passing the most selective filter are walked newest first, and each trace met is checked
+        against every filter. By the time the walk reaches time ``t`` every matching trace that started
+        at or after ``t`` has been met, so the walk stops once more than ``limit`` of those are known: the
+        page is exact without grouping the whole table.
+        """
+        query = query or TraceQuery()
+        conditions = query.conditions()
+        driver, params = conditions[0] if conditions else ("1", [])
+        bounds, bound_params = query.time_bounds()
+        where, params = f"{driver} AND {bounds}", [*params, *bound_params]
+        if after is not None:
+            where += " AND start_ns <= ?"
+            params.append(after[0])
+        sql = f"SELECT trace_id, start_ns FROM spans WHERE {where} ORDER BY start_ns DESC"
+
+        def read(conn: sqlite3.Connection) -> TracePage:
+            cursor = conn.execute(sql, params)
+            seen: set[str] = set()
+            kept: list[TraceCursor] = []
+            while rows := cursor.fetchmany(256):
+                fresh = list(dict.fromkeys(tid for tid, _ in rows if tid not in seen))
+                seen.update(fresh)
+                for tid, start, errors, *passed in _trace_checks(conn, fresh, conditions[1:]):
+                    if all(passed) and query.accepts(start, errors) and (after is None or (start, tid) < after):
+                        kept.append((start, tid))
+                reached = rows[-1][1]
+                if sum(start >= reached for start, _ in kept) > limit:
+                    break
+            cursor.close()
+            kept.sort(reverse=True)
+            page = kept[:max(limit, 0)]
+            order = {tid: i for i, (_, tid) in enumerate(page)}
+            summaries = sorted(_summaries(conn, list(order)), key=lambda s: order[s.trace_id])
+            return TracePage(summaries, page[-1] if len(kept) > limit and page else None)
+
+        return self._read(read, TracePage([], None))
+
+    def sessions(self, limit: int = 50, *, after: tuple[int, str] | None = None) -> list[SessionSummary]:
+        """Sessions, most recently active first; ``after`` is (last_ns, session_id) of the previous page's end."""
+        having, params = "", [*_INFERENCE * 3]
+        if after is not None:
+            having = " HAVING MAX(start_ns) < ? OR (MAX(start_ns) = ? AND session_id < ?)"
+            params += [after[0], after[0], after[1]]
+        sql = (
+            "SELECT session_id, COUNT(DISTINCT trace_id), COUNT(*), SUM(status = 'ERROR'), MIN(start_ns),"
+            f" MAX(start_ns), SUM(CASE WHEN {_IS_INFERENCE} THEN input_tokens END),"
+            f" SUM(CASE WHEN {_IS_INFERENCE} THEN output_tokens END), SUM(CASE WHEN {_IS_INFERENCE} THEN cost_usd END),"
+            " MAX(user_id), MAX(service) FROM spans WHERE session_id IS NOT NULL GROUP BY session_id"
+            f"{having} ORDER BY MAX(start_ns) DESC, session_id DESC LIMIT ?"
+        )
+        rows = self._read(lambda conn: conn.execute(sql, [*params, limit]).fetchall(), [])
+        return [SessionSummary(*row) for row in rows]
+
+    def timeseries(self, *, by: str = "model", since_ns: int, until_ns: int, buckets: int = 30) -> list[SeriesPoint]:
+        """Inference statistics per ``by`` (``"model"`` or ``"service"``) in ``buckets`` equal time
+        buckets from ``since_ns`` to ``until_ns``, weighted by adjusted count (as :meth:`model_stats`)."""
+        if by not in ("model", "service"):
+            raise ValueError(f"by must be 'model' or 'service', not {by!r}")
+        key = "COALESCE(request_model, response_model)" if by == "model" else "service"
+        sql = (
+            f"SELECT provider, {key}, duration_ns, ttft_ns, status = 'ERROR', input_tokens, output_tokens,"
+            f" cost_usd, adjusted_count, start_ns FROM spans WHERE {_IS_INFERENCE} AND start_ns >= ? AND start_ns < ?"
+        )
+        rows = self._read(lambda conn: conn.execute(sql, [*_INFERENCE, since_ns, until_ns]).fetchall(), [])
+        width = max(1, -(-(until_ns - since_ns) // max(buckets, 1)))
+        groups: dict[tuple[str | None, int], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            groups.setdefault((row[1], (row[9] - since_ns) // width), []).append(row[:9])
+        points = [
+            SeriesPoint(key, since_ns + bucket * width, _model_stats((None, key), group))
+            for (key, bucket), group in groups.items()
+        ]
+        return sorted(points, key=lambda p: (p.key or "", p.start_ns))
+
+    def facets(self) -> dict[str, list[str]]:
+        """The distinct services and models in the store, for filter choices."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, list[str]]:
+            services = conn.execute("SELECT DISTINCT service FROM spans WHERE service IS NOT NULL").fetchall()
+            models = conn.execute(
+                "SELECT DISTINCT request_model FROM spans WHERE request_model IS NOT NULL UNION SELECT DISTINCT"
+                " response_model FROM spans WHERE request_model IS NULL AND response_model IS NOT NULL"
+            ).fetchall()
+            return {"services": sorted(s for (s,) in services), "models": sorted(m for (m,) in models)}
+
+        return self._read(read, {"services": [], "models": []})
+
     def _read(self, fn: Callable[[sqlite3.Connection], T], empty: T) -> T:
         """Run ``fn`` in one read transaction; ``empty`` if no writer has created the schema yet."""
 
@@ -236,6 +427,20 @@ def _first_distinct(ids: Iterable[str], limit: int) -> list[str]:
         if len(seen) >= limit:
             break
     return list(seen)
+
+
+def _trace_checks(conn: sqlite3.Connection, ids: list[str],
+                  conditions: list[tuple[str, list[Any]]]) -> list[tuple[Any, ...]]:
+    """(trace id, start of its first span, error spans, then per condition whether a span passes it)."""
+    if not ids:
+        return []
+    checks = "".join(f", MAX({sql})" for sql, _ in conditions)
+    params = [p for _, condition_params in conditions for p in condition_params]
+    return conn.execute(
+        f"SELECT trace_id, MIN(start_ns), SUM(status = 'ERROR'){checks} FROM spans"
+        " WHERE trace_id IN (SELECT value FROM json_each(?)) GROUP BY trace_id",
+        (*params, json.dumps(ids)),
+    ).fetchall()
 
 
 def _summaries(conn: sqlite3.Connection, ids: list[str]) -> list[TraceSummary]:
