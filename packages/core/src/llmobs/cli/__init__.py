@@ -1,4 +1,4 @@
-"""The ``llmobs`` command: listings over the local trace store, the demo, and config checks.
+"""The ``llmobs`` command: listings over the local trace store, the web console, the demo, and config checks.
 
 Exit codes: 0 success, 1 a user error (no store, unknown trace, unreadable file), 2 a usage error.
 """
@@ -97,6 +97,28 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from llmobs.serve import ServeError, create_server
+
+    try:
+        server = create_server(args.store, host=args.host, port=args.port,
+                               token=args.token or os.environ.get("LLMOBS_SERVE_TOKEN"),
+                               max_body=args.max_body_mb * 1024 * 1024)
+    except ServeError as exc:
+        print(f"llmobs: {exc}", file=sys.stderr)
+        return 2
+    url = server.url
+    print(f"llmobs console:  {url}/", flush=True)
+    print(f"OTLP/HTTP:       {url}/v1/traces  (OTEL_EXPORTER_OTLP_ENDPOINT={url})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
 def _config_check(args: argparse.Namespace) -> int:
     from llmobs.config import check_command
 
@@ -133,6 +155,14 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = command("demo", _demo, "record a few simulated LLM sessions into the store", (store,))
     demo.add_argument("--sessions", type=_positive, default=3, metavar="N", help="how many (default 3)")
+
+    serve = command("serve", _serve, "receive OTLP traces and browse the store in a web console", (store,))
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4318, help="port (default 4318, the OTLP/HTTP port; 0: any free)")
+    serve.add_argument("--token", default=None,
+                       help="require this bearer token (default: $LLMOBS_SERVE_TOKEN); needed beyond loopback")
+    serve.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
+                       help="largest request body, after decompression (default 32)")
 
     config = command("config", None, "configuration commands")
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", required=True)

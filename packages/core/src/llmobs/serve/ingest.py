@@ -1,0 +1,73 @@
+"""From a decoded OTLP request to rows in the store, through :func:`llmobs.interop.normalise`."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from llmobs import config, export, interop, plugins
+from llmobs import semconv as sc
+from llmobs.content import CaptureMode, ContentPolicy
+from llmobs.pricing import ModelPrice
+from llmobs.serve import otlp
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one request: spans stored, spans rejected (with why), and whether the store failed."""
+
+    accepted: int
+    rejected: int
+    reason: str
+    stored: bool
+
+
+class Ingestor:
+    """Normalises received spans and writes them with the store's exporter.
+
+    Content follows ``settings`` (capture mode, size cap, redactors from plugins, PII redaction) just
+    as in an instrumented process. Spans from llmobs' own recorder (scope ``llmobs``) were already made
+    safe by their process's policy and already carry llmobs semantics: they are stored as sent, except
+    that a ``NO_CONTENT`` receiver still drops their content.
+    """
+
+    def __init__(self, exporter: SpanExporter, settings: config.Settings) -> None:
+        self.exporter = exporter
+        self.policy = ContentPolicy(
+            mode=settings.capture, max_bytes=settings.max_attribute_bytes, redactors=plugins.redactors(settings)
+        )
+        self._trust_own = settings.capture is not CaptureMode.NO_CONTENT
+        self._price = functools.lru_cache(maxsize=4096)(
+            lambda provider, model: plugins.price_of(provider, model, settings)
+        )
+
+    @classmethod
+    def for_store(cls, path: str | os.PathLike[str], settings: config.Settings | None = None) -> Ingestor:
+        """An ingestor writing to the store at ``path`` with the retention of ``settings`` (default: current)."""
+        settings = dataclasses.replace(settings or config.current(), store=path)
+        return cls(export._span_exporter("store", settings, os.environ), settings)  # the store, as configure() makes it
+
+    def price(self, provider: str | None, model: str) -> ModelPrice | None:
+        return self._price(provider, model)
+
+    def span_attributes(self, attributes: dict[str, Any], name: str, scope: str) -> dict[str, Any]:
+        if scope == sc.SCOPE_NAME and self._trust_own:
+            return attributes
+        return interop.normalise(attributes, name=name, policy=self.policy, price=self.price)
+
+    def event_attributes(self, name: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
+        return interop.normalise_event(name, attributes, self.policy)
+
+    def ingest(self, request: ExportTraceServiceRequest) -> Result:
+        decoded = otlp.decode(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
+        stored = not decoded.spans or self.exporter.export(decoded.spans) is SpanExportResult.SUCCESS
+        return Result(len(decoded.spans), decoded.rejected, decoded.reason, stored)
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()

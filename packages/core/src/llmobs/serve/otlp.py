@@ -1,0 +1,219 @@
+"""OTLP/HTTP trace payloads: requests (protobuf or JSON) into SDK spans, and the spec's responses.
+
+Received spans become ordinary SDK ``ReadableSpan`` objects so the store's own row conversion
+(:class:`~llmobs.store.SQLiteSpanExporter`) writes them: there is one span-to-row mapping, not two.
+Attribute values are reduced to what an SDK span can hold (scalars and homogeneous arrays; a key-value
+list becomes JSON text, bytes base64, non-finite doubles their name), so whatever arrives can be
+stored, listed and served as strict JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+#: Content types accepted on /v1/traces, by the encoding they mean.
+CONTENT_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
+
+_KINDS = (SpanKind.INTERNAL, SpanKind.INTERNAL, SpanKind.SERVER, SpanKind.CLIENT, SpanKind.PRODUCER,
+          SpanKind.CONSUMER)
+_STATUS = (StatusCode.UNSET, StatusCode.OK, StatusCode.ERROR)
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+#: ``(attributes, span name, scope name) -> attributes`` applied to every span (normalisation).
+SpanAttributes = Callable[[dict[str, Any], str, str], dict[str, Any]]
+#: ``(event name, attributes) -> attributes, or None to drop the event``.
+EventAttributes = Callable[[str, dict[str, Any]], dict[str, Any] | None]
+ResourceAttributes = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class PayloadError(ValueError):
+    """The request body is not an OTLP trace export request (HTTP 400)."""
+
+
+@dataclass
+class Decoded:
+    """The spans of one request, and the spans rejected as invalid (with the first reason)."""
+
+    spans: list[ReadableSpan] = field(default_factory=list)
+    rejected: int = 0
+    reason: str = ""
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.reason = self.reason or reason
+
+
+def parse(body: bytes, encoding: str) -> ExportTraceServiceRequest:
+    """The request in ``body`` (``encoding`` is :data:`PROTOBUF` or :data:`JSON`); PayloadError if malformed."""
+    request = ExportTraceServiceRequest()
+    try:
+        if encoding == PROTOBUF:
+            request.ParseFromString(body)
+        else:
+            document = json.loads(body)
+            if not isinstance(document, dict):
+                raise PayloadError("the JSON body is not an object")
+            json_format.ParseDict(_ids_as_base64(document), request, ignore_unknown_fields=True)
+    except PayloadError:
+        raise
+    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise PayloadError(f"not an OTLP trace export request: {_brief(exc)}") from None
+    return request
+
+
+def decode(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
+           event_attributes: EventAttributes, resource_attributes: ResourceAttributes) -> Decoded:
+    """SDK spans for every valid span of ``request``; a span with invalid ids is rejected, not stored."""
+    out = Decoded()
+    for resource_spans in request.resource_spans:
+        resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
+        for scope_spans in resource_spans.scope_spans:
+            scope = InstrumentationScope(scope_spans.scope.name, scope_spans.scope.version or None)
+            for span in scope_spans.spans:
+                _decode_span(span, resource, scope, span_attributes, event_attributes, out)
+    return out
+
+
+def _decode_span(span: Any, resource: Resource, scope: InstrumentationScope, span_attributes: SpanAttributes,
+                 event_attributes: EventAttributes, out: Decoded) -> None:
+    trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
+    if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+        out.reject("invalid trace or span id")
+        return
+    if parent_id and (len(parent_id) != 8 or not any(parent_id)):
+        out.reject("invalid parent span id")
+        return
+    trace_int = int.from_bytes(trace_id, "big")
+    flags = TraceFlags(span.flags & 0xFF)
+    parent = SpanContext(trace_int, int.from_bytes(parent_id, "big"), True, flags) if parent_id else None
+    start = span.start_time_unix_nano
+    events = []
+    for event in span.events:
+        attrs = event_attributes(event.name, _attributes(event.attributes))
+        if attrs is not None:
+            events.append(Event(event.name, attrs, event.time_unix_nano or start))
+    code = _STATUS[span.status.code] if 0 <= span.status.code < len(_STATUS) else StatusCode.UNSET
+    out.spans.append(ReadableSpan(
+        span.name,
+        context=SpanContext(trace_int, int.from_bytes(span_id, "big"), False, flags),
+        parent=parent,
+        resource=resource,
+        attributes=span_attributes(_attributes(span.attributes), span.name, scope.name),
+        events=events,
+        kind=_KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else SpanKind.INTERNAL,
+        status=Status(code, span.status.message or None) if code is StatusCode.ERROR else Status(code),
+        start_time=start,
+        end_time=max(span.end_time_unix_nano, start),
+        instrumentation_scope=scope,
+    ))
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        value = _value(pair.value)
+        if value is not None:
+            out[pair.key] = value
+    return out
+
+
+def _value(value: AnyValue) -> Any:
+    """An attribute value an SDK span can hold (None: unset, skipped)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value" or kind == "bool_value":
+        return getattr(value, kind)
+    if kind == "double_value":
+        number = value.double_value
+        return number if math.isfinite(number) else str(number)
+    if kind == "array_value":
+        items = [v for v in (_value(v) for v in value.array_value.values) if v is not None]
+        types = {type(v) for v in items}
+        if len(types) <= 1 and not types & {list}:
+            return items
+        return [v if isinstance(v, str) else json.dumps(v) for v in items]
+    if kind == "kvlist_value":
+        return json.dumps(_plain_kvlist(value.kvlist_value.values), ensure_ascii=False)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return None
+
+
+def _plain(value: AnyValue) -> Any:
+    """Nested values as plain JSON data (inside a key-value list)."""
+    if value.WhichOneof("value") == "kvlist_value":
+        return _plain_kvlist(value.kvlist_value.values)
+    if value.WhichOneof("value") == "array_value":
+        return [_plain(v) for v in value.array_value.values]
+    return _value(value)
+
+
+def _plain_kvlist(pairs: list[KeyValue]) -> dict[str, Any]:
+    return {pair.key: _plain(pair.value) for pair in pairs}
+
+
+def _ids_as_base64(document: Mapping[str, Any]) -> Any:
+    """OTLP/JSON writes ids as hex where protobuf's JSON mapping expects base64: convert them
+    (an invalid id becomes empty, so its span is rejected rather than the whole request)."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: _hex_to_base64(v) if k in _ID_FIELDS else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(document)
+
+
+def _hex_to_base64(value: Any) -> str:
+    try:
+        return base64.b64encode(bytes.fromhex(value)).decode("ascii")
+    except (TypeError, ValueError, binascii.Error):
+        return ""
+
+
+def response(encoding: str, rejected: int = 0, message: str = "") -> bytes:
+    """The success body: an ExportTraceServiceResponse, with partial success when spans were rejected."""
+    reply = ExportTraceServiceResponse()
+    if rejected:
+        reply.partial_success.rejected_spans = rejected
+        reply.partial_success.error_message = message
+    if encoding == PROTOBUF:
+        return reply.SerializeToString()
+    return json_format.MessageToJson(reply, indent=None).encode()
+
+
+def error(encoding: str, code: int, message: str) -> bytes:
+    """An error body: a google.rpc.Status in the request's encoding (``code`` is the gRPC code)."""
+    status = status_pb2.Status(code=code, message=message)
+    if encoding == PROTOBUF:
+        return status.SerializeToString()
+    return json_format.MessageToJson(status, indent=None).encode()
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"
