@@ -269,11 +269,14 @@ def test_missing_fields_of_older_vllm_are_reported_once(env, fake, caplog):
     del old.request_id, old.num_cached_tokens, old.num_preemptions  # as in vLLM 0.11-0.18
     telemetry = env.telemetry()
     with caplog.at_level(logging.WARNING, logger="llmobs.vllm"):
+        telemetry.record(object(), object(), 0)  # no stats object at all: not reported as a version gap
         for _ in range(3):
             telemetry.record(None, fake.iteration(done=[old]), 0)
         telemetry.flush()
     lines = [r.getMessage() for r in caplog.records if "FinishedRequestStats" in r.getMessage()]
     assert len(lines) == 1 and "request_id, num_cached_tokens, num_preemptions" in lines[0]
+    assert not [r for r in caplog.records if "SchedulerStats" in r.getMessage() or "IterationStats has" in
+                r.getMessage()]
     m = env.metrics()
     assert fake.points(m, sc.METRIC_SERVER_REQUEST_DURATION)[0].count == 3  # the rest still works
     assert sc.METRIC_VLLM_REQUEST_CACHED_TOKENS not in m

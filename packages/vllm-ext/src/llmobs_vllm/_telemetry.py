@@ -363,7 +363,7 @@ class EngineTelemetry:
             self._itl_offset = (offset - n) % every
         if ttfts or sample or finished:
             queue = self._queue
-            if len(queue) == QUEUE_STEPS:
+            if len(queue) == queue.maxlen:
                 selfstats.count("vllm.steps_dropped")
             queue.append((engine.index, stats.iteration_timestamp, ttfts, sample, finished))
             if not self._started:
@@ -379,9 +379,15 @@ class EngineTelemetry:
             selfstats.failure("vllm.record_failed", exc)
 
     def _report_missing(self, kind: str, what: str, obj: Any, fields: tuple[str, ...]) -> None:
-        """Log once which fields this vLLM's stats lack: what is built from them is left out, nothing breaks."""
-        self._reported.add(kind)
+        """Log once which fields this vLLM's stats lack: what is built from them is left out, nothing breaks.
+
+        An object with none of the fields is no stats object at all (its record fails and is counted); the
+        report waits for a real one.
+        """
         missing = [f for f in fields if not hasattr(obj, f)]
+        if len(missing) == len(fields):
+            return
+        self._reported.add(kind)
         if missing:
             _log.warning(
                 "llmobs-vllm: this vLLM's %s has no %s; the metrics and span attributes built from them are "
