@@ -56,10 +56,10 @@ export async function showDashboard(view, params) {
         return { key: line.key, color: line.color, values: buckets.map((i) => [middle(i), byBucket.has(i) ? pick(byBucket.get(i)) : missing]) };
       }),
     }));
-    clear(body).append(
+    clear(body).append(...[
       series.length ? legend(series) : h("p", { class: "empty" }, "No model calls in this range yet."),
       h("div", { class: "charts" }, charts),
-      series.length ? totals(series) : null);
+      series.length ? totals(series) : null].filter(Boolean));
     updated.textContent = `· updated ${new Date().toLocaleTimeString()}`;
   };
   await load();

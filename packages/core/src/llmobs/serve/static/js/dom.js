@@ -71,7 +71,8 @@ export function cost(usd) {
 }
 
 export function percent(ratio) {
-  return ratio === null || ratio === undefined ? "–" : `${(ratio * 100).toFixed(ratio < 0.1 ? 1 : 0)}%`;
+  if (ratio === null || ratio === undefined) return "–";
+  return ratio === 0 ? "0%" : `${(ratio * 100).toFixed(ratio < 0.1 ? 1 : 0)}%`;
 }
 
 export function time(ns) {

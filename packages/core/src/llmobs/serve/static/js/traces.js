@@ -82,9 +82,9 @@ export async function showTraces(view, params) {
       for (const c of list) next.append("after", c);
       return h("a", { href: `#/traces?${next}`, class: "button" }, label);
     };
-    clear(pager).append(
+    clear(pager).append(...[
       cursors.length ? link("← Newer", cursors.slice(0, -1)) : null,
-      page.next ? link("Older →", [...cursors, page.next]) : null);
+      page.next ? link("Older →", [...cursors, page.next]) : null].filter(Boolean));
   };
   await load();
   return cursors.length ? null : poll(load);
