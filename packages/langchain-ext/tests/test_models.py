@@ -289,3 +289,15 @@ def test_chat_generation_without_message_metadata_still_records(recorded):
     attrs = recorded.one("chat bare").attributes
     assert sc.RESPONSE_FINISH_REASONS not in attrs and sc.USAGE_INPUT_TOKENS not in attrs
     assert json.loads(attrs[sc.OUTPUT_MESSAGES])[0]["finish_reason"] == "stop"
+
+
+def test_event_streaming_apis_are_traced_with_ttft(scripted, recorded):
+    async def v2_events():
+        return [e async for e in model.astream_events("q", config=CALLBACKS, version="v2")]
+
+    model = scripted("hello big world", repeat=True, model="events")
+    assert asyncio.run(v2_events())
+    assert list(model.stream_events("q", config=CALLBACKS, version="v3"))  # LangChain's v3 protocol
+    chats = recorded.named("chat events")
+    assert len(chats) == 2
+    assert all(c.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0 for c in chats)
