@@ -129,12 +129,20 @@ def _decode_span(span: Any, resource: Resource, scope: InstrumentationScope, spa
     ))
 
 
+_SCALARS = frozenset({"string_value", "int_value", "bool_value"})
+
+
 def _attributes(pairs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
-        value = _value(pair.value)
-        if value is not None:
-            out[pair.key] = value
+        value = pair.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:  # nearly every attribute: read it inline, the hot path of ingest
+            out[pair.key] = getattr(value, kind)
+        elif kind is not None:
+            converted = _value(value)
+            if converted is not None:
+                out[pair.key] = converted
     return out
 
 

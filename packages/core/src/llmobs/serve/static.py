@@ -25,8 +25,8 @@ def _assets() -> dict[str, tuple[bytes, str]]:
         for child in node.iterdir():
             if child.is_dir():
                 walk(child, f"{prefix}{child.name}/")
-            elif "." + child.name.rsplit(".", 1)[-1] in _TYPES:
-                found[prefix + child.name] = (child.read_bytes(), _TYPES["." + child.name.rsplit(".", 1)[-1]])
+            elif (kind := _TYPES.get("." + child.name.rsplit(".", 1)[-1])) is not None:
+                found[prefix + child.name] = (child.read_bytes(), kind)
 
     walk(resources.files(__package__).joinpath("static"), "")
     return found
