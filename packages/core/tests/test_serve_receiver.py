@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
@@ -189,3 +194,17 @@ def test_exporter_reports_success_and_the_server_keeps_serving(server):
     assert exporter.export(memory.get_finished_spans()) is SpanExportResult.SUCCESS  # re-export: idempotent
     with TraceStore(server.app.readers.path) as store:
         assert len(store.list_traces()) == 1
+
+
+def test_cli_serves_until_interrupted(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))}
+    process = subprocess.Popen([str(Path(sys.executable).with_name("llmobs")), "serve", "--port", "0", "--store",
+                                str(tmp_path / "cli.db")], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        console = process.stdout.readline().split()[-1]
+        assert process.stdout.readline().split()[1].endswith("/v1/traces")
+        with urllib.request.urlopen(f"{console}api/facets", timeout=30) as response:
+            assert json.loads(response.read()) == {"services": [], "models": []}
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
