@@ -1,6 +1,6 @@
 """llmobs for OpenAI-compatible clients (OpenAI, Azure OpenAI, DashScope/Qwen, DeepSeek, vLLM, gateways).
 
-Hooks in through the openai client's ``http_client=``: an httpx transport that traces every
+Hooks in through the openai client's ``http_client=``: an httpx (or httpx2) transport that traces every
 chat-completions, completions, embeddings and Responses API call, never by patching::
 
     client = OpenAI(base_url=..., http_client=llmobs_openai.http_client())
