@@ -329,3 +329,18 @@ def test_resource_and_events():
     assert interop.normalise_event("promptflow.function.inputs", event, none) is None
     assert interop.normalise_event(sc.EVENT_INFERENCE_DETAILS, event, none) is None
     assert interop.normalise_event("exception", {"exception.type": "E"}, none) == {"exception.type": "E"}
+
+
+def test_real_promptflow_spans(spans, monkeypatch):
+    monkeypatch.setenv("PF_DISABLE_TRACING", "false")
+    from promptflow.tracing import trace
+
+    @trace
+    def answer(question: str) -> str:
+        return f"echo {question}"
+
+    answer("hi")
+    (span,) = spans.get_finished_spans()
+    out = interop.normalise(span.attributes, name=span.name)
+    assert (out[sc.OPERATION_NAME], out[sc.SPAN_KIND]) == ("chain", "CHAIN")
+    assert json.loads(out[sc.INPUT_VALUE]) == {"question": "hi"} and json.loads(out[sc.OUTPUT_VALUE]) == "echo hi"
