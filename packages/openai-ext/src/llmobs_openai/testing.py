@@ -14,8 +14,8 @@ records every request it receives (headers lower-cased). The request's ``model``
     vLLM's per-request ``metrics`` field on the response (or the final usage chunk).
 
 ``before_event`` (if set) is called with each event's index before that event is sent, so a test can
-hold the stream until the client has read what came before. Run ``python -m llmobs_openai.testing``
-to serve on a free port (printed on the first line) until interrupted.
+hold the stream until the client has read what came before. ``python -m llmobs_openai.testing [N]``
+serves on a free port (printed on the first line) until interrupted, answering with N words (default 5).
 """
 
 from __future__ import annotations
