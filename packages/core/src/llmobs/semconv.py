@@ -93,6 +93,8 @@ SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"  # on calls an HTTP API answered with an error
 SERVICE_NAME: Final = "service.name"
+EVENT_EXCEPTION: Final = "exception"  # the span event record_exception() adds
+EXCEPTION_TYPE: Final = "exception.type"
 
 # --- ARMS / LoongSuite extensions ----------------------------------------------------------------
 SPAN_KIND: Final = "gen_ai.span.kind"
@@ -121,6 +123,9 @@ EVENT_RETRY: Final = "llmobs.retry"  # span event: a framework retries the opera
 EVENT_AGENT_ACTION: Final = "llmobs.agent.action"  # span event: an agent chose a tool (tool name, arguments)
 EVENT_AGENT_FINISH: Final = "llmobs.agent.finish"  # span event: an agent produced its final answer
 EVENT_DATA: Final = "llmobs.event.data"  # payload of a framework's custom span event (content)
+USAGE_SOURCE: Final = "llmobs.usage.source"  # set when token counts did not come from the provider:
+USAGE_SOURCE_ESTIMATE: Final = "estimate"  # counted by the framework (Promptflow's tiktoken count of a stream)
+USAGE_SOURCE_NONE: Final = "none"  # no counts at all (a stream Promptflow could not count): none invented
 
 # --- vLLM engine (llmobs-vllm): attributes of per-request spans and metric points ----------------
 VLLM_ENGINE_INDEX: Final = "vllm.engine.index"  # int: the data-parallel engine that ran the request
@@ -451,6 +456,20 @@ PF_RESPONSE_MODEL: Final = "llm.response.model"
 PF_GENERATED_MESSAGE: Final = "llm.generated_message"
 PF_SESSION_ID: Final = "session_id"
 PF_EVENT_PREFIX: Final = "promptflow."  # span events repeating inputs/output as a payload attribute
+PF_OUTPUT_TYPE: Final = "output_type"  # "iterated" for generators and streams
+PF_EMBEDDINGS: Final = "embedding.embeddings"  # JSON: each input text with "<N dimensional vector>"
+PF_PROMPT_TEMPLATE: Final = "prompt.template"
+PF_PROMPT_VARIABLES: Final = "prompt.variables"
+PF_LLM_PREFIX: Final = "llm."  # llm.response.model, llm.generated_message, llm.usage.*
+PF_COMPUTED_PREFIX: Final = "__computed__."  # cumulative token counts of a subtree
+PF_COLLECTION: Final = "collection"  # resource attribute: start_trace(collection=...)
+PF_SERVICE_NAME: Final = "promptflow"  # the service.name start_trace() merges into the provider's resource
+# Values of output_type and span_type.
+PF_OUTPUT_ITERATED: Final = "iterated"
+PF_TYPE_LLM: Final = "LLM"
+PF_TYPE_EMBEDDING: Final = "Embedding"
+PF_TYPE_RETRIEVAL: Final = "Retrieval"
+PF_TYPE_FLOW: Final = "Flow"
 
 # --- vLLM's own tracing (its llm_request span; see VLLM_REQUEST_SPAN) ------------------------------
 VLLM_LATENCY_TTFT: Final = "gen_ai.latency.time_to_first_token"  # seconds (V1), ns in some builds
