@@ -301,3 +301,9 @@ def test_tool_definitions():
         {"type": "function", "name": "legacy_fn", "parameters": {"type": "object"}},
         {"type": "web_search_preview", "name": "web_search_preview"},
     ]
+
+
+def test_reasoning_is_read_under_both_names_servers_use():
+    for key in ("reasoning_content", "reasoning"):
+        (msg,) = messages_from_openai([{"role": "assistant", "content": "4", key: "2 + 2 is 4"}])
+        assert msg["parts"][0] == {"type": "reasoning", "content": "2 + 2 is 4"}

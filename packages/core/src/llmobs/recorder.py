@@ -349,9 +349,12 @@ class SpanHandle:
     @property
     def traceparent(self) -> str:
         """The W3C ``traceparent`` of this span, to propagate to a remote service."""
-        carrier: dict[str, str] = {}
+        return self.inject({}).get("traceparent", "")
+
+    def inject(self, carrier: dict[str, str]) -> dict[str, str]:
+        """Put this span's W3C ``traceparent`` (and ``tracestate``) into ``carrier``, e.g. request headers."""
         _PROPAGATOR.inject(carrier, context=self.context)
-        return carrier.get("traceparent", "")
+        return carrier
 
     @property
     def trace_id(self) -> str:

@@ -222,7 +222,8 @@ def _convert(raw: Any, default_role: str) -> tuple[str, list[dict[str, Any]], st
 
 def _parts(msg: Mapping[str, Any]) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    reasoning = msg.get("reasoning_content")
+    # DeepSeek and Qwen send ``reasoning_content``; newer vLLM servers send ``reasoning``.
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         parts.append(reasoning_part(reasoning))
     parts.extend(_content_parts(msg.get("content")))
