@@ -1,0 +1,178 @@
+"""The span processor that turns Promptflow's spans into llmobs GenAI spans as they end.
+
+Why translate in place rather than re-emit through the recorder: Promptflow's spans are the *current*
+spans while its functions run, so everything traced inside them (OpenAI calls, LangChain runs, httpx,
+llmobs' own spans) already has them as parents. A re-emitted copy would get new span ids and orphan all
+of those, and the original would still reach every exporter. Instead, at ``on_end`` the translator
+rewrites the notification the SDK hands to processors — a per-end snapshot, not the live span — so
+processors after it (it sits first, see ``pipeline``) see one span, same ids, GenAI attributes, and
+Promptflow's payload events dropped (they repeat the payload attributes). The metrics go through the
+recorder's instruments (``recording``), for every Promptflow call, before any sampling.
+
+At ``on_start`` it does what only the start can: a Promptflow span inherits the session and user of its
+parent (an enclosing ``llmobs.span(session_id=...)`` or Promptflow's own ``session_id``), and a
+Promptflow parent is marked as having children — a function with traced work inside is a chain, a
+leaf is a task.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llmobs import config, selfstats
+from llmobs import semconv as sc
+from llmobs.recorder import Recorder
+from llmobs_promptflow.mapping import translate
+from llmobs_promptflow.recording import record
+
+INTEGRATION = "promptflow"
+_INHERITED = ((sc.SESSION_ID, sc.PF_SESSION_ID), (sc.USER_ID, None))
+
+
+class Translator(SpanProcessor):
+    """Translates spans of the ``promptflow`` scope; restores ``service_name`` on spans Promptflow renamed.
+
+    ``max_open``: Promptflow spans in flight remembered as parents; beyond it the oldest is forgotten
+    (counted) — only an abandoned generator leaves its span open for good.
+    """
+
+    def __init__(self, recorder: Recorder, service_name: str | None = None, max_open: int = 100_000) -> None:
+        self._recorder = recorder
+        self._service_name = service_name
+        self._max_open = max_open
+        self._parents: dict[int, bool] = {}  # Promptflow spans in flight with a child, oldest first
+        self._lock = threading.Lock()
+        self._resources: tuple[Resource, Resource] | None = None  # (Promptflow's, with our service name)
+        self._closed = False
+
+    # --- SpanProcessor --------------------------------------------------------------------------
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self._closed:
+            return
+        try:
+            parent = trace.get_current_span(parent_context)
+            scope = getattr(parent, "instrumentation_scope", None)
+            if scope is not None and scope.name == sc.PF_SCOPE:
+                self._mark_parent(parent.get_span_context().span_id)
+            if span.instrumentation_scope is not None and span.instrumentation_scope.name == sc.PF_SCOPE:
+                _inherit(span, getattr(parent, "attributes", None))
+        except Exception as exc:
+            selfstats.failure("promptflow.on_start_failed", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._closed:
+            return
+        try:
+            self._on_end(span)
+        except Exception as exc:
+            selfstats.failure("promptflow.translate_failed", exc)
+
+    def shutdown(self) -> None:
+        """Stop translating (also when the provider could not let go of this processor)."""
+        self._closed = True
+        with self._lock:
+            self._parents.clear()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    # --- translation ----------------------------------------------------------------------------
+    def _on_end(self, span: ReadableSpan) -> None:
+        state = vars(span) if type(span) is ReadableSpan else None  # the SDK's per-end snapshot
+        if state is None or "_attributes" not in state or "_resource" not in state:
+            selfstats.count("promptflow.untranslatable_span")
+            return
+        scope = span.instrumentation_scope
+        promptflow = scope is not None and scope.name == sc.PF_SCOPE and span.context is not None
+        if promptflow:
+            with self._lock:
+                has_children = self._parents.pop(span.context.span_id, False)
+        if not config.current().integration_enabled(INTEGRATION):
+            return
+        state["_resource"] = self._resource(span.resource)
+        if not promptflow:
+            return
+        policy = self._recorder.derived.policy
+        capture = policy.mode.on_span or policy.mode.on_event
+        failed = span.status.status_code is StatusCode.ERROR
+        t = translate(
+            span.name,
+            span.attributes or {},
+            failed=failed,
+            exception_type=_exception_type(span) if failed else None,
+            has_children=has_children,
+            capture=capture,
+        )
+        attributes = t.attributes
+        attributes[sc.OPERATION_NAME] = t.operation
+        attributes[sc.SPAN_KIND] = t.kind or sc.KIND_OF_OPERATION.get(t.operation, sc.KIND_TASK)
+        duration_s = max((span.end_time or 0) - (span.start_time or 0), 0) / 1e9
+        attributes.update(record(self._recorder, t, duration_s))
+        status = span.status
+        if t.error_type:
+            attributes[sc.ERROR_TYPE] = t.error_type
+        elif t.cancelled:  # cancelled is not failed, as in the recorder
+            attributes[sc.STATUS_REASON] = "cancelled"
+            status = Status(StatusCode.UNSET)
+        events = [e for e in span.events if not e.name.startswith(sc.PF_EVENT_PREFIX)]
+        content = {
+            attribute: policy.render(value) if as_json else policy.render_text(value)
+            for attribute, value, as_json in (t.content if capture else ())
+        }
+        if content and policy.mode.on_span:
+            attributes.update(content)
+        if content and policy.mode.on_event:
+            events.append(Event(sc.EVENT_INFERENCE_DETAILS, content, timestamp=span.end_time))
+        state.update(
+            _name=t.name,
+            _attributes=attributes,
+            _events=tuple(events),
+            _kind=SpanKind.CLIENT if t.inference else span.kind,
+            _status=status,
+        )
+
+    def _mark_parent(self, span_id: int) -> None:
+        with self._lock:
+            if span_id in self._parents:
+                return
+            if len(self._parents) >= self._max_open:
+                del self._parents[next(iter(self._parents))]
+                selfstats.count("promptflow.open_spans_evicted")
+            self._parents[span_id] = True
+
+    def _resource(self, resource: Resource) -> Resource:
+        """The resource with the application's service name, when ``start_trace()`` replaced it."""
+        if self._service_name is None or resource.attributes.get(sc.SERVICE_NAME) != sc.PF_SERVICE_NAME:
+            return resource
+        pair = self._resources
+        if pair is None or pair[0] is not resource:
+            pair = self._resources = (resource, resource.merge(Resource({sc.SERVICE_NAME: self._service_name})))
+        return pair[1]
+
+
+def _inherit(span: Span, parent_attributes: Any) -> None:
+    """Session and user of the parent span, unless the span has its own."""
+    if not parent_attributes:
+        return
+    own = span.attributes or {}
+    for attribute, promptflow_name in _INHERITED:
+        value = parent_attributes.get(attribute) or (promptflow_name and parent_attributes.get(promptflow_name))
+        if value and attribute not in own:
+            span.set_attribute(attribute, value)
+            if attribute == sc.SESSION_ID:
+                span.set_attribute(sc.CONVERSATION_ID, value)
+
+
+def _exception_type(span: ReadableSpan) -> str | None:
+    for event in span.events:
+        if event.name == sc.EVENT_EXCEPTION:
+            value = (event.attributes or {}).get(sc.EXCEPTION_TYPE)
+            return str(value) if value else None
+    return None
