@@ -39,9 +39,6 @@ else:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("LLMOBS_VLLM_ITL_SAMPLE", "1")
-    # In-process engines: this test process has run torch and started threads by then, and forking such a
-    # process (vLLM's default on CPU) can kill the engine's worker; spawn starts it clean.
-    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     _tracer_provider = TracerProvider()
     _tracer_provider.add_span_processor(SimpleSpanProcessor(SPANS))
     trace.set_tracer_provider(_tracer_provider)

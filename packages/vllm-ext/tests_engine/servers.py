@@ -35,7 +35,8 @@ class Server:
                "--max-model-len", "256", "--enforce-eager", *args]
         full_env = {**os.environ, **env}
         full_env.pop("VLLM_PLUGINS", None)
-        full_env.pop("VLLM_WORKER_MULTIPROC_METHOD", None)  # the server starts clean: vLLM's default applies
+        for inherited in ("VLLM_WORKER_MULTIPROC_METHOD", "LD_PRELOAD"):  # set by vLLM in this process
+            full_env.pop(inherited, None)
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(cmd, cwd=workdir, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
 
