@@ -45,7 +45,6 @@ class Run:
     """One recorded LlamaIndex operation."""
 
     __slots__ = (
-        "__weakref__",
         "aliases",
         "children",
         "deferred",
@@ -289,9 +288,9 @@ class Tracker:
         with self._lock:
             self._sweeping = False
 
-    def sweep(self, now_ns: int | None = None) -> None:
+    def sweep(self) -> None:
         """End deferred runs whose stream finished, was dropped, or has been idle past the timeout."""
-        now_ns = now_ns or time.time_ns()
+        now_ns = time.time_ns()
         with self._lock:
             waiting = [run for run in self._deferred if run.children == 0]
         for run in waiting:
