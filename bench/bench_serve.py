@@ -9,6 +9,8 @@ one keep-alive connection, as the exporter does, and each call waits for the ser
 comes after the spans are committed.
 
 * ``serve_512`` — llmobs' own spans (scope ``llmobs``): decode, rows, SQLite.
+* ``serve_512_x2`` — the same from two connections at once (two applications exporting): one request's
+  SQLite work, which releases the GIL, overlaps the other's decoding.
 * ``serve_foreign_512`` — the same calls as OpenInference spans (flattened ``llm.input_messages.*``,
   ``llm.token_count.*``, ``openinference.span.kind``): decode, ``interop.normalise`` (messages rebuilt
   as GenAI JSON through the content policy, cost priced), rows, SQLite.
@@ -28,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,13 +93,14 @@ def _as_openinference(span: Any) -> None:
 
 
 class Server:
-    """``llmobs serve`` in a child process with a fresh store per round."""
+    """``llmobs serve`` in a child process with a fresh store per round, and ``clients`` connections to it."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, clients: int = 1) -> None:
         self.directory = directory
+        self.clients = clients
         self.rounds = 0
         self.process: subprocess.Popen[str] | None = None
-        self.connection: http.client.HTTPConnection | None = None
+        self.connections: list[http.client.HTTPConnection] = []
         self.failures = 0
 
     def start(self) -> None:
@@ -107,17 +111,30 @@ class Server:
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         url = self.process.stdout.readline().split()[-1].rstrip("/")  # "llmobs console:  http://host:port/"
         host, port = url.removeprefix("http://").rsplit(":", 1)
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=120)
+        self.connections = [http.client.HTTPConnection(host, int(port), timeout=120) for _ in range(self.clients)]
 
-    def post(self, body: bytes) -> None:
-        self.connection.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
-        response = self.connection.getresponse()
+    def post(self, bodies: list[bytes]) -> None:
+        """One request per connection, at the same time; returns when every answer is in."""
+        if len(bodies) == 1:
+            self._post(self.connections[0], bodies[0])
+            return
+        pairs = zip(self.connections, bodies, strict=False)  # the last call may have fewer bodies
+        threads = [threading.Thread(target=self._post, args=pair) for pair in pairs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _post(self, connection: http.client.HTTPConnection, body: bytes) -> None:
+        connection.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+        response = connection.getresponse()
         response.read()
         if response.status != 200:
             self.failures += 1
 
     def stop(self) -> None:
-        self.connection.close()
+        for connection in self.connections:
+            connection.close()
         self.process.terminate()
         self.process.wait(timeout=60)
         for path in self.directory.glob(f"serve-{id(self):x}-{self.rounds}.db*"):
@@ -126,32 +143,37 @@ class Server:
 
 class PostVariant:
     def __init__(self, bodies: list[bytes], server: Server) -> None:
-        self.bodies, self.server, self.next = bodies, server, 0
+        per_call = server.clients
+        self.calls = [bodies[i:i + per_call] for i in range(0, len(bodies), per_call)]
+        self.server, self.next = server, 0
 
     def setup(self) -> None:
         self.server.start()
         self.next = 0
 
     def call(self) -> None:
-        self.server.post(self.bodies[self.next])
+        self.server.post(self.calls[self.next])
         self.next += 1
 
 
 def build(spans: list[ReadableSpan], opener: ReadableSpan, directory: Path) -> tuple[harness.Bench, list[Any]]:
     bench = harness.Bench("bench_serve", baseline="export_512", unit="span")
     servers = []
-    for name, foreign in (("serve_512", False), ("serve_foreign_512", True)):
+    for name, foreign, clients in (("serve_512", False, 1), ("serve_512_x2", False, 2),
+                                   ("serve_foreign_512", True, 1)):
         bodies = requests(spans, foreign)
-        server = Server(directory)
+        server = Server(directory, clients)
         servers.append(server)
         variant = PostVariant(bodies, server)
-        bench.add(name, variant.call, setup=variant.setup, teardown=server.stop, batch=len(bodies),
-                  units=len(spans) / len(bodies),
-                  description=f"POST /v1/traces, {CHUNK} {'OpenInference' if foreign else 'llmobs'} spans per request")
+        bench.add(name, variant.call, setup=variant.setup, teardown=server.stop, batch=len(variant.calls),
+                  units=len(spans) / len(variant.calls),
+                  description=f"POST /v1/traces, {CHUNK} {'OpenInference' if foreign else 'llmobs'} spans per request"
+                              f" from {clients} connection(s)")
     anchor = bench_store.ExportVariant(spans, CHUNK, directory, opener)
     bench.add("export_512", anchor.call, setup=anchor.setup, teardown=anchor.teardown, batch=len(anchor.chunks),
               units=len(spans) / len(anchor.chunks), description="in-process SQLiteSpanExporter.export, 512 per call")
     bench.compare("serve_512 / export_512", "serve_512", "export_512")
+    bench.compare("serve_512_x2 / serve_512", "serve_512_x2", "serve_512")
     bench.compare("serve_foreign_512 / serve_512", "serve_foreign_512", "serve_512")
     bench.notes.append(f"goal: serve_512 >= {GOAL_SPANS_PER_S:,} spans/s on 2 cores")
     return bench, [*servers, anchor]

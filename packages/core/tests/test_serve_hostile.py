@@ -205,9 +205,7 @@ def test_token_is_required_when_set(token_server):
 def test_refuses_to_listen_beyond_loopback_without_a_token(tmp_path):
     with pytest.raises(ServeError, match="without a token"):
         create_server(tmp_path / "x.db", host="0.0.0.0", port=0)
-    srv = create_server(tmp_path / "x.db", host="0.0.0.0", port=0, token="t")  # with a token it may
-    srv.server_close()
-    srv.app.ingestor.shutdown()
+    create_server(tmp_path / "x.db", host="0.0.0.0", port=0, token="t").close()  # with a token it may
 
 
 def test_cli_refusal_is_a_clear_message(tmp_path, capsys):

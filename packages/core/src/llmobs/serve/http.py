@@ -109,7 +109,7 @@ class App:
 
 
 class ConsoleServer(ThreadingHTTPServer):
-    """The listening server; ``serve_forever()`` runs it, ``close()`` stops it and flushes the store."""
+    """The listening server: ``serve_forever()`` or ``start()`` runs it, ``close()`` stops it and closes the store."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -118,6 +118,7 @@ class ConsoleServer(ThreadingHTTPServer):
     def __init__(self, app: App, host: str, port: int) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.app = app
+        self._thread: threading.Thread | None = None
         super().__init__((host.strip("[]"), port), Handler)
 
     @property
@@ -127,11 +128,14 @@ class ConsoleServer(ThreadingHTTPServer):
 
     def start(self) -> ConsoleServer:
         """Serve on a daemon thread (tests, benchmarks, embedding in another program)."""
-        threading.Thread(target=self.serve_forever, name="llmobs-serve", daemon=True).start()
+        self._thread = threading.Thread(target=self.serve_forever, name="llmobs-serve", daemon=True)
+        self._thread.start()
         return self
 
     def close(self) -> None:
-        self.shutdown()
+        if self._thread is not None:  # shutdown() would wait forever for a loop that never ran
+            self.shutdown()
+            self._thread = None
         self.server_close()
         self.app.readers.close()
         self.app.ingestor.shutdown()
