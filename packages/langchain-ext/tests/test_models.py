@@ -90,6 +90,10 @@ def test_reasoning_and_multimodal_content(scripted, reply, recorded):
         {"type": "text", "text": "Which is bigger?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
         {"type": "image", "base64": "aGVsbG8gd29ybGQh", "mime_type": "image/png"},
+        {"type": "image_url", "image_url": "data:image/jpeg;base64,aGVsbG8gd29ybGQh"},
+        {"type": "file", "file_id": "file-7", "mime_type": "application/pdf"},
+        {"type": "image", "source_type": "id", "id": "file-9"},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
     ])  # fmt: skip
     scripted(answer, model="vision").invoke([picture], config=CALLBACKS)
     attrs = recorded.one("chat vision").attributes
@@ -98,6 +102,10 @@ def test_reasoning_and_multimodal_content(scripted, reply, recorded):
         {"type": "text", "content": "Which is bigger?"},
         {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
         {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "<omitted 12 bytes>"},
+        {"type": "blob", "modality": "image", "mime_type": "image/jpeg", "content": "<omitted 12 bytes>"},
+        {"type": "file", "modality": "document", "mime_type": "application/pdf", "file_id": "file-7"},
+        {"type": "file", "modality": "image", "file_id": "file-9"},
+        {"type": "blob", "modality": "audio", "content": "<omitted>"},  # never the audio itself
     ]
     (output,) = json.loads(attrs[sc.OUTPUT_MESSAGES])
     assert output["parts"] == [

@@ -152,17 +152,16 @@ def _block(block: Any) -> dict[str, Any] | None:
 def _media(block: Mapping[str, Any], modality: str) -> dict[str, Any]:
     mime = block.get("mime_type")
     url = block.get("url")
-    if url is None and isinstance(block.get("image_url"), Mapping):
-        url = block["image_url"].get("url")
-    source = block.get("source_type")
-    if url is None and source == "url":
-        url = block.get("url") or block.get("data")
+    image_url = block.get("image_url")  # OpenAI: {"url": ...} or the URL itself
+    if url is None and image_url is not None:
+        url = image_url.get("url") if isinstance(image_url, Mapping) else image_url
     if isinstance(url, str) and not url.startswith("data:"):
         return content.uri_part(url, modality, mime)
     if isinstance(url, str):  # a data: URL
         head, _, data = url.partition(",")
         return content.blob_part(modality, head[5:].split(";")[0] or mime, size=len(data) * 3 // 4)
-    file_id = block.get("file_id") or (block.get("id") if source == "id" else None)
+    # LangChain's v0 blocks name the source: {"source_type": "id", "id": ...} / "base64" with "data"
+    file_id = block.get("file_id") or (block.get("id") if block.get("source_type") == "id" else None)
     if isinstance(file_id, str):
         return content.file_part(file_id, modality, mime)
     data = block.get("base64") or block.get("data")
