@@ -323,6 +323,8 @@ def test_resource_and_events():
     assert interop.normalise_resource({"openinference.project.name": "dify-app"})[sc.SERVICE_NAME] == "dify-app"
     assert interop.normalise_resource({sc.SERVICE_NAME: "svc", "openinference.project.name": "p"})[
         sc.SERVICE_NAME] == "svc"
+    assert interop.normalise_resource({sc.SERVICE_NAME: "unknown_service:python", "openinference.project.name": "p"})[
+        sc.SERVICE_NAME] == "p"  # the SDK's default name is no name
     event = {"payload": "token sk-proj-abcdefghijklmnopqrstuv1234", "n": 3}
     assert interop.normalise_event("promptflow.function.inputs", event) == {"payload": "token [REDACTED]", "n": 3}
     none = ContentPolicy(mode=CaptureMode.NO_CONTENT)

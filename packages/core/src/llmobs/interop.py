@@ -261,9 +261,11 @@ def normalise(
 
 
 def normalise_resource(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of resource attributes with ``service.name`` taken from a Phoenix project when missing."""
+    """A copy of resource attributes with ``service.name`` taken from a Phoenix project when missing
+    (or the SDK's ``unknown_service`` default, which Phoenix users never see)."""
     attrs = dict(attributes)
-    if not _text(attrs.get(sc.SERVICE_NAME)) and _text(attrs.get(sc.OI_PROJECT_NAME)):
+    service = _text(attrs.get(sc.SERVICE_NAME)) or ""
+    if (not service or service.startswith("unknown_service")) and _text(attrs.get(sc.OI_PROJECT_NAME)):
         attrs[sc.SERVICE_NAME] = attrs[sc.OI_PROJECT_NAME]
     return attrs
 

@@ -74,6 +74,13 @@ function documents(docs) {
     h("div", { class: "doc-body" }, pretty(d && typeof d === "object" && "content" in d ? d.content : d)))));
 }
 
+/** A free-form input or output value; folded away when the messages already show the content. */
+function value(v, messages) {
+  if (v === null || v === undefined) return null;
+  const text = h("pre", { class: "value" }, pretty(v));
+  return messages ? h("details", { class: "raw" }, h("summary", {}, "Raw value"), text) : text;
+}
+
 function attributeTable(attrs) {
   return h("table", { class: "attrs" }, Object.keys(attrs).sort().map((key) =>
     h("tr", {}, h("th", {}, key), h("td", {}, h("pre", {}, pretty(attrs[key]))))));
@@ -116,10 +123,8 @@ function spanDetail(span) {
       fact("Scope", span.scope),
       fact("Span id", span.span_id)),
     section("System instructions", d.system_instructions ? conversation([{ role: "system", parts: Array.isArray(d.system_instructions) ? d.system_instructions : [{ type: "text", content: pretty(d.system_instructions) }] }]) : null),
-    section("Input", d.input_messages ? conversation(d.input_messages) : null,
-      d.input_value !== null && d.input_value !== undefined ? h("pre", { class: "value" }, pretty(d.input_value)) : null),
-    section("Output", d.output_messages ? conversation(d.output_messages) : null,
-      d.output_value !== null && d.output_value !== undefined ? h("pre", { class: "value" }, pretty(d.output_value)) : null),
+    section("Input", d.input_messages ? conversation(d.input_messages) : null, value(d.input_value, d.input_messages)),
+    section("Output", d.output_messages ? conversation(d.output_messages) : null, value(d.output_value, d.output_messages)),
     section("Tool call", d.tool_name ? h("div", {}, h("b", {}, d.tool_name), d.tool_call_id ? h("span", { class: "muted" }, ` ${d.tool_call_id}`) : null) : null,
       d.tool_arguments !== null && d.tool_arguments !== undefined ? [h("h4", {}, "Arguments"), h("pre", {}, pretty(d.tool_arguments))] : null,
       d.tool_result !== null && d.tool_result !== undefined ? [h("h4", {}, "Result"), h("pre", {}, pretty(d.tool_result))] : null),
