@@ -185,16 +185,40 @@ def ensure_chromium() -> None:
         print("note: no `chromium` on PATH; the browser tests will fail (install Debian's `chromium`)", flush=True)
 
 
+def test_suites() -> list[str]:
+    """The workspace's test directories (pytest's ``testpaths``), one suite per distribution."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
+
+
+def run_test_suites(python: Path, extra: list[str]) -> int:
+    """Run each suite in its own interpreter: every distribution's tests install global OpenTelemetry
+    providers as an application would, and each is tested the way it is used — alone in a process."""
+    failed, collected = [], False
+    for suite in test_suites():
+        status = _run(python, "-m", "pytest", suite, *extra)
+        if status == 5:
+            continue  # nothing collected here (e.g. -k selected nothing in this suite)
+        collected = True
+        if status != 0:
+            failed.append(suite)
+    if not collected:
+        print("FAILED: pytest collected no tests", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"FAILED: test suites with failures: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def test(extra: list[str]) -> int:
     bin_dir = setup()
     ensure_chromium()
     if _run(bin_dir / "ruff", "check", ".") != 0:
         print("FAILED: ruff found problems (see above)", file=sys.stderr)
         return 1
-    status = _run(bin_dir / "python", "-m", "pytest", *extra)
-    if status == 5:
-        print("FAILED: pytest collected no tests", file=sys.stderr)
-        return 1
+    status = run_test_suites(bin_dir / "python", extra)
     if status != 0:
         return status
     status = test_dify_plugin()
