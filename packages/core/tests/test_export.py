@@ -181,3 +181,14 @@ def test_sampling_on_for_the_store_when_asked(tmp_path):
         ).fetchone()
     assert 5 * 5 <= spans < 1500 / 3  # the floor's first 5 traces plus about a tenth of the rest
     assert 150 < weighted_roots < 600  # adjusted counts still estimate the 300 traces
+
+
+def test_an_empty_sdk_provider_gets_our_exporters(tmp_path):
+    """A provider with no processors (what Promptflow's start_trace() installs) would export nothing."""
+    setup = (
+        "from opentelemetry import trace\nfrom opentelemetry.sdk.trace import TracerProvider\n"
+        "trace.set_tracer_provider(TracerProvider())\nllmobs.configure()\n"
+        "from llmobs import export\nassert export.is_configured() and export.exporters() == ('store',)\n"
+    )
+    run_python(WRITE_SPANS.format(configure=setup, traces=2), tmp_path)
+    assert count_spans(tmp_path / ".llmobs" / "llmobs.db") == 10

@@ -206,7 +206,11 @@ def configure(**overrides: Any) -> config.Settings:
             _observe_selfstats(_state.meter_provider)
         global _installed_provider
         current = trace.get_tracer_provider()
-        app_provider = isinstance(current, TracerProvider) and current is not _installed_provider
+        # An SDK provider with no processors (e.g. what Promptflow's start_trace() installs) exports
+        # nothing: treat it as no application provider, so "auto" wires our exporters onto it.
+        app_provider = (
+            isinstance(current, TracerProvider) and current is not _installed_provider and _has_processors(current)
+        )
         if isinstance(current, TracerProvider):
             provider = current
         elif isinstance(current, trace.ProxyTracerProvider):
@@ -246,6 +250,11 @@ def auto_configure() -> None:
             configure()
         except Exception as exc:
             selfstats.failure("export.auto_configure_failed", exc)
+
+
+def is_configured() -> bool:
+    """Whether ``configure()`` has wired llmobs in this process (explicitly or automatically)."""
+    return _state.configured
 
 
 def exporters() -> tuple[str, ...]:
@@ -293,6 +302,11 @@ def shutdown() -> None:
             if _state.tracer_provider is not None:
                 _detach_processors(_state.tracer_provider, _state.processors)
             _state.__init__()  # type: ignore[misc]
+
+
+def _has_processors(provider: TracerProvider) -> bool:
+    multi = getattr(provider, "_active_span_processor", None)
+    return bool(getattr(multi, "_span_processors", True))  # unknown SDK internals: assume it has some
 
 
 def _detach_processors(provider: TracerProvider, processors: list[SpanProcessor]) -> None:

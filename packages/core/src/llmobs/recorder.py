@@ -216,6 +216,7 @@ class SpanHandle:
 
     __slots__ = (
         "__weakref__",
+        "_chunk_attrs",
         "_chunk_ns",
         "_context",
         "_ended",
@@ -272,6 +273,7 @@ class SpanHandle:
         self._usage: tuple[int | None, ...] | None = None
         self._ttft_ns: int | None = None
         self._chunk_ns: int | None = None
+        self._chunk_attrs: dict[str, Any] | None = None
         self._user_ttft_ns: int | None = None
 
         parent_ctx, parent_handle = _parent_context(parent)
@@ -453,7 +455,10 @@ class SpanHandle:
         now = self._elapsed_ns(at_ns)
         previous, self._chunk_ns = self._chunk_ns, now
         try:
-            self._recorder._tpoc.record((now - previous) / 1e9, self._metric_attributes())
+            attrs = self._chunk_attrs
+            if attrs is None:  # built once per stream: the per-chunk path must stay cheap
+                attrs = self._chunk_attrs = self._metric_attributes()
+            self._recorder._tpoc.record((now - previous) / 1e9, attrs)
         except Exception as exc:
             selfstats.failure("recorder.metric_failed", exc)
 

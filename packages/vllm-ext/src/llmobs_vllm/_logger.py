@@ -114,8 +114,7 @@ def configure_llmobs() -> None:
         return
     from llmobs import export
 
-    state = getattr(export, "_state", None)
-    if getattr(state, "configured", False):
+    if export.is_configured():
         return
     try:
         export.configure()
