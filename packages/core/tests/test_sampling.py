@@ -377,7 +377,7 @@ def test_live_reload_changes_rates_without_restart_and_keeps_last_good_on_error(
         config.swap(previous)
 
 
-def _wait_for(condition, timeout=5.0):
+def _wait_for(condition, timeout=20.0):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
