@@ -206,5 +206,6 @@ def test_cli_serves_until_interrupted(tmp_path):
         with urllib.request.urlopen(f"{console}api/facets", timeout=30) as response:
             assert json.loads(response.read()) == {"services": [], "models": []}
     finally:
-        process.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a process started in the background (as CI runs us) inherits SIGINT ignored.
+        process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

@@ -9,6 +9,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -110,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
     url = server.url
     print(f"llmobs console:  {url}/", flush=True)
     print(f"OTLP/HTTP:       {url}/v1/traces  (OTEL_EXPORTER_OTLP_ENDPOINT={url})", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it as cleanly as Ctrl-C
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -117,6 +119,10 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         server.close()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _config_check(args: argparse.Namespace) -> int:
