@@ -100,3 +100,17 @@ def test_rss_growth_reports_memory():
     assert result["rss_before"] > 0 and result["rss_after"] > 0
     assert len(result["readings"]) == 4
     assert harness.rss_bytes() > 0
+
+
+def test_langchain_bench_quick(tmp_path):
+    """Worker processes, loopback sink, anchor patch switching and the memory check all run (two anchors:
+    one that patches LangChain globally, one that is a handler; the third takes the first's path)."""
+    out = tmp_path / "report.json"
+    argv = ["--quick", "--rounds", "1", "--batch", "2", "--rss", "20", "--anchors", "openllmetry,langfuse"]
+    report = _bench("bench_langchain").main([*argv, "--json", str(out)])
+    for anchor in ("openllmetry", "langfuse"):
+        for scenario in ("chain", "stream", "agent"):
+            _check(report["timings"][anchor][scenario], {"bare", "noop", "llmobs", anchor})
+    assert set(report["memory"]) == {"bare", "llmobs", "openllmetry", "langfuse"}
+    assert report["memory"]["llmobs"]["runs_in_flight"] == 0
+    assert json.loads(out.read_text())["memory"].keys() == report["memory"].keys()
