@@ -20,13 +20,36 @@ SCRIPT = Path(__file__).resolve().parent / "asyncllm_garbage.py"
 MAX_TOKENS = 5
 
 
-def test_engine_keeps_serving_while_record_is_fed_garbage(tiny_model, tmp_path):
+# vLLM's CPU worker occasionally dies on a loaded machine (shared-memory broadcast cancelled, SIGILL);
+# that is not the logger's doing, so such a run is retried once. A failure raised through llmobs code
+# never is.
+_WORKER_LOST = ("shm_broadcast", "SIGILL", "worker died")
+
+
+def _run_engine(tiny_model: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "VLLM_PLUGINS")}
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tiny_model)], capture_output=True, text=True,
-                          timeout=600, cwd=tmp_path, env=env)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(tiny_model)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+
+
+def test_engine_keeps_serving_while_record_is_fed_garbage(tiny_model, tmp_path):
+    done = _run_engine(tiny_model, tmp_path)
+    output = done.stdout + done.stderr
+    if (
+        done.returncode != 0
+        and "llmobs" not in output.split("Traceback")[-1]
+        and any(sign in output for sign in _WORKER_LOST)
+    ):
+        done = _run_engine(tiny_model, tmp_path)
     lines = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
     assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-6000:]
-    summary = json.loads(lines[-1][len("SUMMARY "):])
+    summary = json.loads(lines[-1][len("SUMMARY ") :])
 
     outputs = summary["outputs"]
     assert set(outputs) == {f"garbage-{i}" for i in range(3)} | {f"after-{i}" for i in range(2)}
