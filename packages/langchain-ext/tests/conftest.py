@@ -13,7 +13,10 @@ import itertools
 from collections.abc import Iterable
 
 import pytest
+from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.messages import AIMessage
+from langgraph.pregel import Pregel
+from langgraph.types import Command
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -48,6 +51,18 @@ def _metric_reader() -> InMemoryMetricReader:
 SPANS = InMemorySpanExporter()
 _tracer_provider().add_span_processor(SimpleSpanProcessor(SPANS))
 METRICS = _metric_reader()
+
+# Where LangChain instrumentations patch, as imported here (before any test runs). A test elsewhere in the
+# suite may instrument OpenLLMetry, whose uninstrument() leaves its patches in place (its spans keep coming
+# and its context attach leaks into later tests); these tests measure llmobs alone, on LangChain as shipped.
+_PATCHED_BY_ANCHORS = {owner: dict(vars(owner)) for owner in (BaseCallbackManager, Pregel, Command)}
+
+
+def _unpatch_langchain() -> None:
+    for owner, original in _PATCHED_BY_ANCHORS.items():
+        for name, value in list(vars(owner).items()):
+            if name in original and original[name] is not value:
+                setattr(owner, name, original[name])
 
 
 class Recorded:
@@ -85,6 +100,7 @@ class Recorded:
 @pytest.fixture(autouse=True)
 def _isolated():
     """Default settings, fresh counters and spans, no global instrumentation left behind, no run leaked."""
+    _unpatch_langchain()
     previous = config.swap(config.Settings())
     selfstats.reset()
     SPANS.clear()
