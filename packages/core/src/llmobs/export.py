@@ -171,7 +171,8 @@ def _install_meter_provider(resource: Resource, environ: Mapping[str, str]) -> A
     reader = _metric_reader(environ)
     if reader is None:
         return None
-    provider = MeterProvider(resource=resource, metric_readers=[reader])
+    # llmobs' own exit hook shuts it down (once); the SDK's would do it a second time and warn.
+    provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
     metrics.set_meter_provider(provider)
     return provider
 
@@ -217,7 +218,9 @@ def configure(**overrides: Any) -> config.Settings:
             # With llmobs sampling every span is recorded (metrics and tail promotion need them); the
             # sampling processor applies the head ratio, OTEL_TRACES_SAMPLER's included.
             sampler = {} if settings.sampling.enabled is False else {"sampler": ALWAYS_ON}
-            provider = _installed_provider = TracerProvider(resource=_resource(settings), **sampler)
+            provider = _installed_provider = TracerProvider(
+                resource=_resource(settings), shutdown_on_exit=False, **sampler
+            )  # llmobs' exit hook flushes and closes its exporters, once
             trace.set_tracer_provider(provider)
         else:
             _log.warning("llmobs: the global tracer provider is %s, not the SDK's; adding no exporters", current)
@@ -291,11 +294,10 @@ def shutdown() -> None:
         if not _state.configured:
             return
         try:
-            flush()
-            for processor in _state.processors:
+            for processor in _state.processors:  # shutting down exports what is buffered
                 processor.shutdown()
             if _state.meter_provider is not None:
-                _state.meter_provider.shutdown()
+                _state.meter_provider.shutdown()  # collects and exports once more
         except Exception as exc:
             selfstats.failure("export.shutdown_failed", exc)
         finally:
