@@ -17,40 +17,19 @@ from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.messages import AIMessage
 from langgraph.pregel import Pregel
 from langgraph.types import Command
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmobs_langchain
 from llmobs import config, selfstats
+from llmobs.testing import global_metric_reader, global_tracer_provider
 from llmobs_langchain.runs import RUNS
 from llmobs_langchain.scripted import ScriptedChatModel
 
-
-def _tracer_provider() -> TracerProvider:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    return provider
-
-
-def _metric_reader() -> InMemoryMetricReader:
-    provider = metrics.get_meter_provider()
-    if isinstance(provider, MeterProvider):
-        readers = provider._metric_readers  # the suite's own provider (SDK private): reuse its reader
-        return next(r for r in readers if isinstance(r, InMemoryMetricReader))
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    return reader
-
-
 SPANS = InMemorySpanExporter()
-_tracer_provider().add_span_processor(SimpleSpanProcessor(SPANS))
-METRICS = _metric_reader()
+global_tracer_provider().add_span_processor(SimpleSpanProcessor(SPANS))
+METRICS = global_metric_reader()
 
 # Where LangChain instrumentations patch, as imported here (before any test runs). A test elsewhere in the
 # suite may instrument OpenLLMetry, whose uninstrument() leaves its patches in place (its spans keep coming

@@ -17,40 +17,21 @@ from typing import NamedTuple
 import pytest
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmobs_llamaindex
 from llmobs import config, selfstats
+from llmobs.testing import global_metric_reader, global_tracer_provider
 
 # Shared fakes (fake_llms) are imported by module name; importlib mode does not put this directory on sys.path.
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def _tracer_provider() -> TracerProvider:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    return provider
-
-
-def _metric_reader() -> InMemoryMetricReader:
-    provider = metrics.get_meter_provider()
-    if isinstance(provider, MeterProvider):  # installed by another conftest: read through its reader
-        return next(r for r in provider._metric_readers if isinstance(r, InMemoryMetricReader))
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    return reader
-
-
 EXPORTER = InMemorySpanExporter()
-_tracer_provider().add_span_processor(SimpleSpanProcessor(EXPORTER))
-READER = _metric_reader()
+global_tracer_provider().add_span_processor(SimpleSpanProcessor(EXPORTER))
+READER = global_metric_reader()
 
 TEXTS = [f"Document {i} is about topic {i % 5}: facts and figures number {i}." for i in range(12)]
 

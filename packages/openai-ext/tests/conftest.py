@@ -12,39 +12,18 @@ import dataclasses
 
 import openai
 import pytest
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmobs_openai
 from llmobs import config, selfstats
+from llmobs.testing import global_metric_reader, global_tracer_provider
 from llmobs_openai.testing import FakeOpenAIServer
 
-
-def _tracer_provider() -> TracerProvider:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    return provider
-
-
-def _metric_reader() -> InMemoryMetricReader:
-    provider = metrics.get_meter_provider()
-    if isinstance(provider, MeterProvider):
-        readers = provider._metric_readers  # the suite's own provider (SDK private): reuse its reader
-        return next(r for r in readers if isinstance(r, InMemoryMetricReader))
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    return reader
-
-
 SPANS = InMemorySpanExporter()
-_tracer_provider().add_span_processor(SimpleSpanProcessor(SPANS))
-METRICS = _metric_reader()
+global_tracer_provider().add_span_processor(SimpleSpanProcessor(SPANS))
+METRICS = global_metric_reader()
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,7 @@ from typing import NamedTuple
 
 import openai
 import pytest
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from promptflow.tracing._integrations._openai_injector import recover_openai_api
@@ -27,30 +24,13 @@ from promptflow.tracing._integrations._openai_injector import recover_openai_api
 import llmobs_promptflow
 from llmobs import config, selfstats
 from llmobs import semconv as sc
+from llmobs.testing import global_metric_reader, global_tracer_provider
 from llmobs_promptflow.loopback import LoopbackOpenAI
 
-
-def _tracer_provider() -> TracerProvider:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    return provider
-
-
-def _metric_reader() -> InMemoryMetricReader:
-    provider = metrics.get_meter_provider()
-    if isinstance(provider, MeterProvider):  # installed by another conftest: read through its reader
-        return next(r for r in provider._metric_readers if isinstance(r, InMemoryMetricReader))
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    return reader
-
-
-PROVIDER = _tracer_provider()
+PROVIDER = global_tracer_provider()
 EXPORTER = InMemorySpanExporter()
 PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
-READER = _metric_reader()
+READER = global_metric_reader()
 
 
 class Spans:
