@@ -1,7 +1,8 @@
 """The one mapping of other tracers' conventions onto llmobs semantics.
 
 Spans that llmobs did not record — OpenInference (Phoenix, and Dify's Phoenix provider), OpenLLMetry's
-legacy attributes, Promptflow, vLLM's own ``llm_request`` span, older OTel GenAI — carry the same facts
+legacy attributes, Promptflow, vLLM's own ``llm_request`` span, older OTel GenAI, Dify's Phoenix and
+ARMS exports — carry the same facts
 under other names. :func:`normalise` adds llmobs' names for them (operation, span kind, provider, models,
 usage with its total, TTFT, messages as GenAI JSON, session, user, cost) so the console, ``llmobs stats``
 and any analysis treat those spans like our own. ``llmobs serve`` calls it on every received span; the
@@ -16,6 +17,14 @@ Rules:
   become GenAI JSON rendered by the policy (secrets scrubbed, redactors applied, capped), content-bearing
   originals are scrubbed and capped the same way, and under ``NO_CONTENT`` all of it is dropped.
 * Nothing raises on odd values: a number that is not a number, or JSON that is not JSON, is skipped.
+
+Dify (its Phoenix and ARMS tracing providers, relayed by the Dify plugin) is the one source whose own
+values are corrected rather than only complemented, because they are wrong for llmobs as sent: token
+counts and TTFT sent as strings become numbers, Dify's plugin provider ids (``langgenius/openai/openai``)
+become the provider (``openai``), and operation names that are no GenAI operation (``workflow``,
+``node``, ``message``, ``react``) become ``invoke_workflow`` or ``chain``. Dify's ids (app, workflow,
+workflow run, message, conversation, user) come out of Phoenix's ``metadata`` JSON as ``dify.*``
+attributes, and an LLM node's outputs JSON gives TTFT, finish reason and the output message.
 """
 
 from __future__ import annotations
@@ -73,6 +82,16 @@ _PROMPTFLOW_TYPES = {
 # Words of a span name that give the operation away (older GenAI and OpenLLMetry name spans so).
 _NAME_WORDS = {"chat": sc.OP_CHAT, "completion": sc.OP_TEXT_COMPLETION, "completions": sc.OP_TEXT_COMPLETION,
                "embeddings": sc.OP_EMBEDDINGS, "embedding": sc.OP_EMBEDDINGS}
+
+#: LoongSuite / ARMS span kinds (``gen_ai.span.kind``) → operation, for spans that state no operation.
+_LOONGSUITE_KINDS = {
+    sc.KIND_LLM: sc.OP_CHAT,
+    sc.KIND_EMBEDDING: sc.OP_EMBEDDINGS,
+    sc.KIND_RETRIEVER: sc.OP_RETRIEVAL,
+    sc.KIND_RERANKER: sc.OP_RERANK,
+    sc.KIND_TOOL: sc.OP_EXECUTE_TOOL,
+    sc.KIND_AGENT: sc.OP_INVOKE_AGENT,
+}  # CHAIN, TASK, STEP and the rest: chain
 
 # --- providers ------------------------------------------------------------------------------------
 _PROVIDERS = {
@@ -237,6 +256,9 @@ def normalise(
     """
     policy = policy or _DEFAULT_POLICY
     attrs = dict(attributes)
+    dify = _dify_metadata(attrs)
+    if dify is not None:
+        _dify_operation(attrs, name, dify)
     flattened = _flattened(attrs)
     operation = _classify(attrs, name, flattened)
     _fill(attrs, attrs, _SCALARS)
@@ -244,6 +266,8 @@ def normalise(
     if isinstance(parameters, dict):
         _fill(attrs, parameters, _PARAMETERS)
     _provider(attrs)
+    if dify is not None:
+        _dify_facts(attrs, name, operation, dify, policy)
     _timing(attrs)
     entity = _text(attrs.get(sc.TRACELOOP_ENTITY_NAME))
     if entity is not None and operation in (sc.OP_EXECUTE_TOOL, sc.OP_INVOKE_AGENT):
@@ -313,6 +337,9 @@ def _foreign_operation(attrs: Mapping[str, Any], name: str, flattened: Mapping[s
         ):
             operation = sc.OP_TEXT_COMPLETION
         return (operation, None) if operation else (sc.OP_CHAIN, sc.KIND_TASK)
+    kind = _text(attrs.get(sc.SPAN_KIND))
+    if kind is not None:  # LoongSuite / ARMS: a span kind without an operation
+        return _LOONGSUITE_KINDS.get(kind.upper(), sc.OP_CHAIN), None
     request_type = _text(attrs.get(sc.LLM_REQUEST_TYPE))
     if request_type in _REQUEST_TYPES:
         return _REQUEST_TYPES[request_type], None
@@ -629,4 +656,120 @@ def _documents(attrs: Mapping[str, Any], flattened: Mapping[str, Any]) -> list[d
     if not documents:
         dify = _json(attrs.get(sc.DIFY_RETRIEVAL_DOCUMENT))
         documents = _items(dify) if isinstance(dify, list) else []
+        # Newer ARMS exports wrap each entry: {"document": {content, metadata, score, id}}.
+        documents = [d[sc.DIFY_RETRIEVAL_WRAPPED] if isinstance(d.get(sc.DIFY_RETRIEVAL_WRAPPED), dict) else d
+                     for d in documents]
     return documents
+
+
+# --- Dify (Phoenix and ARMS exports) ----------------------------------------------------------------
+
+_DIFY_IDS = (
+    (sc.DIFY_APP_ID, sc.DIFY_META_APP_ID),
+    (sc.DIFY_WORKFLOW_ID, sc.DIFY_META_WORKFLOW_ID),
+    (sc.DIFY_WORKFLOW_RUN_ID, sc.DIFY_META_WORKFLOW_RUN_ID),
+    (sc.DIFY_MESSAGE_ID, sc.DIFY_META_MESSAGE_ID),
+    (sc.CONVERSATION_ID, sc.DIFY_META_CONVERSATION_ID),
+    (sc.SESSION_ID, sc.DIFY_META_CONVERSATION_ID),
+    (sc.USER_ID, sc.DIFY_META_END_USER_ID),
+    (sc.USER_ID, sc.DIFY_META_USER_ID),
+)
+#: Dify's own gen_ai.operation.name values (newer ARMS export) that are no GenAI operation.
+_DIFY_OPERATIONS = {sc.DIFY_WORKFLOW_SPAN: sc.OP_INVOKE_WORKFLOW}  # node, message, react, ...: chain
+_DIFY_NUMBERS = (sc.USAGE_INPUT_TOKENS, sc.USAGE_OUTPUT_TOKENS, sc.USAGE_TOTAL_TOKENS,
+                 sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS)
+_DIFY_NODE_PREFIXES = {sc.OP_EXECUTE_TOOL: "tool_", sc.OP_INVOKE_AGENT: "agent_"}  # Phoenix: <node type>_<title>
+
+
+def _dify_metadata(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Dify's metadata JSON (empty when the span has none) if the span comes from Dify; else None."""
+    metadata = _json(attrs.get(sc.OI_METADATA))
+    metadata = metadata if isinstance(metadata, dict) else {}
+    if (
+        metadata.get(sc.DIFY_META_CREATED_FROM) == sc.DIFY_META_CREATED_FROM_VALUE
+        or attrs.get(sc.FRAMEWORK) == sc.DIFY_FRAMEWORK
+        or sc.DIFY_PHOENIX_TRACE_ID in attrs
+        or any(key.startswith(sc.DIFY_PREFIX) for key in attrs)
+    ):
+        return metadata
+    return None
+
+
+def _dify_operation(attrs: dict[str, Any], name: str, metadata: Mapping[str, Any]) -> None:
+    """The workflow span's operation, and Dify's non-GenAI operation names replaced (before classification)."""
+    operation = _text(attrs.get(sc.OPERATION_NAME))
+    if operation is not None and operation not in sc.KIND_OF_OPERATION:
+        attrs[sc.OPERATION_NAME] = _DIFY_OPERATIONS.get(operation, sc.OP_CHAIN)
+    elif operation is None and (
+        metadata.get(sc.DIFY_META_ENTITY_TYPE) == sc.DIFY_WORKFLOW_SPAN
+        or (name == sc.DIFY_WORKFLOW_SPAN and attrs.get(sc.FRAMEWORK) == sc.DIFY_FRAMEWORK)
+    ):
+        attrs[sc.OPERATION_NAME] = sc.OP_INVOKE_WORKFLOW
+    for key in _DIFY_NUMBERS:
+        if isinstance(attrs.get(key), str):  # the ARMS export sends token counts as strings
+            number = _int(attrs[key])
+            if number is None:
+                del attrs[key]
+            else:
+                attrs[key] = number
+
+
+def _dify_facts(attrs: dict[str, Any], name: str, operation: str | None, metadata: Mapping[str, Any],
+                policy: ContentPolicy) -> None:
+    """Ids, model, provider, TTFT, finish reason, documents and output message from Dify's shapes."""
+    for target, key in _DIFY_IDS:
+        value = _text(metadata.get(key))
+        if value is not None:
+            attrs.setdefault(target, value)
+    prefix = _DIFY_NODE_PREFIXES.get(operation or "")
+    if prefix is not None and name.startswith(prefix) and len(name) > len(prefix):
+        attrs.setdefault(sc.TOOL_NAME if operation == sc.OP_EXECUTE_TOOL else sc.AGENT_NAME, name[len(prefix):])
+    provider = _text(attrs.get(sc.PROVIDER_NAME))
+    if operation in sc.INFERENCE_OPERATIONS:
+        attrs.setdefault(sc.REQUEST_MODEL, _text(metadata.get(sc.DIFY_META_MODEL)))
+        if attrs[sc.REQUEST_MODEL] is None:
+            del attrs[sc.REQUEST_MODEL]
+        provider = provider or _text(metadata.get(sc.DIFY_META_PROVIDER))
+    if provider is not None:  # Dify's plugin provider ids: <organisation>/<plugin>/<provider>
+        provider = provider.rsplit("/", 1)[-1].lower()
+        attrs[sc.PROVIDER_NAME] = _PROVIDERS.get(provider, provider)
+    outputs = _json(attrs.get(sc.OUTPUT_VALUE))
+    if operation == sc.OP_RETRIEVAL:
+        _dify_retrieval(attrs, outputs, policy)
+    if operation not in sc.INFERENCE_OPERATIONS or operation == sc.OP_EMBEDDINGS:
+        return
+    usage = outputs.get(sc.DIFY_OUTPUT_USAGE) if isinstance(outputs, dict) else None
+    ttft = _float(usage.get(sc.DIFY_USAGE_TTFT)) if isinstance(usage, dict) else None
+    ttft = ttft or _float(metadata.get(sc.DIFY_META_TTFT))
+    if ttft is not None and ttft > 0 and sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS not in attrs:
+        attrs.setdefault(sc.RESPONSE_TIME_TO_FIRST_CHUNK, ttft)
+    reason = _text(outputs.get(sc.DIFY_OUTPUT_FINISH_REASON)) if isinstance(outputs, dict) else None
+    if reason is not None:
+        attrs.setdefault(sc.RESPONSE_FINISH_REASONS, [reason])
+    if isinstance(outputs, dict):
+        text = _text(outputs.get(sc.DIFY_OUTPUT_TEXT))
+    else:
+        text = _text(attrs.get(sc.OUTPUT_VALUE)) if outputs is None else None
+    if text is not None and sc.OUTPUT_MESSAGES not in attrs and policy.mode is not CaptureMode.NO_CONTENT:
+        choice = {"message": {"role": sc.ROLE_ASSISTANT, "content": text}, "finish_reason": reason or "stop"}
+        attrs[sc.OUTPUT_MESSAGES] = policy.render(output_messages_from_openai([choice]))
+
+
+def _dify_retrieval(attrs: dict[str, Any], outputs: Any, policy: ContentPolicy) -> None:
+    """A knowledge-retrieval node (Phoenix export): the query from its inputs, documents from its result."""
+    if policy.mode is CaptureMode.NO_CONTENT:
+        return
+    inputs = _json(attrs.get(sc.INPUT_VALUE))
+    query = _text(inputs.get(sc.DIFY_INPUT_QUERY)) if isinstance(inputs, dict) else None
+    if query is not None:
+        attrs.setdefault(sc.RETRIEVAL_QUERY_TEXT, policy.render_text(query))
+    results = outputs.get(sc.DIFY_OUTPUT_RESULT) if isinstance(outputs, dict) else None
+    documents = []
+    for entry in _items(results):
+        metadata = entry.get(sc.DIFY_DOCUMENT_METADATA)
+        metadata = metadata if isinstance(metadata, dict) else {}
+        document = {"id": metadata.get(sc.DIFY_DOCUMENT_ID), "score": _float(metadata.get(sc.DIFY_DOCUMENT_SCORE)),
+                    "content": entry.get(sc.DIFY_DOCUMENT_CONTENT), "metadata": metadata or None}
+        documents.append({k: v for k, v in document.items() if v is not None})
+    if documents and sc.RETRIEVAL_DOCUMENTS not in attrs:
+        attrs[sc.RETRIEVAL_DOCUMENTS] = policy.render(documents)

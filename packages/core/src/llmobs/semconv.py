@@ -95,6 +95,7 @@ HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"  # on calls an HT
 SERVICE_NAME: Final = "service.name"
 EVENT_EXCEPTION: Final = "exception"  # the span event record_exception() adds
 EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
 
 # --- ARMS / LoongSuite extensions ----------------------------------------------------------------
 SPAN_KIND: Final = "gen_ai.span.kind"
@@ -118,6 +119,7 @@ DROPPED_ATTRIBUTES: Final = "llmobs.dropped.attributes"
 TRUNCATED_ATTRIBUTES: Final = "llmobs.truncated.attributes"
 COMPONENT_NAME: Final = "llmobs.component.name"
 STATUS_REASON: Final = "llmobs.status.reason"
+PARTIAL: Final = "llmobs.partial"  # bool: the span had not ended when its process shut down
 RETRY_ATTEMPT: Final = "llmobs.retry.attempt"  # int, 1-based attempt of a retried operation
 EVENT_RETRY: Final = "llmobs.retry"  # span event: a framework retries the operation (attempt, error.type)
 EVENT_AGENT_ACTION: Final = "llmobs.agent.action"  # span event: an agent chose a tool (tool name, arguments)
@@ -126,6 +128,59 @@ EVENT_DATA: Final = "llmobs.event.data"  # payload of a framework's custom span 
 USAGE_SOURCE: Final = "llmobs.usage.source"  # set when token counts did not come from the provider:
 USAGE_SOURCE_ESTIMATE: Final = "estimate"  # counted by the framework (Promptflow's tiktoken count of a stream)
 USAGE_SOURCE_NONE: Final = "none"  # no counts at all (a stream Promptflow could not count): none invented
+
+# --- llmobs analyze: results written back as gen_ai.evaluation.result events ----------------------
+EVALUATION_SOURCE: Final = "llmobs.evaluation.source"  # who wrote an evaluation event (re-runs replace their own)
+EVALUATION_SOURCE_ANALYZE: Final = "llmobs.analyze"
+EVALUATION_EVALUATOR: Final = "llmobs.evaluation.evaluator"  # the evaluator (plugin) that produced the result
+# Score convention: 1.0 passes, 0.0 fails (a judge may give anything between); labels below.
+EVAL_LABEL_PASS: Final = "pass"
+EVAL_LABEL_FAIL: Final = "fail"
+# Built-in quality evaluations (values of gen_ai.evaluation.name).
+EVAL_EMPTY_OUTPUT: Final = "empty_output"
+EVAL_REFUSAL: Final = "refusal"
+EVAL_TRUNCATION: Final = "truncation"
+EVAL_REPETITION: Final = "repetition"
+EVAL_INVALID_JSON: Final = "invalid_json"
+EVAL_LANGUAGE_MISMATCH: Final = "language_mismatch"
+EVAL_IRRELEVANT_RETRIEVAL: Final = "irrelevant_retrieval"
+EVAL_LLM_JUDGE: Final = "llm_judge"
+QUALITY_EVALUATIONS: Final = (
+    EVAL_EMPTY_OUTPUT,
+    EVAL_REFUSAL,
+    EVAL_TRUNCATION,
+    EVAL_REPETITION,
+    EVAL_INVALID_JSON,
+    EVAL_LANGUAGE_MISMATCH,
+    EVAL_IRRELEVANT_RETRIEVAL,
+)
+# Analysis results that are not quality scores: the failure's problem class and the span's topic cluster.
+EVAL_PROBLEM_CLASS: Final = "problem_class"
+EVAL_TOPIC: Final = "topic"
+# Problem classes of failed spans (labels of EVAL_PROBLEM_CLASS events).
+PROBLEM_RATE_LIMIT: Final = "rate_limit"
+PROBLEM_TIMEOUT: Final = "timeout"
+PROBLEM_AUTHENTICATION: Final = "authentication"
+PROBLEM_CONTEXT_LENGTH: Final = "context_length_exceeded"
+PROBLEM_CONTENT_FILTER: Final = "content_filter"
+PROBLEM_TOOL_ERROR: Final = "tool_error"
+PROBLEM_OUTPUT_PARSE: Final = "output_parse_error"
+PROBLEM_NETWORK: Final = "network"
+PROBLEM_OTHER: Final = "other"
+PROBLEM_CLASSES: Final = (
+    PROBLEM_RATE_LIMIT,
+    PROBLEM_TIMEOUT,
+    PROBLEM_AUTHENTICATION,
+    PROBLEM_CONTEXT_LENGTH,
+    PROBLEM_CONTENT_FILTER,
+    PROBLEM_TOOL_ERROR,
+    PROBLEM_OUTPUT_PARSE,
+    PROBLEM_NETWORK,
+    PROBLEM_OTHER,
+)
+OUTPUT_TYPE_JSON: Final = "json"  # gen_ai.output.type value: the caller asked for JSON
+#: Finish reasons that mean the output was cut at the token limit (OpenAI/vLLM, Anthropic, Gemini, Bedrock).
+FINISH_REASONS_TRUNCATED: Final = frozenset({"length", "max_tokens", "MAX_TOKENS", "model_length"})
 
 # --- vLLM engine (llmobs-vllm): attributes of per-request spans and metric points ----------------
 VLLM_ENGINE_INDEX: Final = "vllm.engine.index"  # int: the data-parallel engine that ran the request
@@ -482,6 +537,44 @@ VLLM_LATENCY_INFERENCE: Final = "gen_ai.latency.time_in_model_inference"
 # --- Dify's ARMS export (older versions) -------------------------------------------------------------
 DIFY_RETRIEVAL_QUERY: Final = "retrieval.query"
 DIFY_RETRIEVAL_DOCUMENT: Final = "retrieval.document"  # JSON list of {content, metadata, score}
+DIFY_RETRIEVAL_WRAPPED: Final = "document"  # newer ARMS export: each entry is {"document": {...}}
+DIFY_FRAMEWORK: Final = "dify"  # gen_ai.framework of Dify's ARMS export
+DIFY_WORKFLOW_SPAN: Final = "workflow"  # the ARMS export's workflow span name (Phoenix: workflow_<run id>)
+
+# --- Dify's Phoenix export (OpenInference, with Dify's ids in a JSON "metadata" attribute) ---------
+OI_METADATA: Final = "metadata"  # OpenInference: a JSON object of free-form metadata
+DIFY_PHOENIX_TRACE_ID: Final = "dify_trace_id"  # on the root span Dify's Phoenix provider adds
+# Keys inside Dify's metadata JSON (and, for the usage keys, inside an LLM node's outputs JSON).
+DIFY_META_CREATED_FROM: Final = "created_from"  # "Dify"
+DIFY_META_CREATED_FROM_VALUE: Final = "Dify"
+DIFY_META_ENTITY_TYPE: Final = "trace_entity_type"  # workflow, message, tool, dataset_retrieval, ...
+DIFY_META_APP_ID: Final = "app_id"
+DIFY_META_WORKFLOW_ID: Final = "workflow_id"
+DIFY_META_WORKFLOW_RUN_ID: Final = "workflow_run_id"
+DIFY_META_MESSAGE_ID: Final = "message_id"
+DIFY_META_CONVERSATION_ID: Final = "conversation_id"
+DIFY_META_USER_ID: Final = "user_id"
+DIFY_META_END_USER_ID: Final = "end_user_id"
+DIFY_META_PROVIDER: Final = "ls_provider"
+DIFY_META_MODEL: Final = "ls_model_name"
+DIFY_META_TTFT: Final = "gen_ai_server_time_to_first_token"  # seconds; 0 when unknown
+DIFY_OUTPUT_TEXT: Final = "text"  # an LLM node's outputs: {"text", "usage", "finish_reason"}
+DIFY_OUTPUT_USAGE: Final = "usage"
+DIFY_OUTPUT_FINISH_REASON: Final = "finish_reason"
+DIFY_USAGE_TTFT: Final = "time_to_first_token"  # seconds, inside usage
+DIFY_INPUT_QUERY: Final = "query"  # a knowledge-retrieval node's inputs: {"query"}
+DIFY_OUTPUT_RESULT: Final = "result"  # ... and outputs: {"result": [{content, title, metadata{score, ...}}]}
+DIFY_DOCUMENT_CONTENT: Final = "content"
+DIFY_DOCUMENT_METADATA: Final = "metadata"
+DIFY_DOCUMENT_ID: Final = "document_id"  # inside a document's metadata
+DIFY_DOCUMENT_SCORE: Final = "score"
+
+# --- Dify correlation ids (emitted: the Dify plugin's tools and relay join scores to traces by them) -
+DIFY_APP_ID: Final = "dify.app_id"  # also what Dify's ARMS export puts on its root span
+DIFY_WORKFLOW_ID: Final = "dify.workflow_id"
+DIFY_WORKFLOW_RUN_ID: Final = "dify.workflow_run_id"
+DIFY_MESSAGE_ID: Final = "dify.message_id"
+DIFY_PREFIX: Final = "dify."
 
 #: Every foreign gen_ai.* name above that the OTel registry does not define, with who emits it.
 #: Read only: llmobs maps these on ingest and never emits them.
