@@ -22,7 +22,6 @@ import queue
 import socket
 import threading
 import urllib.parse
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 #: A rejected body up to this size is read and discarded so the client sees the 413 on a live connection.
 _DRAIN_LIMIT = 128 * 1024 * 1024
 _COOKIE = "llmobs_token"
-_GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 500: 13, 503: 14}
+_GRPC_CODE = otlp.GRPC_CODE
 _SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
@@ -298,21 +297,10 @@ class Handler(BaseHTTPRequestHandler):
         return self._decompressed(body, limit)
 
     def _decompressed(self, body: bytes, limit: int) -> bytes:
-        coding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
-        if coding == "identity":
-            return body
-        if coding not in ("gzip", "deflate"):
-            raise _Refused(415, f"unsupported Content-Encoding {coding[:40]!r}: use gzip or none")
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS)
         try:
-            out = inflater.decompress(body, limit + 1)  # bounded: a small bomb cannot inflate past the limit
-        except zlib.error:
-            raise _Refused(400, f"corrupt {coding} body") from None
-        if len(out) > limit:
-            raise _Refused(413, f"decompressed body over the {limit} byte limit")
-        if not inflater.eof:
-            raise _Refused(400, f"truncated {coding} body")
-        return out
+            return otlp.inflate(body, self.headers.get("Content-Encoding"), limit)
+        except otlp.BodyError as exc:
+            raise _Refused(exc.status, str(exc)) from None
 
     def _read_chunked(self, limit: int) -> bytes:
         parts, size = [], 0

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import math
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +48,43 @@ EventAttributes = Callable[[str, dict[str, Any]], dict[str, Any] | None]
 ResourceAttributes = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+#: HTTP status of a refused OTLP request → the gRPC code of the google.rpc.Status body (OTLP/HTTP spec).
+GRPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 500: 13, 503: 14}
+
+
 class PayloadError(ValueError):
     """The request body is not an OTLP trace export request (HTTP 400)."""
+
+
+class BodyError(ValueError):
+    """A request body that cannot be read: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def inflate(body: bytes, coding: str | None, limit: int) -> bytes:
+    """``body`` decoded by its Content-Encoding (identity, gzip, deflate), never past ``limit`` bytes.
+
+    Bounded: a small compression bomb cannot inflate past the limit. Raises :class:`BodyError`
+    (415 unknown coding, 400 corrupt or truncated, 413 over the limit).
+    """
+    coding = (coding or "identity").strip().lower()
+    if coding == "identity":
+        return body
+    if coding not in ("gzip", "deflate"):
+        raise BodyError(415, f"unsupported Content-Encoding {coding[:40]!r}: use gzip or none")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise BodyError(400, f"corrupt {coding} body") from None
+    if len(out) > limit:
+        raise BodyError(413, f"decompressed body over the {limit} byte limit")
+    if not inflater.eof:
+        raise BodyError(400, f"truncated {coding} body")
+    return out
 
 
 @dataclass
