@@ -26,7 +26,6 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -45,6 +44,14 @@ _DECIDED_CAP = 100_000  # remembered decisions, for spans ending after their tra
 _KEYS_CAP = 10_000  # distinct floor keys; beyond, keys share one bucket
 FORCE_BAGGAGE = "llmobs.force"
 _UNDECIDED = object()
+_process = [0]  # bumped in a forked child: threads (the sweeper) don't survive fork
+
+
+def _forked() -> None:
+    _process[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def keeps(trace_id: int, probability: float) -> bool:
@@ -119,12 +126,12 @@ class SamplingProcessor(SpanProcessor):
         self._policy = policy or (lambda: config.current().sampling)
         self._clock = clock
         self._lock = threading.Lock()
-        self._traces: OrderedDict[int, _Trace] = OrderedDict()
+        self._traces: dict[int, _Trace] = {}  # insertion order: oldest first
         self._spans = 0
-        self._decided: OrderedDict[int, tuple[str, float] | None] = OrderedDict()
+        self._decided: dict[int, tuple[str, float] | None] = {}  # insertion order: oldest first
         self._rates = _Rates(clock)
         self._stop = threading.Event()
-        self._sweeper_pid: int | None = None  # the sweeper runs in this process (threads don't survive fork)
+        self._sweeper_process: int | None = None  # the process generation the sweeper runs in
 
     # --- SpanProcessor --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -149,7 +156,7 @@ class SamplingProcessor(SpanProcessor):
         if context is None:
             return
         policy = self._policy()
-        if not self._enabled(policy):
+        if not (self._auto_enabled if policy.enabled is None else policy.enabled):
             self._send(span)  # capture-all: nothing to decide, nothing to buffer
             return
         trace_id = context.trace_id
@@ -174,7 +181,7 @@ class SamplingProcessor(SpanProcessor):
             self._forward_late(span, decision)
         for trace, partial in ready:
             self._decide(trace, partial)
-        if self._sweeper_pid != os.getpid():
+        if self._sweeper_process != _process[0]:
             self._start_sweeper()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -211,7 +218,7 @@ class SamplingProcessor(SpanProcessor):
 
     def _start_sweeper(self) -> None:
         if not self._stop.is_set():
-            self._sweeper_pid = os.getpid()
+            self._sweeper_process = _process[0]
             threading.Thread(target=self._sweep, name="llmobs-sampling-sweeper", daemon=True).start()
 
     def _sweep(self) -> None:
@@ -235,7 +242,7 @@ class SamplingProcessor(SpanProcessor):
         if not self._enabled(policy):
             reason, probability = "all", 1.0
         else:
-            promoted, models = _promotions(spans, policy.promote)
+            promoted, models = _promotions(spans, root, policy.promote)
             if promoted:
                 reason, probability = "promoted:" + ",".join(promoted), 1.0
                 for why in promoted:
@@ -287,7 +294,7 @@ class SamplingProcessor(SpanProcessor):
         with self._lock:
             self._decided[trace_id] = decision
             if len(self._decided) > _DECIDED_CAP:
-                self._decided.popitem(last=False)
+                del self._decided[next(iter(self._decided))]
 
     def _forward_late(self, span: ReadableSpan, decision: tuple[str, float] | None) -> None:
         if decision is None:
@@ -319,42 +326,51 @@ def _service(span: ReadableSpan) -> str | None:
 def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
     """The span's attributes as a plain dict when the SDK keeps one (its read-only view costs two
     Python calls per lookup), else the public view."""
-    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    try:
+        inner = span._attributes._dict  # type: ignore[attr-defined]
+    except AttributeError:
+        return span.attributes or {}
     return inner if isinstance(inner, dict) else (span.attributes or {})
 
 
-def _promotions(spans: list[ReadableSpan], rules: Promote) -> tuple[list[str], tuple[str, ...]]:
+def _promotions(
+    spans: list[ReadableSpan], root: ReadableSpan, rules: Promote
+) -> tuple[list[str], tuple[str, ...]]:
     """Why this trace must be kept whatever the ratio (empty: no reason), and the models it called —
-    both from one pass over the trace, once per trace."""
+    both from one pass over the trace, once per trace (the hot path of the decision: locals only)."""
     reasons: list[str] = []
     models: set[str] = set()
     tokens = 0
     cost = 0.0
     error = StatusCode.ERROR
+    check_error, ttft_limit, finish_reasons = rules.error, rules.ttft_s, rules.finish_reasons
+    empty_output, min_score = rules.empty_output, rules.min_eval_score
+    inference = sc.INFERENCE_OPERATIONS
     for span in spans:
         a = _attributes(span)
-        forced = a.get(sc.SAMPLING_FORCE)
-        if forced:
-            _add(reasons, f"forced={forced}")
-        if rules.error and span.status.status_code is error:
+        if a.get(sc.SAMPLING_FORCE):
+            _add(reasons, f"forced={a[sc.SAMPLING_FORCE]}")
+        if check_error and span.status.status_code is error:
             _add(reasons, "error")
-        if a.get(sc.OPERATION_NAME) in sc.INFERENCE_OPERATIONS:
+        if a.get(sc.OPERATION_NAME) in inference:
             model = a.get(sc.REQUEST_MODEL)
             if model:
                 models.add(str(model))
-            ttft = a.get(sc.RESPONSE_TIME_TO_FIRST_CHUNK)
-            if rules.ttft_s is not None and isinstance(ttft, _NUMBER) and ttft > rules.ttft_s:
-                _add(reasons, "ttft")
+            if ttft_limit is not None:
+                ttft = a.get(sc.RESPONSE_TIME_TO_FIRST_CHUNK)
+                if isinstance(ttft, _NUMBER) and ttft > ttft_limit:
+                    _add(reasons, "ttft")
             tokens += _int(a.get(sc.USAGE_INPUT_TOKENS)) + _int(a.get(sc.USAGE_OUTPUT_TOKENS))
-            cost += _float(a.get(sc.COST_USD))
+            price = a.get(sc.COST_USD)
+            if price is not None:
+                cost += _float(price)
             finish = a.get(sc.RESPONSE_FINISH_REASONS)
-            if finish and any(reason in rules.finish_reasons for reason in finish):
+            if finish and any(reason in finish_reasons for reason in finish):
                 _add(reasons, "finish_reason")
-            if rules.empty_output and _empty_output(span, a):
+            if empty_output and _empty_output(span, a):
                 _add(reasons, "empty_output")
-        if rules.min_eval_score is not None and _low_score(span, rules.min_eval_score):
+        if min_score is not None and span.events and _low_score(span, min_score):
             _add(reasons, "low_score")
-    root = _local_root(spans)
     if rules.latency_s is not None and _duration_s(root) > rules.latency_s:
         _add(reasons, "latency")  # the local root spans every call of the trace, slow ones included
     if rules.tokens is not None and tokens > rules.tokens:
@@ -374,13 +390,15 @@ def _add(reasons: list[str], reason: str) -> None:
 
 
 def _empty_output(span: ReadableSpan, a: Any) -> bool:
+    output_tokens = a.get(sc.USAGE_OUTPUT_TOKENS)
+    if output_tokens is not None and _int(output_tokens) != 0:
+        return False  # the common case, decided without looking further
     if span.status.status_code is StatusCode.ERROR or a.get(sc.STATUS_REASON):
         return False  # an error or a cancellation is reported as such, not as an empty answer
     if a.get(sc.OPERATION_NAME) == sc.OP_EMBEDDINGS:
         return False
-    output_tokens = a.get(sc.USAGE_OUTPUT_TOKENS)
     if output_tokens is not None:
-        return _int(output_tokens) == 0
+        return True
     messages = a.get(sc.OUTPUT_MESSAGES)
     if isinstance(messages, str):
         try:
@@ -429,8 +447,11 @@ def _stamped(span: ReadableSpan, reason: str, adjusted: float) -> ReadableSpan:
     attributes[sc.SAMPLING_REASON] = reason
     attributes[sc.SAMPLING_ADJUSTED_COUNT] = adjusted
     state = getattr(span, "__dict__", None)
-    if type(span) is ReadableSpan and state is not None and "_attributes" in state:
-        copy = ReadableSpan.__new__(ReadableSpan)  # a field-for-field copy: 4x cheaper than the constructor
+    if isinstance(span, ReadableSpan) and state is not None and "_attributes" in state:
+        # A field-for-field copy, several times cheaper than the constructor (which goes through the
+        # finished SDK span's properties). Works for the SDK's own span class too: the copy is a plain
+        # ReadableSpan, the fields it does not know are inert.
+        copy = ReadableSpan.__new__(ReadableSpan)
         copy.__dict__.update(state)
         copy._attributes = attributes
         return copy
