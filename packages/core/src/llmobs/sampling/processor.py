@@ -333,9 +333,7 @@ def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
     return inner if isinstance(inner, dict) else (span.attributes or {})
 
 
-def _promotions(
-    spans: list[ReadableSpan], root: ReadableSpan, rules: Promote
-) -> tuple[list[str], tuple[str, ...]]:
+def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -> tuple[list[str], tuple[str, ...]]:
     """Why this trace must be kept whatever the ratio (empty: no reason), and the models it called —
     both from one pass over the trace, once per trace (the hot path of the decision: locals only)."""
     reasons: list[str] = []
