@@ -1,0 +1,3 @@
+from llmobs_dify.endpoints import FeedbackEndpoint
+
+__all__ = ["FeedbackEndpoint"]

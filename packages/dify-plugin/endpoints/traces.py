@@ -1,0 +1,3 @@
+from llmobs_dify.endpoints import TracesEndpoint
+
+__all__ = ["TracesEndpoint"]

@@ -1,0 +1,3 @@
+from llmobs_dify.tools import LLMObsToolProvider
+
+__all__ = ["LLMObsToolProvider"]

@@ -1,0 +1,194 @@
+"""The trace relay: Dify's OTLP/HTTP export in, llmobs semantics out, forwarded over OTLP/HTTP.
+
+Dify's Phoenix provider (and its ARMS provider, and the generic OpenTelemetry provider on newer
+versions) posts OTLP/HTTP protobuf with ``api_key: <key>`` and ``authorization: Bearer <key>``. The relay
+answers like an OTLP receiver:
+
+* 401 when neither header carries the endpoint's key (compared in constant time),
+* 415 for a content type other than protobuf or JSON, 413 for a body over :data:`MAX_BODY`,
+  400 for a body that is not an export request,
+* 200 with an ``ExportTraceServiceResponse`` once the spans are forwarded — its ``partial_success``
+  counts spans rejected for invalid ids,
+* 503 with ``Retry-After`` when the destination did not take the spans, so Dify's exporter sees a
+  failure instead of a silent loss.
+
+Decoding is the core's (:mod:`llmobs.serve.otlp`), the mapping is the core's (:func:`llmobs.interop.normalise`,
+one mapping for every foreign source), and content is made safe by a :class:`~llmobs.content.ContentPolicy`
+built from the endpoint's settings (capture mode, size cap, secret scrubbing, optional PII redaction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from llmobs import config, interop, plugins
+from llmobs import semconv as sc
+from llmobs.content import ContentPolicy
+from llmobs.serve import otlp
+from llmobs_dify.settings import EXPORT_TIMEOUT, Destination, RelaySettings, SettingsError, relay_settings
+
+_log = logging.getLogger(__name__)
+
+#: Largest request body accepted, before and after decompression (Dify sends one trace task per request).
+MAX_BODY = 16 * 1024 * 1024
+#: Exporters kept for reuse (connection pooling), one per destination; the oldest is closed beyond this.
+MAX_EXPORTERS = 16
+RETRY_AFTER_SECONDS = "5"
+
+ExporterFactory = Callable[[Destination], SpanExporter]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, body, content type and extra headers."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _otlp_exporter(dest: Destination) -> SpanExporter:
+    return OTLPSpanExporter(endpoint=dest.url, headers=dict(dest.headers), timeout=EXPORT_TIMEOUT)
+
+
+class Exporters:
+    """A bounded cache of exporters by destination; evicted exporters are shut down."""
+
+    def __init__(self, factory: ExporterFactory = _otlp_exporter, limit: int = MAX_EXPORTERS) -> None:
+        self._factory = factory
+        self._limit = limit
+        self._items: OrderedDict[Destination, SpanExporter] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, dest: Destination) -> SpanExporter:
+        with self._lock:
+            exporter = self._items.pop(dest, None) or self._factory(dest)
+            self._items[dest] = exporter
+            evicted = []
+            while len(self._items) > self._limit:
+                evicted.append(self._items.popitem(last=False)[1])
+        for old in evicted:
+            _shutdown_quietly(old)
+        return exporter
+
+    def clear(self) -> None:
+        with self._lock:
+            items, self._items = list(self._items.values()), OrderedDict()
+        for exporter in items:
+            _shutdown_quietly(exporter)
+
+
+def _shutdown_quietly(exporter: SpanExporter) -> None:
+    try:
+        exporter.shutdown()
+    except Exception:  # an exporter that fails to close must not fail a request
+        _log.debug("exporter shutdown failed", exc_info=True)
+
+
+#: The process's exporters. Endpoint calls share them; tests may swap the factory.
+EXPORTERS = Exporters()
+
+
+def offered_keys(headers: Mapping[str, str]) -> list[str]:
+    """The keys a request presents: the ``api_key`` header and an ``Authorization: Bearer`` token."""
+    offered = [headers.get("api_key") or headers.get("Api-Key") or ""]
+    authorization = headers.get("Authorization") or headers.get("authorization") or ""
+    if authorization[:7].lower() == "bearer ":
+        offered.append(authorization[7:].strip())
+    return [key for key in offered if key]
+
+
+def authorised(headers: Mapping[str, str], key: str) -> bool:
+    """Whether the request presents ``key``; every offered value is compared in constant time."""
+    expected = key.encode()
+    results = [hmac.compare_digest(offer.encode(), expected) for offer in offered_keys(headers)]
+    return any(results)
+
+
+def policy_for(settings: RelaySettings) -> ContentPolicy:
+    """The content policy of an endpoint: its capture mode and size cap, secret scrubbing, PII on request."""
+    base = dataclasses.replace(config.current(), pii_redaction=settings.redact_pii)
+    return ContentPolicy(mode=settings.capture, max_bytes=settings.max_attribute_bytes,
+                         redactors=plugins.redactors(base))
+
+
+def _error(encoding: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, otlp.error(encoding, otlp.GRPC_CODE.get(status, 13), message), encoding, headers)
+
+
+def handle_traces(settings_map: Mapping[str, Any], headers: Mapping[str, str], body: bytes | None,
+                  exporters: Exporters | None = None) -> Reply:
+    """Answer one ``POST /v1/traces`` (``body`` None: declared over :data:`MAX_BODY`, not read).
+
+    Never raises: an unexpected failure is a 500 with a short reason.
+    """
+    content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    encoding = otlp.CONTENT_TYPES.get(content_type, otlp.JSON)
+    try:
+        settings = relay_settings(settings_map)
+    except SettingsError as exc:
+        return _error(encoding, 500, f"the endpoint is not configured: {exc}")
+    try:
+        return _traces(settings, headers, content_type, encoding, body, exporters or EXPORTERS)
+    except Exception as exc:  # fail open towards Dify: an answer, never a traceback
+        _log.exception("llmobs Dify relay: request failed")
+        return _error(encoding, 500, f"internal error: {type(exc).__name__}")
+
+
+def _traces(settings: RelaySettings, headers: Mapping[str, str], content_type: str, encoding: str,
+            body: bytes | None, exporters: Exporters) -> Reply:
+    if not authorised(headers, settings.api_key):
+        return _error(encoding, 401, "missing or wrong key (Authorization: Bearer <key> or api_key: <key>)",
+                      (("WWW-Authenticate", 'Bearer realm="llmobs"'),))
+    if content_type not in otlp.CONTENT_TYPES:
+        return _error(encoding, 415, f"unsupported content type {content_type[:80]!r}: use {otlp.PROTOBUF} or "
+                                     f"{otlp.JSON}")
+    if body is None or len(body) > MAX_BODY:
+        return _error(encoding, 413, f"body over the {MAX_BODY} byte limit")
+    try:
+        body = otlp.inflate(body, headers.get("Content-Encoding"), MAX_BODY)
+        request = otlp.parse(body, encoding)
+    except otlp.BodyError as exc:
+        return _error(encoding, exc.status, str(exc))
+    except otlp.PayloadError as exc:
+        return _error(encoding, 400, str(exc))
+
+    policy = policy_for(settings)
+    service = settings.destination.service_name
+
+    def span_attributes(attributes: dict[str, Any], name: str, scope: str) -> dict[str, Any]:
+        return interop.normalise(attributes, name=name, policy=policy)
+
+    def event_attributes(name: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
+        return interop.normalise_event(name, attributes, policy)
+
+    def resource_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+        attrs = interop.normalise_resource(attributes)
+        current = attrs.get(sc.SERVICE_NAME)
+        if not isinstance(current, str) or not current or current.startswith("unknown_service"):
+            attrs[sc.SERVICE_NAME] = service
+        return attrs
+
+    decoded = otlp.decode(request, span_attributes, event_attributes, resource_attributes)
+    if decoded.spans:
+        exporter = exporters.get(settings.destination)
+        try:
+            result = exporter.export(decoded.spans)
+        except Exception:  # an exporter that raises is a failed forward, like one that says so
+            _log.warning("llmobs Dify relay: forwarding raised", exc_info=True)
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            return _error(encoding, 503, "the destination did not accept the spans; retry later",
+                          (("Retry-After", RETRY_AFTER_SECONDS),))
+    return Reply(200, otlp.response(encoding, decoded.rejected, decoded.reason), encoding)

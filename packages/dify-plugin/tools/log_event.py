@@ -1,0 +1,3 @@
+from llmobs_dify.tools import LogEventTool
+
+__all__ = ["LogEventTool"]

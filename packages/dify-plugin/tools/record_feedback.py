@@ -1,0 +1,3 @@
+from llmobs_dify.tools import RecordFeedbackTool
+
+__all__ = ["RecordFeedbackTool"]

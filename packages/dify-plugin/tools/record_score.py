@@ -1,0 +1,3 @@
+from llmobs_dify.tools import RecordScoreTool
+
+__all__ = ["RecordScoreTool"]
