@@ -178,6 +178,40 @@ def test_usage_total_cost_and_token_metrics(rig):
     assert cost.value == pytest.approx(expected)
 
 
+def test_record_call_records_the_same_metrics_as_a_handle_without_a_span(rig):
+    """A call traced elsewhere (a framework's own span) gets the handle's series, prices and attributes."""
+    llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o-mini", provider="openai")
+    llm.set_usage(1000, 500, cache_read=200)
+    llm.first_token(at_ns=llm.start_ns + 250_000_000)
+    llm.end(end_time_ns=llm.start_ns + 1_000_000_000)
+    usage = rig.recorder.record_call(
+        sc.OP_CHAT, duration_s=1.0, provider="openai", model="gpt-4o-mini",
+        usage=(1000, 500, 200, None, None, None), ttft_s=0.25,
+    )  # fmt: skip
+    assert len(rig.exporter.get_finished_spans()) == 1  # record_call made no span
+    span_attributes = rig.spans()["chat gpt-4o-mini"].attributes
+    for key in (sc.USAGE_INPUT_TOKENS, sc.USAGE_OUTPUT_TOKENS, sc.USAGE_TOTAL_TOKENS, sc.COST_USD):
+        assert usage[key] == span_attributes[key]
+    ((attrs, duration),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert duration.count == 2 and duration.sum == pytest.approx(2.0)
+    assert attrs == {sc.OPERATION_NAME: sc.OP_CHAT, sc.PROVIDER_NAME: "openai", sc.REQUEST_MODEL: "gpt-4o-mini"}
+    ((_, ttfc),) = rig.points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)
+    assert ttfc.count == 2 and ttfc.sum == pytest.approx(0.5)
+    tokens = {attrs[sc.TOKEN_TYPE]: p.sum for attrs, p in rig.points(sc.METRIC_CLIENT_TOKEN_USAGE)}
+    assert tokens == {"input": 2000, "output": 1000}
+    ((_, cost),) = rig.points(sc.METRIC_COST)
+    assert cost.value == pytest.approx(2 * usage[sc.COST_USD])
+
+
+def test_record_call_with_an_error_and_bad_input_never_raises(rig):
+    rig.recorder.record_call(sc.OP_CHAT, duration_s=0.5, provider="openai", model="m", error_type="TimeoutError")
+    ((attrs, _),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert attrs[sc.ERROR_TYPE] == "TimeoutError"
+    before = selfstats.snapshot().get("recorder.record_call_failed", 0)
+    assert rig.recorder.record_call(sc.OP_CHAT, duration_s="soon", usage=("many",)) == {}  # type: ignore[arg-type]
+    assert selfstats.snapshot().get("recorder.record_call_failed", 0) == before + 1
+
+
 def test_unknown_model_has_no_cost_but_configured_price_wins(rig, settings):
     llm = rig.recorder.start(sc.OP_CHAT, model="my-finetune", provider="vllm")
     llm.set_usage(100, 100)

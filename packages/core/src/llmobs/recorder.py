@@ -35,6 +35,8 @@ from llmobs.pricing import ModelPrice
 
 #: Pass as ``parent=`` to start a new trace, ignoring the ambient OTel span.
 ROOT = object()
+#: Token usage as ``(input, output, cache_read, cache_write, reasoning, total)``; ``None`` where unknown.
+Usage = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _END_LOCK = threading.Lock()
@@ -188,6 +190,38 @@ class Recorder:
         except Exception as exc:
             selfstats.failure("recorder.start_failed", exc)
             return SpanHandle.non_recording(self, operation)
+
+    def record_call(
+        self,
+        operation: str,
+        *,
+        duration_s: float,
+        provider: str | None = None,
+        model: str | None = None,
+        response_model: str | None = None,
+        usage: Usage | None = None,
+        ttft_s: float | None = None,
+        error_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Record the GenAI metrics of a call that something else traced (a framework's own span, a
+        server's request) — the same series, attributes and prices as a handle's ``end()``.
+
+        ``usage`` is ``(input, output, cache_read, cache_write, reasoning, total)``. Returns the usage
+        attributes (tokens, total, cost) for the caller to put on its span. Never raises.
+        """
+        try:
+            call = SpanHandle.non_recording(self, operation)  # no span of its own: only the metrics
+            call.provider, call.model, call.response_model = provider, model, response_model
+            call.error_type = error_type
+            call._usage = usage
+            if ttft_s is not None:
+                call._ttft_ns = round(ttft_s * 1e9)
+            usage_attributes = call._usage_attributes(self.derived)
+            call._record_metrics(max(duration_s, 0.0), usage_attributes)
+            return usage_attributes
+        except Exception as exc:
+            selfstats.failure("recorder.record_call_failed", exc)
+            return {}
 
 
 def _parent_context(parent: Any) -> tuple[otel_context.Context | None, SpanHandle | None]:

@@ -22,9 +22,7 @@ from typing import Any
 from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs.content import messages_from_openai, output_messages_from_openai, tool_definitions_from_openai
-
-#: input, output, cache read, cache write, reasoning, total — the recorder's usage tuple.
-Usage = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
+from llmobs.recorder import Usage
 
 MAX_PARSED_CHARS = 4 << 20  # a payload longer than this is not parsed (content is still captured, capped)
 _CANCELLED = frozenset({"CancelledError", "KeyboardInterrupt"})

@@ -7,7 +7,7 @@ of those, and the original would still reach every exporter. Instead, at ``on_en
 rewrites the notification the SDK hands to processors — a per-end snapshot, not the live span — so
 processors after it (it sits first, see ``pipeline``) see one span, same ids, GenAI attributes, and
 Promptflow's payload events dropped (they repeat the payload attributes). The metrics go through the
-recorder's instruments (``recording``), for every Promptflow call, before any sampling.
+recorder's instruments (``Recorder.record_call``), for every Promptflow call, before any sampling.
 
 At ``on_start`` it does what only the start can: a Promptflow span inherits the session and user of its
 parent (an enclosing ``llmobs.span(session_id=...)`` or Promptflow's own ``session_id``), and a
@@ -30,7 +30,6 @@ from llmobs import config, selfstats
 from llmobs import semconv as sc
 from llmobs.recorder import Recorder
 from llmobs_promptflow.mapping import translate
-from llmobs_promptflow.recording import record
 
 INTEGRATION = "promptflow"
 _INHERITED = ((sc.SESSION_ID, sc.PF_SESSION_ID), (sc.USER_ID, None))
@@ -114,7 +113,17 @@ class Translator(SpanProcessor):
         attributes[sc.OPERATION_NAME] = t.operation
         attributes[sc.SPAN_KIND] = t.kind or sc.KIND_OF_OPERATION.get(t.operation, sc.KIND_TASK)
         duration_s = max((span.end_time or 0) - (span.start_time or 0), 0) / 1e9
-        attributes.update(record(self._recorder, t, duration_s))
+        attributes.update(
+            self._recorder.record_call(
+                t.operation,
+                duration_s=duration_s,
+                provider=t.provider,
+                model=t.model,
+                response_model=t.response_model,
+                usage=t.usage,
+                error_type=t.error_type,
+            )
+        )
         status = span.status
         if t.error_type:
             attributes[sc.ERROR_TYPE] = t.error_type
