@@ -64,6 +64,15 @@ class HookSpecs:
     def llmobs_span_processors(self, settings: Settings) -> list[SpanProcessor] | None:
         """Extra span processors or exporters (wrapped in a processor) to add at ``llmobs.configure()``."""
 
+    @hookspec
+    def llmobs_evaluators(self, settings: Settings) -> list[Any] | None:
+        """Evaluators for ``llmobs analyze``: objects with a ``name`` and ``evaluate(call)``.
+
+        ``call`` is an :class:`llmobs.analyze.LLMCall`; ``evaluate`` returns an
+        :class:`llmobs.analyze.EvaluationResult`, a list of them, or None when it does not apply.
+        Called once per analysis run; results become ``gen_ai.evaluation.result`` events on the span.
+        """
+
 
 class _Builtins:
     """llmobs' own behaviour, registered through the public hooks."""
