@@ -203,6 +203,19 @@ def test_record_call_records_the_same_metrics_as_a_handle_without_a_span(rig):
     assert cost.value == pytest.approx(2 * usage[sc.COST_USD])
 
 
+def test_metrics_false_span_records_no_client_metrics(rig):
+    """A server-side span (an inference server's own request) must not count as a client call."""
+    handle = rig.recorder.start(sc.OP_CHAT, model="tiny", provider="vllm", metrics=False)
+    handle.set_usage(5, 6)
+    handle.chunk()
+    handle.chunk()
+    handle.end()
+    assert rig.spans()["chat tiny"].attributes[sc.USAGE_OUTPUT_TOKENS] == 6  # the span is complete
+    data = rig.reader.get_metrics_data()
+    names = [m.name for rm in (data.resource_metrics if data else ()) for sm in rm.scope_metrics for m in sm.metrics]
+    assert [n for n in names if rig.points(n)] == []
+
+
 def test_record_call_with_an_error_and_bad_input_never_raises(rig):
     rig.recorder.record_call(sc.OP_CHAT, duration_s=0.5, provider="openai", model="m", error_type="TimeoutError")
     ((attrs, _),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -82,7 +81,7 @@ class Env:
         return EngineTelemetry(
             kwargs.pop("model", "tiny"),
             meter_provider=self.meter_provider,
-            recorder_factory=lambda: Recorder(self.tracer_provider, NoOpMeterProvider()),
+            recorder_factory=lambda: Recorder(self.tracer_provider, self.meter_provider),
             contexts=self.contexts,
             **kwargs,
         )

@@ -185,6 +185,10 @@ def test_own_span_per_finished_request(env, fake):
     assert attrs[sc.VLLM_PREEMPTIONS] == 1
     assert attrs[sc.RESPONSE_TIME_TO_FIRST_CHUNK] == pytest.approx(0.1)  # e2e - decode
     assert span.status.status_code is StatusCode.UNSET
+    # the server's own request span is not a client call: no gen_ai.client.* series from it
+    client_series = [name for name in env.metrics() if name.startswith("gen_ai.client.")]
+    assert client_series == [], client_series
+    assert fake.points(env.metrics(), sc.METRIC_SERVER_REQUEST_DURATION)  # the server series are there
 
 
 def test_span_without_middleware_is_a_root_text_completion(env, fake):

@@ -180,13 +180,20 @@ class Recorder:
         start_time_ns: int | None = None,
         session_id: str | None = None,
         user_id: str | None = None,
+        metrics: bool = True,
     ) -> SpanHandle:
-        """Start a span; never raises (a failure yields a handle over a non-recording span, counted)."""
+        """Start a span; never raises (a failure yields a handle over a non-recording span, counted).
+
+        ``metrics=False``: the span records no ``gen_ai.client.*`` metrics — for a server-side span of a
+        request whose client counts it already (an inference server's own request spans).
+        """
         try:
-            return SpanHandle(
+            handle = SpanHandle(
                 self, operation, name, parent, provider, model, framework, kind, remote,
                 attributes, start_time_ns, session_id, user_id,
             )  # fmt: skip
+            handle._no_metrics = not metrics
+            return handle
         except Exception as exc:
             selfstats.failure("recorder.start_failed", exc)
             return SpanHandle.non_recording(self, operation)
@@ -256,6 +263,7 @@ class SpanHandle:
         "_ended",
         "_input",
         "_mono0",
+        "_no_metrics",
         "_output",
         "_pending",
         "_recorder",
@@ -309,6 +317,7 @@ class SpanHandle:
         self._chunk_ns: int | None = None
         self._chunk_attrs: dict[str, Any] | None = None
         self._user_ttft_ns: int | None = None
+        self._no_metrics = False
 
         parent_ctx, parent_handle = _parent_context(parent)
         if parent_handle is not None:
@@ -484,7 +493,7 @@ class SpanHandle:
         if self._ttft_ns is None:
             self.first_token(at_ns)
             return
-        if self._ended:
+        if self._ended or self._no_metrics:
             return
         now = self._elapsed_ns(at_ns)
         previous, self._chunk_ns = self._chunk_ns, now
@@ -646,7 +655,7 @@ class SpanHandle:
             self.span.add_event(sc.EVENT_INFERENCE_DETAILS, attrs)
 
     def _record_metrics(self, duration_s: float, usage_attrs: Mapping[str, Any]) -> None:
-        if self.operation == sc.OP_CHAIN:
+        if self.operation == sc.OP_CHAIN or self._no_metrics:
             return
         recorder = self._recorder
         attrs = self._metric_attributes()

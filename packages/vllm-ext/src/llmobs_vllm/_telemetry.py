@@ -528,6 +528,7 @@ class EngineTelemetry:
             remote=False,
             start_time_ns=start_ns,
             attributes=attributes,
+            metrics=False,
         )
         max_tokens = _count(getattr(stats, "max_tokens_param", None))
         if max_tokens:
@@ -556,19 +557,11 @@ _PHASE_ATTRIBUTES = (
 
 
 def _default_recorder() -> Any:
-    """A recorder over the global tracer provider whose client-side metrics go nowhere.
-
-    The recorder records ``gen_ai.client.*`` metrics at every span end; a server-side span must not, or
-    the server's own requests would count as client calls. ``get_recorder()`` runs first so llmobs
-    configures itself as it would for any integration.
-    """
-    from opentelemetry.metrics import NoOpMeterProvider
-
+    """The llmobs recorder (configuring llmobs as any integration would). Server-side spans start with
+    ``metrics=False``: the server's own requests must not count as ``gen_ai.client.*`` calls."""
     import llmobs
-    from llmobs.recorder import Recorder
 
-    llmobs.get_recorder()
-    return Recorder(meter_provider=NoOpMeterProvider())
+    return llmobs.get_recorder()
 
 
 # --- flushing at exit --------------------------------------------------------------------------------
