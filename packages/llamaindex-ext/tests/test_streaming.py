@@ -142,6 +142,7 @@ def test_chat_implemented_by_complete_counts_tokens_once(spans, metric_points):
     assert llm.attributes[sc.USAGE_INPUT_TOKENS] == 30
     inputs = [p for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE) if p.attributes[sc.TOKEN_TYPE] == "input"]
     assert [(p.sum, p.count) for p in inputs] == [(30, 1)]
+    assert sum(p.count for p in metric_points(sc.METRIC_CLIENT_OPERATION_DURATION)) == 1  # one call, once
 
 
 @pytest.mark.usefixtures("instrumented")
@@ -160,6 +161,10 @@ def test_an_llm_wrapping_another_leaves_usage_and_ttft_to_the_inner_one(spans, m
     inputs = [p for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE) if p.attributes[sc.TOKEN_TYPE] == "input"]
     assert sum(p.sum for p in inputs) == 60 and sum(p.count for p in inputs) == 2
     assert sum(p.count for p in metric_points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)) == 1
+    # two calls, not four: the wrapper's span records no operation-duration point of its own
+    durations = metric_points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert {p.attributes[sc.REQUEST_MODEL] for p in durations} == {"fake-gpt"}
+    assert sum(p.count for p in durations) == 2
 
 
 @pytest.mark.usefixtures("instrumented")

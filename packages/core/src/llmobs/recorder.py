@@ -422,6 +422,11 @@ class SpanHandle:
         """Keep this span's trace whatever the sampling ratio (e.g. a VIP user, a debug session)."""
         self.set_attribute(sc.SAMPLING_FORCE, reason)
 
+    def counted_elsewhere(self) -> None:
+        """Another span counts this call (it wraps an inner model call that has its own span): this one
+        records no ``gen_ai.client.*`` metrics, so calls, tokens and cost are counted once."""
+        self._no_metrics = True
+
     def set_request(self, **params: Any) -> None:
         """Request parameters by their plain names (``model``, ``temperature``, ``max_tokens``, ...)."""
         model = params.get("model")

@@ -169,6 +169,7 @@ class Tracker:
                 ancestor = ancestor.parent
             if ancestor is not None:
                 ancestor.nested = True
+                ancestor.handle.counted_elsewhere()
         return run
 
     def exit(self, span_id: str, instance: Any, result: Any) -> None:
