@@ -12,7 +12,7 @@ Labels are each cluster's characteristic terms: the terms whose mean TF-IDF weig
 exceeds their weight elsewhere.
 
 The map places cluster centroids by classical multidimensional scaling of their cosine distances and
-spreads each cluster's members around its centroid along the two main axes of the members' offsets, so
+spreads each cluster's members around its centroid along the two main axes of its own members' offsets, so
 that clusters that are apart in meaning are apart on the map, and each cluster's spread is visible.
 """
 
@@ -172,20 +172,24 @@ def layout(vectors: np.ndarray, labels: np.ndarray, seed: int = 0) -> np.ndarray
     groups = sorted(int(c) for c in np.unique(labels))
     centroids = np.stack([_unit(vectors[labels == c].mean(axis=0)) for c in groups])
     centres = _mds(1.0 - np.clip(centroids @ centroids.T, -1.0, 1.0))
-    # Offsets of members from their centroid, on the two main axes of all offsets.
+    # Each member's offset from its centroid, on the two main axes of its own cluster's offsets, scaled
+    # robustly per cluster (a few outliers must not shrink the rest to a dot) and clipped.
     index = {c: i for i, c in enumerate(groups)}
-    member_centroid = centroids[[index[int(c)] for c in labels]]
-    offsets = vectors - member_centroid
-    axes = _principal_axes(offsets, seed)
-    local = offsets @ axes.T
-    scale = np.abs(local).max() or 1.0
-    local = local / scale
+    local = np.zeros((n, 2))
+    for c in groups:
+        mask = labels == c
+        offsets = vectors[mask] - centroids[index[c]]
+        projected = offsets @ _principal_axes(offsets, seed).T
+        scale = float(np.percentile(np.abs(projected), 95)) if len(projected) else 0.0
+        local[mask] = np.clip(projected / scale, -1.5, 1.5) if scale > 0 else 0.0
     if len(groups) > 1:
         gaps = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=2)
         gaps[gaps == 0] = np.inf
-        radius = 0.45 * float(gaps.min()) if np.isfinite(gaps.min()) else 0.3
+        nearest = gaps.min(axis=1)
+        nearest = nearest[np.isfinite(nearest)]
+        radius = 0.3 * float(np.median(nearest)) if len(nearest) else 0.3
     else:
-        radius = 0.9
+        radius = 0.6
     positions = centres[[index[int(c)] for c in labels]] + radius * local
     span = np.abs(positions).max() or 1.0
     return positions / span

@@ -1,4 +1,5 @@
-"""The ``llmobs`` command: listings over the local trace store, the web console, the demo, and config checks.
+"""The ``llmobs`` command: listings over the local trace store, the web console, the demo, analysis, and config
+checks.
 
 Exit codes: 0 success, 1 a user error (no store, unknown trace, unreadable file), 2 a usage error.
 """
@@ -125,6 +126,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    from llmobs.analyze.command import run
+
+    return run(args)
+
+
 def _config_check(args: argparse.Namespace) -> int:
     from llmobs.config import check_command
 
@@ -169,6 +176,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="require this bearer token (default: $LLMOBS_SERVE_TOKEN); needed beyond loopback")
     serve.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
                        help="largest request body, after decompression (default 32)")
+
+    from llmobs.analyze.command import add_arguments as analyze_arguments
+
+    analyze = command("analyze", _analyze, "topics, quality checks and failure classes of the model calls",
+                      (store, as_json))
+    analyze_arguments(analyze)
 
     config = command("config", None, "configuration commands")
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
