@@ -8,7 +8,8 @@ import json
 
 import pytest
 from fake_llms import ANSWER, UsageLLM
-from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms import MockFunctionCallingLLM
@@ -93,6 +94,43 @@ def test_a_tool_error_is_recorded_on_the_tool_span(spans):
     tool = spans.one("execute_tool flaky_lookup")
     assert not tool.status.is_ok and tool.attributes[sc.ERROR_TYPE] == "LookupError"
     assert spans.one("invoke_agent weather_agent").status.is_ok  # the agent handled it
+
+
+def hand_off_to_writer(messages, **kwargs):
+    """The planner's model: hand the conversation to the writer (a real handoff tool call)."""
+    handoff = ToolCallBlock(tool_call_id="call-handoff", tool_name="handoff",
+                            tool_kwargs={"to_agent": "writer", "reason": "the user wants prose"})  # fmt: skip
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=[handoff])
+
+
+def test_agent_workflow_turns_are_invocations_of_each_agent(spans):
+    planner = FunctionAgent(
+        name="planner", description="Plans the answer", tools=[FunctionTool.from_defaults(fn=get_weather)],
+        llm=MockFunctionCallingLLM(response_generator=hand_off_to_writer), can_handoff_to=["writer"],
+    )  # fmt: skip
+    writer = FunctionAgent(name="writer", description="Writes prose", tools=[], llm=MockFunctionCallingLLM())
+
+    async def go():
+        return await AgentWorkflow(agents=[planner, writer], root_agent="planner").run(user_msg="A poem on rain?")
+
+    answer = str(asyncio.run(go()))
+    assert answer == "Tool calls complete."  # the writer's mock model, after the handoff's tool result
+    (root,) = spans.roots()
+    assert root.name == "invoke_workflow AgentWorkflow"
+    turns = [s for s in spans.children(root) if s.attributes[sc.OPERATION_NAME] == sc.OP_INVOKE_AGENT]
+    assert [t.name for t in turns] == ["invoke_agent planner", "invoke_agent writer"]
+    for turn, description in zip(turns, ["Plans the answer", "Writes prose"], strict=True):
+        a = turn.attributes
+        assert (a[sc.SPAN_KIND], a[sc.AGENT_DESCRIPTION]) == (sc.KIND_AGENT, description)
+        assert a[sc.INPUT_VALUE] == "A poem on rain?"
+        assert [c.name for c in spans.children(turn)] == ["chat MockFunctionCallingLLM"]
+    assert turns[1].attributes[sc.OUTPUT_VALUE] == answer
+    assert spans.one("execute_tool handoff").attributes[sc.TOOL_CALL_ID] == "call-handoff"
+    # a single agent's own step stays a step inside its invoke_agent span (no agent-in-agent)
+    spans.clear()
+    run_agent([get_weather])
+    (single,) = spans.roots()
+    assert [s.name for s in spans.all() if s.attributes[sc.OPERATION_NAME] == sc.OP_INVOKE_AGENT] == [single.name]
 
 
 class Pipeline(Workflow):

@@ -28,6 +28,8 @@ AGENT = "agent"
 WORKFLOW = "workflow"
 STEP = "step"
 
+#: The step of llama-index's AgentWorkflow in which one of its agents takes a turn.
+_AGENT_WORKFLOW_TURN = "AgentWorkflow.run_agent_step"
 _CHAT_METHODS = frozenset({"chat", "achat", "stream_chat", "astream_chat"})
 _COMPLETE_METHODS = frozenset({"complete", "acomplete", "stream_complete", "astream_complete"})
 _TOOL_METHODS = frozenset({"call", "acall", "__call__"})
@@ -113,6 +115,8 @@ class Classifier:
 
     def _decide(self, cls: type, head: str) -> Spec | None:
         if cls is type(None):
+            if head == _AGENT_WORKFLOW_TURN:  # one agent's turn in a multi-agent workflow: that agent's invocation
+                return Spec(AGENT, sc.OP_INVOKE_AGENT, head.rpartition(".")[2])
             return Spec(STEP, sc.OP_CHAIN, head.rpartition(".")[2], kind=sc.KIND_TASK)
         category = self._category(cls)
         if category is None:
@@ -167,8 +171,10 @@ def describe(
     arguments: Mapping[str, Any],
     tags: Mapping[str, Any] | None,
     parent_tool_call_id: str | None,
+    owner: Any = None,
 ) -> Start:
-    """The span name, model, request parameters, extra attributes and input of a starting run."""
+    """The span name, model, request parameters, extra attributes and input of a starting run
+    (``owner``: the component of the enclosing run — for a workflow step, its workflow)."""
     category = spec.category
     if category == LLM:
         request = {}
@@ -207,6 +213,8 @@ def describe(
             request["tool_call_id"] = parent_tool_call_id
         return Start(name, None, request, None, arguments.get("kwargs") or arguments.get("args") or first)
     if category == AGENT:
+        if instance is None:  # an agent's turn inside an AgentWorkflow: the agent is named by the step's event
+            return _agent_turn(spec, arguments, owner)
         name = getattr(instance, "name", None) or spec.name
         request = {"agent_name": name}
         if getattr(instance, "description", None):
@@ -218,6 +226,25 @@ def describe(
         return Start(spec.name, None, {}, None, tags.get("llamaindex.step.input_summary") if tags else None)
     text = translate.text_of(first)
     return Start(spec.name, None, {}, None, text if isinstance(text, str) else None)
+
+
+def _agent_turn(spec: Spec, arguments: Mapping[str, Any], workflow: Any) -> Start:
+    """``AgentWorkflow.run_agent_step(ctx, ev)``: ``ev.current_agent_name`` names the agent taking this
+    turn, the workflow's ``agents`` describe it, ``ev.input`` holds the conversation it is given."""
+    event = arguments.get("ev")
+    name = getattr(event, "current_agent_name", None)
+    name = name if isinstance(name, str) and name else spec.name
+    request = {"agent_name": name}
+    agents = getattr(workflow, "agents", None)
+    agent = agents.get(name) if isinstance(agents, dict) else None
+    if isinstance(getattr(agent, "description", None), str) and agent.description:
+        request["agent_description"] = agent.description
+    messages = getattr(event, "input", None)
+    last_user = None
+    if isinstance(messages, list):
+        users = (m for m in reversed(messages) if getattr(getattr(m, "role", None), "value", None) == "user")
+        last_user = next(users, None)
+    return Start(name, None, request, None, translate.text_of(last_user) if last_user is not None else None)
 
 
 def step_tool_call_id(arguments: Mapping[str, Any]) -> str | None:

@@ -143,7 +143,14 @@ class Tracker:
         tags: Mapping[str, Any] | None,
         parent: Run | None,
     ) -> Run:
-        start = components.describe(spec, instance, arguments, tags, parent.tool_call_id if parent else None)
+        start = components.describe(
+            spec,
+            instance,
+            arguments,
+            tags,
+            parent.tool_call_id if parent else None,
+            parent.instance if parent else None,
+        )
         handle = get_recorder().start(
             spec.operation,
             start.name,
