@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from llmobs import recorder
 from llmobs import semconv as sc
-from llmobs.content import ContentPolicy
+from llmobs.content import ContentPolicy, is_secret_key
+from llmobs.content.scrub import REDACTED
 from llmobs_dify.relay import EXPORTERS, Exporters
 from llmobs_dify.settings import Destination
 
@@ -140,7 +141,8 @@ def record_event(dest: Destination, dify: DifyIds, *, name: str, attributes: Map
     try:
         event_attributes: dict[str, Any] = {}
         for key, value in list((attributes or {}).items())[:MAX_EVENT_ATTRIBUTES]:
-            event_attributes[str(key)[:MAX_NAME]] = _event_value(value)
+            name_ = str(key)[:MAX_NAME]
+            event_attributes[name_] = REDACTED if is_secret_key(name_) else _event_value(value)
         event_name = _text(name) or "event"
         return _record(dest, f"{SPAN_EVENT} {event_name}", dify, event_name, event_attributes, exporters)
     except Exception as exc:
