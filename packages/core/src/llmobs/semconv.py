@@ -96,6 +96,7 @@ SERVICE_NAME: Final = "service.name"
 EVENT_EXCEPTION: Final = "exception"  # the span event record_exception() adds
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
+EVENT_NAME: Final = "event.name"  # a log record's event name, on SDKs whose log records lack the field
 
 # --- ARMS / LoongSuite extensions ----------------------------------------------------------------
 SPAN_KIND: Final = "gen_ai.span.kind"

@@ -182,7 +182,7 @@ def analyze(store: str | Path, *, since_ns: int | None = None, service: str | No
     lap("summarise")
 
     if write:
-        results = _events(analysis)
+        results = events_of(analysis)
         analysed = [(c.trace_id, c.span_id) for c in calls] + [(f.trace_id, f.span_id) for f in corpus.failures]
         progress.stage("writing", len(set(analysed)))
         analysis.events_written = writeback.write(store, analysed, results, progress=progress.advance)
@@ -191,7 +191,7 @@ def analyze(store: str | Path, *, since_ns: int | None = None, service: str | No
     return analysis
 
 
-def _events(analysis: Analysis) -> dict[tuple[str, str], list[writeback.EvaluationEvent]]:
+def events_of(analysis: Analysis) -> dict[tuple[str, str], list[writeback.EvaluationEvent]]:
     """What goes back to the store: failed checks and any non-built-in evaluation (a judge's score),
     each call's topic, and each failure's problem class. Passing built-in checks are only counted."""
     builtin = set(sc.QUALITY_EVALUATIONS)

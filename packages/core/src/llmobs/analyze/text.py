@@ -117,13 +117,21 @@ def _latin_language(sample: str) -> str | None:
 
 
 _REFUSAL_EN = re.compile(
-    r"^\W*(?:(?:i'?m|i am)\s+(?:really\s+|so\s+)?sorry[,.!]?\s*(?:but\s+)?)?"
-    r"(?:i\s+(?:can(?:no|')?t|cannot|am\s+(?:not\s+able|unable)|won'?t|will\s+not|must\s+decline|"
-    r"(?:do\s+not|don'?t)\s+(?:feel\s+comfortable|think\s+i\s+(?:can|should)))|"
-    r"unfortunately,?\s+i\s+(?:can(?:no|')?t|cannot|am\s+unable)|"
-    r"as\s+an\s+ai(?:\s+language\s+model)?,?\s+i\s+(?:can(?:no|')?t|cannot|am\s+not|don'?t|do\s+not))"
-    r"[^.!?\n]{0,80}?\b(?:help|assist|provide|comply|answer|do\s+that|fulfil|fulfill|support|share|"
-    r"create|generate|write|engage|discuss|continue)",
+    r"^\W*(?:(?:i'?m|i am)\s+(?:really\s+|so\s+)?sorry[,.!]?\s*(?:but\s+)?)?(?:unfortunately,?\s+)?"
+    r"(?:i\s+must\s+decline|"
+    r"i\s+(?:can(?:no|')?t|cannot|am\s+(?:not\s+able|unable)|won'?t|will\s+not|"
+    r"(?:do\s+not|don'?t)\s+(?:feel\s+comfortable|think\s+i\s+(?:can|should)))"
+    # only a few filler words between the negation and the verb ("I can't wait to help" is no refusal)
+    r"(?:\s+(?:really|currently|possibly|actually|directly|personally|legally|ethically|be\s+able|able|to|"
+    r"in\s+good\s+conscience))*\s+"
+    r"(?:help|assist|provid|comply|answer|do\s+that|fulfil|support|shar|creat|generat|writ|engag|discuss|"
+    r"continu|giv|offer|respond))",
+    re.IGNORECASE,
+)
+# "As an AI (language model), I don't/can't ..." declines whatever verb follows.
+_REFUSAL_AS_AI = re.compile(
+    r"^\W*as\s+an?\s+(?:ai|artificial\s+intelligence)(?:\s+(?:language\s+)?(?:model|assistant))?,?\s+"
+    r"i\s+(?:can(?:no|')?t|cannot|am\s+not|am\s+unable|don'?t|do\s+not|won'?t)\b",
     re.IGNORECASE,
 )
 _REFUSAL_ZH = re.compile(
@@ -137,7 +145,7 @@ _REFUSAL_ZH = re.compile(
 def is_refusal(text: str) -> bool:
     """Whether the answer opens by declining the request (English and Chinese phrasings)."""
     head = text.strip()[:300]
-    return bool(_REFUSAL_EN.search(head) or _REFUSAL_ZH.search(head))
+    return bool(_REFUSAL_EN.search(head) or _REFUSAL_AS_AI.search(head) or _REFUSAL_ZH.search(head))
 
 
 _ASKS_JSON = re.compile(

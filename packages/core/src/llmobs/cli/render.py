@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from llmobs import semconv as sc
 from llmobs.store import ModelStats, SpanRecord, TraceSummary
 
 _RED, _GREEN, _DIM, _BOLD = "31", "32", "2", "1"
@@ -113,7 +114,31 @@ def trace_tree(spans: Sequence[SpanRecord], *, color: bool = False) -> str:
         f"  {len(spans)} spans  {duration(end - start)}"
     )
     headers = ("SPAN", "KIND", "DURATION", "TTFT", "TOKENS IN→OUT", "COST", "STATUS")
-    return _paint(header, _BOLD, color) + "\n\n" + table(headers, rows, right=(2, 3, 4, 5), color=color)
+    out = _paint(header, _BOLD, color) + "\n\n" + table(headers, rows, right=(2, 3, 4, 5), color=color)
+    evaluations = _evaluations(spans, color)
+    return out + ("\n\n" + evaluations if evaluations else "")
+
+
+def _evaluations(spans: Sequence[SpanRecord], color: bool) -> str:
+    """One line per ``gen_ai.evaluation.result`` event (``llmobs analyze``'s or the application's own)."""
+    lines = []
+    for s in spans:
+        for event in s.events:
+            if not isinstance(event, dict) or event.get("name") != sc.EVENT_EVALUATION_RESULT:
+                continue
+            attrs = event.get("attributes") or {}
+            label = str(attrs.get(sc.EVALUATION_SCORE_LABEL, ""))
+            score = attrs.get(sc.EVALUATION_SCORE_VALUE)
+            text = f"{attrs.get(sc.EVALUATION_NAME, '?')}: {label or '-'}"
+            if isinstance(score, int | float) and not isinstance(score, bool):
+                text += f" ({score:g})"
+            explanation = attrs.get(sc.EVALUATION_EXPLANATION)
+            if explanation:
+                text += f" — {str(explanation)[:160]}"
+            bad = label == sc.EVAL_LABEL_FAIL or attrs.get(sc.EVALUATION_NAME) == sc.EVAL_PROBLEM_CLASS
+            style = _RED if bad else None
+            lines.append(f"  {s.name}  " + _paint(text, style, color))
+    return (_paint("EVALUATIONS", _BOLD, color) + "\n" + "\n".join(lines)) if lines else ""
 
 
 def stats_table(stats: Sequence[ModelStats], *, color: bool = False) -> str:
