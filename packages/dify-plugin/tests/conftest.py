@@ -38,7 +38,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from llmobs.serve import otlp
 from llmobs_dify import relay
-from llmobs_dify.endpoints import FeedbackEndpoint, TracesEndpoint
+from llmobs_dify.endpoints import (
+    ArmsCheckEndpoint,
+    ArmsTracesEndpoint,
+    FeedbackEndpoint,
+    TracesEndpoint,
+)
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 if str(PLUGIN_ROOT) not in sys.path:  # the SDK imports provider/tool/endpoint sources by module name
@@ -165,6 +170,9 @@ class _GatewayHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
+    def do_HEAD(self) -> None:
+        self.do_POST()
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         prefix = f"/e/{HOOK}"
@@ -184,7 +192,8 @@ class _GatewayHandler(BaseHTTPRequestHandler):
                 self.send_header(key, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
 
 def direct(settings: dict[str, Any], session: Session | None = None) -> Dispatch:
@@ -193,8 +202,14 @@ def direct(settings: dict[str, Any], session: Session | None = None) -> Dispatch
 
     def dispatch(raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         request = deserialize_request(raw)
-        endpoint = classes[request.path](session or Session.empty_session())
-        response = endpoint.invoke(request, {}, settings)
+        values = {}
+        if request.path.startswith("/adapt_") and request.path.endswith("/api/otlp/traces"):
+            values = {"license_key": request.path[len("/adapt_"):-len("/api/otlp/traces")]}
+            cls = ArmsCheckEndpoint if request.method == "HEAD" else ArmsTracesEndpoint
+        else:
+            cls = classes[request.path]
+        endpoint = cls(session or Session.empty_session())
+        response = endpoint.invoke(request, values, settings)
         return response.status_code, list(response.headers.items()), response.get_data()
 
     return dispatch

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urljoin
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -52,8 +53,17 @@ class Run:
 
 
 def exporter(url: str, key: str | None, *, gzip: bool = False) -> OTLPSpanExporter:
+    """Phoenix's exporter: ``<endpoint>/v1/traces`` with the key in ``api_key`` and a bearer token."""
     headers = {"api_key": key, "authorization": f"Bearer {key}"} if key is not None else {}
     return OTLPSpanExporter(endpoint=f"{url}/v1/traces", headers=headers, timeout=30,
+                            compression=Compression.Gzip if gzip else Compression.NoCompression)
+
+
+def arms_exporter(url: str, key: str | None, *, gzip: bool = False) -> OTLPSpanExporter:
+    """ARMS's exporter: ``urljoin(<endpoint>/, "adapt_<license key>/api/otlp/traces")``, no headers."""
+    if key is None:
+        return exporter(url, None, gzip=gzip)
+    return OTLPSpanExporter(endpoint=urljoin(url + "/", f"adapt_{key}/api/otlp/traces"), timeout=30,
                             compression=Compression.Gzip if gzip else Compression.NoCompression)
 
 
@@ -214,8 +224,8 @@ def send_phoenix(url: str, key: str | None, run: Run, **options) -> list[SpanExp
 
 
 def send_arms(url: str, key: str | None, run: Run, **options) -> SpanExportResult:
-    """The ARMS provider's way: the trace's spans in one export request."""
-    out = exporter(url, key, **options)
+    """The ARMS provider's way: the trace's spans in one export request, the key in the URL path."""
+    out = arms_exporter(url, key, **options)
     try:
         return out.export(arms_spans(run))
     finally:

@@ -108,10 +108,18 @@ def test_arms_workflow_arrives_in_llmobs_semantics(receiver, make_gateway):
     assert round_llm.attributes[sc.USAGE_TOTAL_TOKENS] == 48
 
 
+def test_arms_endpoint_check_answers_like_an_otlp_receiver(receiver, make_gateway):
+    gateway = make_gateway(endpoint_settings(receiver))
+    # Dify's ARMS provider checks its configuration with HEAD on the export URL and wants 405
+    reply = requests.head(f"{gateway.base}/adapt_{KEY}/api/otlp/traces", timeout=30)
+    assert reply.status_code == 405
+
+
 def test_wrong_key_is_refused_and_nothing_forwarded(receiver, make_gateway):
     gateway = make_gateway(endpoint_settings(receiver))
     assert send_arms(gateway.base, "not-the-key", Run()) is SpanExportResult.FAILURE
     assert send_arms(gateway.base, None, Run()) is SpanExportResult.FAILURE
+    assert send_phoenix(gateway.base, "not-the-key", Run())[0] is SpanExportResult.FAILURE
     reply = requests.post(f"{gateway.base}/v1/traces", data=b"", timeout=30,
                           headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {KEY[:-1]}"})
     assert reply.status_code == 401

@@ -1,4 +1,5 @@
-"""The plugin's endpoints: ``POST /v1/traces`` (the relay) and ``POST /feedback`` (end-user feedback).
+"""The plugin's endpoints: ``POST /v1/traces`` (the relay; also at the ARMS provider's path) and
+``POST /feedback`` (end-user feedback).
 
 Dify serves them at ``https://<dify>/e/<hook id>/v1/traces`` and ``.../feedback`` once a workspace user
 has created an endpoint of this plugin and filled in its settings (see ``group/llmobs.yaml``).
@@ -22,6 +23,8 @@ _log = logging.getLogger(__name__)
 #: Largest feedback body accepted.
 MAX_FEEDBACK_BODY = 64 * 1024
 FEEDBACK_NAME = "user_feedback"
+#: The path value carrying the key in the ARMS provider's URL (endpoints/arms_traces.yaml).
+ARMS_KEY = "license_key"
 _RATINGS = {"like": 1.0, "up": 1.0, "thumbs_up": 1.0, "positive": 1.0,
             "dislike": 0.0, "down": 0.0, "thumbs_down": 0.0, "negative": 0.0}
 _LABELS = {1.0: "like", 0.0: "dislike"}
@@ -37,6 +40,24 @@ class TracesEndpoint(Endpoint):
         body = None if declared is not None and declared > relay.MAX_BODY else r.get_data(cache=False)
         reply = relay.handle_traces(settings, headers, body)
         return Response(reply.body, status=reply.status, content_type=reply.content_type, headers=list(reply.headers))
+
+
+class ArmsTracesEndpoint(Endpoint):
+    """The same relay at the path Dify's ARMS provider posts to: ``/adapt_<key>/api/otlp/traces``."""
+
+    def _invoke(self, r: Request, values: Mapping, settings: Mapping) -> Response:
+        headers = dict(r.headers.items())
+        declared = r.content_length
+        body = None if declared is not None and declared > relay.MAX_BODY else r.get_data(cache=False)
+        reply = relay.handle_traces(settings, headers, body, path_key=str(values.get(ARMS_KEY) or ""))
+        return Response(reply.body, status=reply.status, content_type=reply.content_type, headers=list(reply.headers))
+
+
+class ArmsCheckEndpoint(Endpoint):
+    """Dify's ARMS provider checks its endpoint with HEAD and expects 405, as an OTLP receiver answers."""
+
+    def _invoke(self, r: Request, values: Mapping, settings: Mapping) -> Response:
+        return Response(b"", status=405, headers=[("Allow", "POST")])
 
 
 def feedback_values(rating: Any, score: Any) -> tuple[float | None, str | None]:

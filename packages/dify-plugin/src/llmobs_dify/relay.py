@@ -1,10 +1,11 @@
 """The trace relay: Dify's OTLP/HTTP export in, llmobs semantics out, forwarded over OTLP/HTTP.
 
-Dify's Phoenix provider (and its ARMS provider, and the generic OpenTelemetry provider on newer
-versions) posts OTLP/HTTP protobuf with ``api_key: <key>`` and ``authorization: Bearer <key>``. The relay
-answers like an OTLP receiver:
+Dify's Phoenix provider (and the generic OpenTelemetry provider on newer versions) posts OTLP/HTTP
+protobuf with ``api_key: <key>`` and ``authorization: Bearer <key>``; its ARMS (Aliyun) provider posts to
+``<endpoint>/adapt_<key>/api/otlp/traces`` with the key in the path and no header. The relay answers
+like an OTLP receiver:
 
-* 401 when neither header carries the endpoint's key (compared in constant time),
+* 401 when the request does not present the endpoint's key (compared in constant time),
 * 415 for a content type other than protobuf or JSON, 413 for a body over :data:`MAX_BODY`,
   400 for a body that is not an export request,
 * 200 with an ``ExportTraceServiceResponse`` once the spans are forwarded — its ``partial_success``
@@ -128,9 +129,11 @@ def _error(encoding: str, status: int, message: str, headers: tuple[tuple[str, s
 
 
 def handle_traces(settings_map: Mapping[str, Any], headers: Mapping[str, str], body: bytes | None,
-                  exporters: Exporters | None = None) -> Reply:
-    """Answer one ``POST /v1/traces`` (``body`` None: declared over :data:`MAX_BODY`, not read).
+                  exporters: Exporters | None = None, path_key: str | None = None) -> Reply:
+    """Answer one trace export (``body`` None: declared over :data:`MAX_BODY`, not read).
 
+    ``path_key``: the key as Dify's ARMS provider presents it, in the URL path
+    (``<endpoint>/adapt_<key>/api/otlp/traces``) rather than in a header.
     Never raises: an unexpected failure is a 500 with a short reason.
     """
     content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -140,15 +143,19 @@ def handle_traces(settings_map: Mapping[str, Any], headers: Mapping[str, str], b
     except SettingsError as exc:
         return _error(encoding, 500, f"the endpoint is not configured: {exc}")
     try:
-        return _traces(settings, headers, content_type, encoding, body, exporters or EXPORTERS)
+        return _traces(settings, headers, content_type, encoding, body, exporters or EXPORTERS, path_key)
     except Exception as exc:  # fail open towards Dify: an answer, never a traceback
         _log.exception("llmobs Dify relay: request failed")
         return _error(encoding, 500, f"internal error: {type(exc).__name__}")
 
 
 def _traces(settings: RelaySettings, headers: Mapping[str, str], content_type: str, encoding: str,
-            body: bytes | None, exporters: Exporters) -> Reply:
-    if not authorised(headers, settings.api_key):
+            body: bytes | None, exporters: Exporters, path_key: str | None) -> Reply:
+    if path_key is not None:
+        admitted = hmac.compare_digest(path_key.encode(), settings.api_key.encode())
+    else:
+        admitted = authorised(headers, settings.api_key)
+    if not admitted:
         return _error(encoding, 401, "missing or wrong key (Authorization: Bearer <key> or api_key: <key>)",
                       (("WWW-Authenticate", 'Bearer realm="llmobs"'),))
     if content_type not in otlp.CONTENT_TYPES:

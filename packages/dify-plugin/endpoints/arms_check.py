@@ -1,0 +1,3 @@
+from llmobs_dify.endpoints import ArmsCheckEndpoint
+
+__all__ = ["ArmsCheckEndpoint"]

@@ -1,0 +1,3 @@
+from llmobs_dify.endpoints import ArmsTracesEndpoint
+
+__all__ = ["ArmsTracesEndpoint"]
