@@ -3,6 +3,7 @@
     python dev.py demo     # set up the locked environment, run `llmobs demo` into the embedded store
     python dev.py test     # set up, then lint and run the whole test suite (what CI runs)
     python dev.py llmobs … # any llmobs command inside the environment
+    python dev.py dify-package [--out DIR]   # build the Dify plugin's .difypkg (packages/dify-plugin/dist)
 
 Set-up installs uv (pinned) with pip if it is missing, then `uv sync --locked` the workspace into
 .venv with this interpreter; the Dify plugin, which needs Python >= 3.12, gets its own locked
@@ -106,6 +107,26 @@ def test_dify_plugin() -> int:
     if _run(*uv(), "sync", "--locked", "--project", DIFY, "--python", python) != 0:
         return 1
     return _run(DIFY / ".venv" / BIN / "python", "-m", "pytest", "-q", "tests", cwd=DIFY)
+
+
+def dify_requirements() -> int:
+    """Write the Dify plugin's requirements.txt (third-party packages, pinned from its lock) for the daemon."""
+    return _run(*uv(), "export", "--project", DIFY, "--frozen", "--no-dev", "--no-emit-local", "--no-hashes",
+                "--no-header", "--no-annotate", "--format", "requirements.txt",
+                "--output-file", DIFY / "requirements.txt")
+
+
+def dify_package(extra: list[str]) -> int:
+    """Build the Dify plugin's .difypkg (into packages/dify-plugin/dist unless --out DIR is given)."""
+    python = find_python312()
+    if python is None:
+        print("FAILED: building the Dify plugin needs Python >= 3.12 (see `python dev.py test`)", file=sys.stderr)
+        return 1
+    if dify_requirements() != 0:
+        return 1
+    if _run(*uv(), "sync", "--locked", "--project", DIFY, "--python", python) != 0:
+        return 1
+    return _run(DIFY / ".venv" / BIN / "python", "-m", "llmobs_dify.packaging", *extra, cwd=DIFY)
 
 
 def _python311() -> str | None:
@@ -238,6 +259,8 @@ def main(argv: list[str]) -> int:
         return test(rest)
     if task == "llmobs":
         return _run(setup() / "llmobs", *rest)
+    if task == "dify-package":
+        return dify_package(rest)
     print(__doc__)
     return 0 if task in ("help", "-h", "--help") else 2
 
