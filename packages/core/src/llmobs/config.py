@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import threading
@@ -96,9 +97,9 @@ def _number(value: Any, where: str, *, integer: bool = False, minimum: float = 0
         return None
     try:
         number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int(inf) overflows
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if isinstance(value, bool) or number < minimum:
+    if isinstance(value, bool) or math.isnan(number) or number < minimum:
         raise ConfigError(f"{where}: expected a number >= {minimum}, got {value!r}")
     return number
 
@@ -154,6 +155,8 @@ def _sampling(value: Any, where: str) -> sampling.SamplingPolicy:
         return sampling.parse(value, where)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    except (ArithmeticError, TypeError) as exc:  # e.g. floor = inf: int(inf) overflows
+        raise ConfigError(f"{where}: invalid value ({exc})") from None
 
 
 # Each settable key: (Settings field, parser). The same table serves the file, env and code.

@@ -193,11 +193,14 @@ def _value(value: AnyValue) -> Any:
         number = value.double_value
         return number if math.isfinite(number) else str(number)
     if kind == "array_value":
-        items = [v for v in (_value(v) for v in value.array_value.values) if v is not None]
+        converted = [(v, _value(v)) for v in value.array_value.values]
+        items = [v for _, v in converted if v is not None]
         types = {type(v) for v in items}
         if len(types) <= 1 and not types & {list}:
             return items
-        return [v if isinstance(v, str) else json.dumps(v) for v in items]
+        # Mixed or nested: each element as JSON text of its plain value. Not of its converted value: that
+        # would encode a nested array once per level, doubling its escapes each time (2**depth bytes).
+        return [v if isinstance(v, str) else json.dumps(_plain(raw)) for raw, v in converted if v is not None]
     if kind == "kvlist_value":
         return json.dumps(_plain_kvlist(value.kvlist_value.values), ensure_ascii=False)
     if kind == "bytes_value":
