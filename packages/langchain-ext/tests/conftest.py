@@ -17,13 +17,12 @@ from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.messages import AIMessage
 from langgraph.pregel import Pregel
 from langgraph.types import Command
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmobs_langchain
 from llmobs import config, selfstats
-from llmobs.testing import global_metric_reader, global_tracer_provider
+from llmobs.testing import FinishedSpans, global_metric_reader, global_tracer_provider
 from llmobs_langchain.runs import RUNS
 from llmobs_langchain.scripted import ScriptedChatModel
 
@@ -44,38 +43,6 @@ def _unpatch_langchain() -> None:
                 setattr(owner, name, original[name])
 
 
-class Recorded:
-    """The finished spans of one test, with tree helpers."""
-
-    def __init__(self, exporter: InMemorySpanExporter) -> None:
-        self._exporter = exporter
-
-    def all(self) -> list[ReadableSpan]:
-        return sorted(self._exporter.get_finished_spans(), key=lambda s: s.start_time)
-
-    def named(self, name: str) -> list[ReadableSpan]:
-        return [s for s in self.all() if s.name == name]
-
-    def one(self, name: str) -> ReadableSpan:
-        (span,) = self.named(name)
-        return span
-
-    def parent(self, span: ReadableSpan) -> ReadableSpan | None:
-        if span.parent is None:
-            return None
-        return next((s for s in self.all() if s.context.span_id == span.parent.span_id), None)
-
-    def children(self, span: ReadableSpan) -> list[str]:
-        return [s.name for s in self.all() if s.parent is not None and s.parent.span_id == span.context.span_id]
-
-    def roots(self) -> list[ReadableSpan]:
-        ids = {s.context.span_id for s in self.all()}
-        return [s for s in self.all() if s.parent is None or s.parent.span_id not in ids]
-
-    def trace_of(self, root: ReadableSpan) -> list[ReadableSpan]:
-        return [s for s in self.all() if s.context.trace_id == root.context.trace_id]
-
-
 @pytest.fixture(autouse=True)
 def _isolated():
     """Default settings, fresh counters and spans, no global instrumentation left behind, no run leaked."""
@@ -90,8 +57,8 @@ def _isolated():
 
 
 @pytest.fixture
-def recorded() -> Recorded:
-    return Recorded(SPANS)
+def recorded() -> FinishedSpans:
+    return FinishedSpans(SPANS)
 
 
 @pytest.fixture

@@ -67,11 +67,11 @@ def test_agent_loop_span_tree(weather_agent, recorded):
     assert recorded.parent(root) is None
     assert root.attributes[sc.OPERATION_NAME] == sc.OP_INVOKE_WORKFLOW
     assert root.attributes[sc.WORKFLOW_NAME] == "LangGraph"
-    assert recorded.children(root) == ["agent", "tools", "agent"]
+    assert recorded.child_names(root) == ["agent", "tools", "agent"]
     first_agent, tools, second_agent = (s for s in recorded.all() if recorded.parent(s) == root)
-    assert recorded.children(first_agent) == ["chat gpt-4o-mini", "tools_condition"]
-    assert recorded.children(tools) == ["execute_tool get_weather"]
-    assert recorded.children(second_agent) == ["chat gpt-4o-mini", "tools_condition"]
+    assert recorded.child_names(first_agent) == ["chat gpt-4o-mini", "tools_condition"]
+    assert recorded.child_names(tools) == ["execute_tool get_weather"]
+    assert recorded.child_names(second_agent) == ["chat gpt-4o-mini", "tools_condition"]
     assert len(recorded.all()) == 9
     for span in recorded.all():  # thread_id and user_id from the run metadata, on every span
         assert span.attributes[sc.SESSION_ID] == "t-7"
@@ -148,7 +148,7 @@ def test_lc_agent_name_makes_agent_spans_including_a_subagent_inside_a_tool(scri
     assert root.attributes[sc.AGENT_NAME] == "supervisor"
     sub = recorded.one("invoke_agent researcher")
     assert recorded.parent(sub).name == "execute_tool ask_researcher"  # nested runnable inside a tool
-    assert recorded.children(sub) == ["agent"]
+    assert recorded.child_names(sub) == ["agent"]
     assert recorded.named("agent")  # the supervisor's own nodes stay chain steps
     assert all(s.attributes[sc.OPERATION_NAME] == sc.OP_CHAIN for s in recorded.named("agent"))
 

@@ -34,7 +34,7 @@ def test_prompt_chat_parser_is_one_tree_of_four_spans(chain, recorded):
     assert chain.invoke({"question": "Capital of France?"}, config=callbacks()) == "Paris is the capital."
     root = recorded.one("RunnableSequence")
     assert recorded.parent(root) is None
-    assert recorded.children(root) == ["ChatPromptTemplate", "chat gpt-4o-mini", "StrOutputParser"]
+    assert recorded.child_names(root) == ["ChatPromptTemplate", "chat gpt-4o-mini", "StrOutputParser"]
     assert len(recorded.trace_of(root)) == 4
     for name in ("RunnableSequence", "ChatPromptTemplate", "StrOutputParser"):
         span = recorded.one(name)
@@ -88,7 +88,7 @@ def test_async_invoke_and_stream_give_the_same_tree(chain, recorded):
     roots = recorded.named("RunnableSequence")
     assert len(roots) == 2
     for root in roots:
-        assert recorded.children(root) == ["ChatPromptTemplate", "chat gpt-4o-mini", "StrOutputParser"]
+        assert recorded.child_names(root) == ["ChatPromptTemplate", "chat gpt-4o-mini", "StrOutputParser"]
     invoked, streamed = (next(s for s in recorded.trace_of(r) if s.name == "chat gpt-4o-mini") for r in roots)
     assert sc.RESPONSE_TIME_TO_FIRST_CHUNK not in invoked.attributes
     assert streamed.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
@@ -112,7 +112,7 @@ def test_parallel_branches_run_on_threads_under_their_parent(scripted, reply, re
     )
     assert parallel.invoke(3, config=callbacks()) == {"a": 4, "b": 6}
     root = recorded.one("RunnableParallel<a,b>")
-    assert sorted(recorded.children(root)) == ["add", "double"]
+    assert sorted(recorded.child_names(root)) == ["add", "double"]
 
 
 def test_retry_attempts_are_siblings_with_their_attempt_number(recorded):

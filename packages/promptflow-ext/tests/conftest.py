@@ -11,20 +11,16 @@ resource into the provider and wraps the ``openai`` client); each test puts both
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from typing import NamedTuple
 
 import openai
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from promptflow.tracing._integrations._openai_injector import recover_openai_api
 
 import llmobs_promptflow
 from llmobs import config, selfstats
-from llmobs import semconv as sc
-from llmobs.testing import global_metric_reader, global_tracer_provider
+from llmobs.testing import FinishedSpans, global_metric_reader, global_tracer_provider, metric_changes
 from llmobs_promptflow.loopback import LoopbackOpenAI
 
 PROVIDER = global_tracer_provider()
@@ -33,68 +29,10 @@ PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
 READER = global_metric_reader()
 
 
-class Spans:
-    """The spans finished during one test, with helpers to walk their trees."""
-
-    def all(self) -> list[ReadableSpan]:
-        return sorted(EXPORTER.get_finished_spans(), key=lambda s: s.start_time)
-
-    def one(self, name: str) -> ReadableSpan:
-        (span,) = [s for s in self.all() if s.name == name]
-        return span
-
-    def children(self, span: ReadableSpan) -> list[ReadableSpan]:
-        return [s for s in self.all() if s.parent is not None and s.parent.span_id == span.context.span_id]
-
-    def tree(self, span: ReadableSpan) -> tuple:
-        """``(name, kind, (child trees...))`` in start order: a shape to compare in one assert."""
-        kind = span.attributes.get(sc.SPAN_KIND)
-        return span.name, kind, tuple(self.tree(child) for child in self.children(span))
-
-    def roots(self) -> list[ReadableSpan]:
-        ids = {s.context.span_id for s in self.all()}
-        return [s for s in self.all() if s.parent is None or s.parent.span_id not in ids]
-
-    def traces(self) -> dict[int, list[ReadableSpan]]:
-        by_trace = defaultdict(list)
-        for span in self.all():
-            by_trace[span.context.trace_id].append(span)
-        return dict(by_trace)
-
-
-class Point(NamedTuple):
-    attributes: dict
-    sum: float
-    count: int
-
-
-def _histograms() -> dict[tuple[str, frozenset], tuple[float, int]]:
-    data = READER.get_metrics_data()
-    found = {}
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                for point in metric.data.data_points:
-                    total = point.sum if hasattr(point, "count") else point.value
-                    count = point.count if hasattr(point, "count") else 1
-                    found[(metric.name, frozenset(point.attributes.items()))] = (total, count)
-    return found
-
-
 @pytest.fixture
 def metric_points():
     """A function giving a metric's points recorded since the test began (the reader is cumulative)."""
-    before = _histograms()
-
-    def points(name: str) -> list[Point]:
-        out = []
-        for (metric, attributes), (total, count) in _histograms().items():
-            old_total, old_count = before.get((metric, attributes), (0, 0))
-            if metric == name and (count > old_count or total != old_total):
-                out.append(Point(dict(attributes), total - old_total, count - old_count))
-        return out
-
-    return points
+    return metric_changes(READER)
 
 
 @pytest.fixture(autouse=True)
@@ -114,8 +52,8 @@ def _isolated(monkeypatch):
 
 
 @pytest.fixture
-def spans() -> Spans:
-    return Spans()
+def spans() -> FinishedSpans:
+    return FinishedSpans(EXPORTER)
 
 
 @pytest.fixture

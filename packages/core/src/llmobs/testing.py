@@ -1,4 +1,5 @@
-"""Test wiring shared by every llmobs package's tests: the application's global OTel SDK providers.
+"""Test wiring shared by every llmobs package's tests: the application's global OTel SDK providers, and
+helpers to read what was recorded.
 
 Framework packages record through whatever global providers exist, so their tests install SDK providers
 as an application would — or reuse the ones already installed in the process — and read spans and
@@ -7,10 +8,17 @@ metrics through in-memory exporters. The OpenTelemetry SDK must be installed (it
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from llmobs import semconv as sc
 
 
 def global_tracer_provider() -> TracerProvider:
@@ -31,3 +39,98 @@ def global_metric_reader() -> InMemoryMetricReader:
     reader = InMemoryMetricReader()
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
     return reader
+
+
+class FinishedSpans:
+    """The spans an in-memory exporter holds, in start order, with helpers to walk their trees."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        self._exporter = exporter
+
+    def all(self) -> list[ReadableSpan]:
+        return sorted(self._exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.name == name]
+
+    def one(self, name: str) -> ReadableSpan:
+        (span,) = self.named(name)
+        return span
+
+    def kind(self, kind: str) -> list[ReadableSpan]:
+        """Spans of one ``gen_ai.span.kind`` (LLM, TOOL, ...)."""
+        return [s for s in self.all() if (s.attributes or {}).get(sc.SPAN_KIND) == kind]
+
+    def roots(self) -> list[ReadableSpan]:
+        """Spans whose parent is not among the finished spans (trace roots, or children of remote spans)."""
+        ids = {s.context.span_id for s in self.all()}
+        return [s for s in self.all() if s.parent is None or s.parent.span_id not in ids]
+
+    def parent(self, span: ReadableSpan) -> ReadableSpan | None:
+        if span.parent is None:
+            return None
+        return next((s for s in self.all() if s.context.span_id == span.parent.span_id), None)
+
+    def children(self, span: ReadableSpan) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.parent is not None and s.parent.span_id == span.context.span_id]
+
+    def child_names(self, span: ReadableSpan) -> list[str]:
+        return [s.name for s in self.children(span)]
+
+    def tree(self, span: ReadableSpan, *, kinds: bool = False) -> tuple:
+        """``(name, (child trees...))`` — or ``(name, kind, (...))`` with ``kinds`` — in start order: a
+        shape to compare in one assert."""
+        children = tuple(self.tree(child, kinds=kinds) for child in self.children(span))
+        return (span.name, (span.attributes or {}).get(sc.SPAN_KIND), children) if kinds else (span.name, children)
+
+    def traces(self) -> dict[int, list[ReadableSpan]]:
+        by_trace: dict[int, list[ReadableSpan]] = defaultdict(list)
+        for span in self.all():
+            by_trace[span.context.trace_id].append(span)
+        return dict(by_trace)
+
+    def trace_of(self, root: ReadableSpan) -> list[ReadableSpan]:
+        return [s for s in self.all() if s.context.trace_id == root.context.trace_id]
+
+    def clear(self) -> None:
+        self._exporter.clear()
+
+
+class Point(NamedTuple):
+    """What one metric series gained: histogram sum and count, or a counter's increase (count 1)."""
+
+    attributes: dict[str, Any]
+    sum: float
+    count: int
+
+
+def metric_changes(reader: InMemoryMetricReader) -> Callable[[str], list[Point]]:
+    """A function giving, per series of a metric, what was recorded since this call (the reader is
+    cumulative, and shared by every test of the process)."""
+
+    def totals() -> dict[tuple[str, frozenset[tuple[str, Any]]], tuple[float, int]]:
+        data = reader.get_metrics_data()
+        found = {}
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        histogram = hasattr(point, "count")
+                        total = point.sum if histogram else point.value
+                        found[(metric.name, frozenset(point.attributes.items()))] = (
+                            total,
+                            point.count if histogram else 1,
+                        )
+        return found
+
+    before = totals()
+
+    def points(name: str) -> list[Point]:
+        out = []
+        for (metric, attributes), (total, count) in totals().items():
+            old_total, old_count = before.get((metric, attributes), (0, 0))
+            if metric == name and (count > old_count or total != old_total):
+                out.append(Point(dict(attributes), total - old_total, count - old_count))
+        return out
+
+    return points
