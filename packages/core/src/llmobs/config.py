@@ -18,6 +18,11 @@ naming the line and the reason; callers that reload keep the last good settings.
     max_age_days = 7
     max_mb = 512
 
+    [export]
+    max_request_bytes = 4000000      # an OTLP request never exceeds this (batches are split to fit)
+    shutdown_timeout_s = 10          # at exit, how long buffered spans may take to leave
+    handle_sigterm = true            # flush on SIGTERM, then die of it as before
+
     [prices."my-finetune"]           # USD per million tokens
     input = 1.0
     output = 2.0
@@ -64,6 +69,9 @@ class Settings:
     disabled_integrations: frozenset[str] = frozenset()
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     sampling: sampling.SamplingPolicy = field(default_factory=sampling.SamplingPolicy)
+    export_max_request_bytes: int = 4_000_000
+    export_shutdown_timeout_s: float = 10.0
+    export_handle_sigterm: bool = True
     source: str = "defaults"
 
     def store_path(self) -> Path:
@@ -172,6 +180,11 @@ _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "sampling": ("sampling", lambda v, w: _sampling(v, w)),
     "retention.max_age_days": ("retention_max_age_days", _number),
     "retention.max_mb": ("retention_max_mb", _number),
+    "export.max_request_bytes": (
+        "export_max_request_bytes", lambda v, w: _number(v, w, integer=True, minimum=64 * 1024)
+    ),
+    "export.shutdown_timeout_s": ("export_shutdown_timeout_s", lambda v, w: _number(v, w) or 0.0),
+    "export.handle_sigterm": ("export_handle_sigterm", _bool),
 }
 _ENV = {
     "LLMOBS_SERVICE_NAME": "service_name",
@@ -183,7 +196,12 @@ _ENV = {
     "LLMOBS_DISABLE": "disabled_integrations",
     "LLMOBS_RETENTION_DAYS": "retention.max_age_days",
     "LLMOBS_RETENTION_MB": "retention.max_mb",
+    "LLMOBS_EXPORT_MAX_REQUEST_BYTES": "export.max_request_bytes",
+    "LLMOBS_EXPORT_SHUTDOWN_TIMEOUT": "export.shutdown_timeout_s",
+    "LLMOBS_HANDLE_SIGTERM": "export.handle_sigterm",
 }
+# configure() keywords for dotted keys (``configure(retention_max_mb=...)``).
+_CODE_NAMES = {key.replace(".", "_"): key for key in _KEYS if "." in key}
 # Variables that change one field of the sampling policy, whatever its source.
 _SAMPLING_ENV = {"LLMOBS_SAMPLING": "enabled", "LLMOBS_SAMPLING_RATIO": "ratio"}
 
@@ -260,9 +278,7 @@ def parse_env(environ: Mapping[str, str]) -> dict[str, Any]:
 def parse_code(overrides: Mapping[str, Any]) -> dict[str, Any]:
     values = {}
     for key, value in overrides.items():
-        name = key.replace("retention_max_age_days", "retention.max_age_days").replace(
-            "retention_max_mb", "retention.max_mb"
-        )
+        name = _CODE_NAMES.get(key, key)
         if name not in _KEYS:
             raise ConfigError(f"configure({key}=...): unknown setting (known: {', '.join(sorted(_KEYS))})")
         attr, parse = _KEYS[name]

@@ -12,21 +12,36 @@ Exporter names: ``auto`` (OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``..._TRA
 else the embedded store), ``store``, ``otlp`` (``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``: ``http/protobuf``
 default, or ``grpc``), ``console``, ``none``. Every exporter sits behind a ``BatchSpanProcessor``, so
 export never runs on the application's thread.
+
+When the destination is down, slow or refusing, the application does not wait: spans queue up to a
+bound (``OTEL_BSP_MAX_QUEUE_SIZE``, 16384 by default) and what a full queue, a failed export or an
+expired shutdown loses is counted in ``llmobs.dropped`` (:mod:`llmobs.selfstats`) and logged once per
+kind. An OTLP request never exceeds ``export.max_request_bytes`` (4 MB, under the 4 MiB gRPC default
+and the usual 16 MB proxy limits): batches are split by their encoded size, and a batch refused with
+HTTP 413 is split in halves and retried. At exit (``atexit`` and, unless the application handles it
+itself, SIGTERM) buffered spans are exported within ``export.shutdown_timeout_s``; a span still open
+then — a request killed mid-way — is exported as it stands, marked ``llmobs.partial``. In a process
+forked after ``configure()`` (pre-fork servers), export threads restart and pooled connections are not
+shared with the parent.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
+import signal
 import threading
-from collections.abc import Mapping
+import time
+import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from llmobs import config, plugins, selfstats
@@ -59,20 +74,303 @@ class _BatchProcessor(BatchSpanProcessor):
 
     LLM apps export in bursts (an agent run ends dozens of spans at once): the SDK default of 2048
     queued spans silently drops under a burst. ``OTEL_BSP_*`` variables still take precedence.
+    Shutdown waits at most ``shutdown_timeout_s`` for the queue to drain; what is left is counted.
     """
 
-    def __init__(self, exporter: SpanExporter, environ: Mapping[str, str]) -> None:
+    def __init__(self, exporter: SpanExporter, environ: Mapping[str, str], shutdown_timeout_s: float = 30.0) -> None:
         queue = None if environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else DEFAULT_QUEUE_SIZE
         delay = None if environ.get("OTEL_BSP_SCHEDULE_DELAY") else DEFAULT_SCHEDULE_DELAY_MS
         super().__init__(exporter, max_queue_size=queue, schedule_delay_millis=delay)
         inner = getattr(self, "_batch_processor", None)
         self._queue = getattr(inner, "_queue", None)
+        self._shutdown_timeout_ms = max(shutdown_timeout_s, 0.0) * 1000
 
     def on_end(self, span: Any) -> None:
         queue = self._queue
         if queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen:
-            selfstats.count("export.queue_full_dropped")
+            selfstats.dropped(
+                DROP_QUEUE_FULL, 1, f"the export queue is full ({queue.maxlen} spans): the destination is down or slow"
+            )
         super().on_end(span)
+
+    def queued(self) -> int:
+        """Spans waiting for export."""
+        return len(self._queue) if self._queue is not None else 0
+
+    def shutdown(self) -> None:
+        inner = getattr(self, "_batch_processor", None)
+        try:
+            inner.shutdown(timeout_millis=self._shutdown_timeout_ms)  # type: ignore[union-attr]
+        except TypeError:  # an SDK whose batch processor takes no timeout
+            super().shutdown()
+        selfstats.dropped(DROP_SHUTDOWN, self.queued(), "the export did not finish within the shutdown timeout")
+
+
+#: ``llmobs.dropped`` reasons counted here.
+DROP_QUEUE_FULL = "export.queue_full_dropped"
+DROP_EXPORT_FAILED = "export.failed_spans"
+DROP_TOO_LARGE = "export.too_large_dropped"
+DROP_SHUTDOWN = "export.shutdown_dropped"
+DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+
+
+class _StatusSession:
+    """Builds a ``requests.Session`` that remembers, per thread, the HTTP status of its last request
+    (the OTLP exporter reports only success or failure; a 413 must be told apart to split the batch),
+    and that a forked child does not share its pooled connections with the parent."""
+
+    @staticmethod
+    def create() -> Any:
+        import requests
+
+        class Session(requests.Session):
+            def __init__(self) -> None:
+                super().__init__()
+                self.last = threading.local()
+                ref = weakref.ref(self)
+                os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s.forget_connections())
+
+            def request(self, *args: Any, **kwargs: Any) -> Any:
+                self.last.status = None
+                response = super().request(*args, **kwargs)
+                self.last.status = response.status_code
+                return response
+
+            def status(self) -> int | None:
+                return getattr(self.last, "status", None)
+
+            def forget_connections(self) -> None:
+                # The parent's pooled sockets stay open for the parent: new adapters, the old ones untouched.
+                self.adapters.clear()
+                self.mount("https://", requests.adapters.HTTPAdapter())
+                self.mount("http://", requests.adapters.HTTPAdapter())
+                self.last = threading.local()
+
+        return Session()
+
+
+class SizeLimitedExporter(SpanExporter):
+    """Wraps an OTLP span exporter so no request exceeds ``max_bytes`` and failures are counted.
+
+    A batch is split by an upper-bound estimate of its encoded size (cheap: lengths, no encoding); a
+    single span over the limit is measured exactly and dropped (counted) if it really does not fit.
+    A batch the destination refuses with HTTP 413 is split in halves and retried, down to one span.
+    """
+
+    def __init__(self, inner: SpanExporter, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES, session: Any = None) -> None:
+        self.inner = inner
+        self.max_bytes = max_bytes
+        self._session = session
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = True
+        try:
+            for chunk in self._chunks(spans):
+                ok = self._send(chunk) and ok
+        except Exception as exc:
+            selfstats.failure("export.otlp_failed", exc)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _chunks(self, spans: Sequence[ReadableSpan]) -> list[list[ReadableSpan]]:
+        budget = self.max_bytes - _groups_size(spans)
+        chunks: list[list[ReadableSpan]] = []
+        chunk: list[ReadableSpan] = []
+        size = 0
+        for span in spans:
+            n = _span_size(span)
+            if n > budget:
+                if _exact_size(span) > self.max_bytes:
+                    why = f"a span larger than export.max_request_bytes={self.max_bytes}"
+                    selfstats.dropped(DROP_TOO_LARGE, 1, why)
+                    continue
+                chunks.append([span])
+                continue
+            if chunk and size + n > budget:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(span)
+            size += n
+        if chunk:
+            chunks.append(chunk)
+        return chunks
+
+    def _send(self, spans: list[ReadableSpan]) -> bool:
+        if self.inner.export(spans) is SpanExportResult.SUCCESS:
+            return True
+        status = self._session.status() if self._session is not None else None
+        if status == 413:
+            if len(spans) > 1:
+                half = len(spans) // 2
+                first = self._send(spans[:half])
+                return self._send(spans[half:]) and first
+            selfstats.dropped(DROP_TOO_LARGE, 1, "the destination refused a one-span request as too large (413)")
+            return False
+        selfstats.dropped(
+            DROP_EXPORT_FAILED,
+            len(spans),
+            f"the destination could not be reached or refused the batch (HTTP {status})"
+            if status
+            else "the destination could not be reached or refused the batch",
+        )
+        return False
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+# Upper bounds of protobuf framing: a tag byte and a length varint (<= 5 bytes) per field.
+_FIELD = 6
+_SPAN_FIXED = 160  # ids, times, kind, flags, status code, dropped counts, the Span message's own framing
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value) if value.isascii() else 4 * len(value)
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, bool | int | float):
+        return 11
+    if isinstance(value, Sequence):
+        return sum(_value_size(v) + 2 * _FIELD for v in value) + 2 * _FIELD
+    return 4 * len(str(value)) + _FIELD
+
+
+def _attributes_size(attributes: Any) -> int:
+    if not attributes:
+        return 0
+    return sum(len(k) + _value_size(v) + 4 * _FIELD for k, v in attributes.items())
+
+
+def _span_size(span: ReadableSpan) -> int:
+    """An upper bound of the span's encoded OTLP size."""
+    size = _SPAN_FIXED + _value_size(span.name) + _attributes_size(span.attributes)
+    status = span.status
+    if status is not None and status.description:
+        size += _value_size(status.description) + _FIELD
+    state = span.context.trace_state if span.context is not None else None
+    if state:
+        size += 4 * len(state.to_header()) + _FIELD
+    for event in span.events:
+        size += 4 * _FIELD + 11 + _value_size(event.name) + _attributes_size(event.attributes)
+    for link in span.links:
+        size += 64 + _attributes_size(link.attributes)
+        if link.context.trace_state:
+            size += 4 * len(link.context.trace_state.to_header())
+    return size
+
+
+def _groups_size(spans: Sequence[ReadableSpan]) -> int:
+    """An upper bound of the resource and scope framing a request of these spans carries."""
+    seen: set[int] = set()
+    size = 64
+    for span in spans:
+        resource, scope = span.resource, span.instrumentation_scope
+        if id(resource) not in seen:
+            seen.add(id(resource))
+            size += 4 * _FIELD + _attributes_size(resource.attributes) + _value_size(resource.schema_url or "")
+        if id(scope) not in seen:
+            seen.add(id(scope))
+            size += 6 * _FIELD + 11
+            if scope is not None:
+                size += _value_size(scope.name) + _value_size(scope.version or "")
+                size += _value_size(scope.schema_url or "") + _attributes_size(scope.attributes)
+    return size
+
+
+def _exact_size(span: ReadableSpan) -> int:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    return encode_spans([span]).ByteSize()
+
+
+_OPEN_SWEEP_MIN = 1024
+_OPEN_MAX = 100_000  # open spans remembered at most; beyond, new ones are not flushed as partial
+
+
+class _OpenSpans(SpanProcessor):
+    """In front of the sampling processor: remembers spans started and not yet ended (weakly, so an
+    abandoned span is not kept alive), and at shutdown hands each one on as it stands, marked
+    ``llmobs.partial``, before the processors behind it flush — a request killed mid-way is exported
+    with everything it did so far instead of being lost with its buffered children."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self.inner = inner
+        self._open: dict[int, weakref.ref[Any]] = {}
+        self._sweep_at = _OPEN_SWEEP_MIN
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (p := ref()) is not None and p._open.clear())
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if len(self._open) >= self._sweep_at:
+            self._sweep()
+        if len(self._open) < _OPEN_MAX:
+            with contextlib.suppress(TypeError):  # a span type without weak references is not tracked
+                self._open[id(span)] = weakref.ref(span)
+        self.inner.on_start(span, parent_context)
+
+    def _sweep(self) -> None:
+        """Forget spans collected without ending (abandoned); amortised, so the map stays bounded."""
+        for key, ref in list(self._open.items()):
+            if ref() is None and self._open.get(key) is ref:
+                self._open.pop(key, None)
+        self._sweep_at = max(_OPEN_SWEEP_MIN, 2 * len(self._open))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._open.pop(id(span), None)
+        self.inner.on_end(span)
+
+    def end_open_spans(self) -> int:
+        """Hand on every span still open, marked partial; returns how many."""
+        now = time.time_ns()
+        handed = 0
+        for ref in list(self._open.values()):
+            span = ref()
+            if span is None or span.end_time is not None:
+                continue
+            try:
+                snapshot = _partial(span, now)
+            except Exception as exc:  # a span mutated by another thread while we read it
+                selfstats.failure("export.partial_span_failed", exc)
+                continue
+            self.inner.on_end(snapshot)
+            handed += 1
+        self._open.clear()
+        if handed:
+            selfstats.count("export.partial_spans", handed)
+        return handed
+
+    def shutdown(self) -> None:
+        try:
+            self.end_open_spans()
+        except Exception as exc:
+            selfstats.failure("export.partial_spans_failed", exc)
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _partial(span: Any, end_time: int) -> ReadableSpan:
+    attributes = dict(span.attributes or {})
+    attributes[sc.PARTIAL] = True
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=tuple(span.events),
+        links=tuple(span.links),
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def _otlp_endpoint_set(environ: Mapping[str, str], signal: str) -> bool:
@@ -92,13 +390,19 @@ def resolve_exporters(settings: config.Settings, environ: Mapping[str, str], app
     return tuple(names)
 
 
-def _otlp_span_exporter(environ: Mapping[str, str]) -> SpanExporter:
+def _otlp_span_exporter(settings: config.Settings, environ: Mapping[str, str]) -> SpanExporter:
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    max_bytes = settings.export_max_request_bytes
     if (protocol or "http/protobuf").strip().lower() == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return SizeLimitedExporter(GrpcExporter(), max_bytes)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    if environ.get("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER"):
+        return SizeLimitedExporter(OTLPSpanExporter(), max_bytes)  # its own session: no 413 split
+    session = _StatusSession.create()
+    return SizeLimitedExporter(OTLPSpanExporter(session=session), max_bytes, session)
 
 
 def _span_exporter(name: str, settings: config.Settings, environ: Mapping[str, str]) -> SpanExporter:
@@ -111,10 +415,17 @@ def _span_exporter(name: str, settings: config.Settings, environ: Mapping[str, s
         )
         return SQLiteSpanExporter(settings.store_path(), retention=retention)
     if name == "otlp":
-        return _otlp_span_exporter(environ)
+        return _otlp_span_exporter(settings, environ)
     if name == "console":
         return ConsoleSpanExporter()
     raise config.ConfigError(f"unknown exporter {name!r}")
+
+
+def span_processor(name: str, settings: config.Settings, environ: Mapping[str, str] | None = None) -> SpanProcessor:
+    """The batch processor and exporter ``configure()`` wires for exporter ``name`` (also for tests and
+    benchmarks that build their own provider)."""
+    environ = os.environ if environ is None else environ
+    return _BatchProcessor(_span_exporter(name, settings, environ), environ, settings.export_shutdown_timeout_s)
 
 
 def _resource(settings: config.Settings) -> Resource:
@@ -228,12 +539,13 @@ def configure(**overrides: Any) -> config.Settings:
         names = resolve_exporters(settings, environ, app_provider) if provider is not None else ()
         processors: list[SpanProcessor] = []
         if provider is not None:
-            exporting = [_BatchProcessor(_span_exporter(name, settings, environ), environ) for name in names]
+            exporting = [span_processor(name, settings, environ) for name in names]
             exporting += plugins.span_processors(settings)
             if exporting:
                 # Sampling is on by default when spans leave the machine; the local store alone keeps all.
-                processors = [SamplingProcessor(exporting, auto_enabled="otlp" in names)]
+                processors = [_OpenSpans(SamplingProcessor(exporting, auto_enabled="otlp" in names))]
                 provider.add_span_processor(processors[0])
+                _handle_sigterm(settings)
         _state.tracer_provider = provider
         _state.processors = processors
         _state.exporters = names
@@ -304,6 +616,39 @@ def shutdown() -> None:
             if _state.tracer_provider is not None:
                 _detach_processors(_state.tracer_provider, _state.processors)
             _state.__init__()  # type: ignore[misc]
+
+
+def _handle_sigterm(settings: config.Settings) -> None:
+    """Flush on SIGTERM when nothing else handles it (Python's default dies without running ``atexit``).
+
+    Only from the main thread and only over the default action: an application or server that handles
+    SIGTERM itself exits through ``atexit``, where llmobs flushes anyway.
+    """
+    global _sigterm_timeout_s
+    _sigterm_timeout_s = settings.export_shutdown_timeout_s
+    if not settings.export_handle_sigterm or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError) as exc:  # no signals here (embedded interpreter)
+        selfstats.failure("export.sigterm_handler_failed", exc)
+
+
+_sigterm_timeout_s = 10.0
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Flush and close the exporters, then die of the signal as the default action would.
+
+    The flush runs on its own thread, waited for at most a bounded time: the interrupted code may hold
+    a lock the flush needs, and a stuck flush must not keep a terminated process alive.
+    """
+    worker = threading.Thread(target=shutdown, name="llmobs-sigterm-flush", daemon=True)
+    worker.start()
+    worker.join(2 * _sigterm_timeout_s + 1)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _has_processors(provider: TracerProvider) -> bool:

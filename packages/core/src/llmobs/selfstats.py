@@ -33,6 +33,18 @@ def failure(kind: str, exc: BaseException | None = None) -> None:
         _log.warning("llmobs: %s (%s); further occurrences are only counted", kind, _describe(exc))
 
 
+def dropped(kind: str, n: int, why: str) -> None:
+    """Count ``n`` items lost for ``kind`` and log the first loss of this kind in the process, with why."""
+    if n <= 0:
+        return
+    with _lock:
+        _counts[kind] += n
+        first = kind not in _logged
+        _logged.add(kind)
+    if first:
+        _log.warning("llmobs: dropped %d (%s): %s; further drops are only counted", n, kind, why)
+
+
 def snapshot() -> dict[str, int]:
     """A copy of every counter."""
     with _lock:
