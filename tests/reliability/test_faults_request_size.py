@@ -1,0 +1,197 @@
+"""No OTLP request exceeds a safe size: batches split by encoded size, halved on 413, oversized content truncated.
+
+A receiver that rejects bodies above its limit (as collectors do at 4 MiB for gRPC and proxies at a few
+MB) must never see a request over it when llmobs is told the limit, and must lose nothing when it is not
+(413 → halves → retried). The size estimate that decides the split is checked to be an upper bound of
+the real encoding.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link
+
+from llmobs import config, content, export, selfstats
+from llmobs import semconv as sc
+from llmobs.recorder import ROOT, Recorder
+
+sys.path.insert(0, str(Path(__file__).parent))
+from faultserver import FaultServer
+
+LIMIT = 256 * 1024
+
+
+def _recorder(provider, max_attribute_bytes=8192):
+    config.swap(config.load({"max_attribute_bytes": max_attribute_bytes, "capture": "span_only"}, environ={}))
+    return Recorder(tracer_provider=provider, meter_provider=NoOpMeterProvider())
+
+
+def _big_traces(recorder, n: int) -> set[str]:
+    """Traces whose prompts are far over the content limit (1 MB each), as LLM apps make them."""
+    ids = set()
+    for i in range(n):
+        agent = recorder.start(sc.OP_INVOKE_AGENT, "rag", parent=ROOT)
+        llm = recorder.start(sc.OP_CHAT, provider="openai", model="gpt-4o", parent=agent)
+        llm.set_input([content.message("user", [content.text_part(f"{i} " + "context " * 130_000)])])
+        llm.set_output([content.output_message([content.text_part("answer " * 2000)], "stop")])
+        llm.set_usage(300_000, 2000)
+        llm.end()
+        agent.end()
+        ids.add(agent.trace_id)
+    return ids
+
+
+@pytest.fixture(autouse=True)
+def _settings():
+    previous = config.current()
+    selfstats.reset()
+    yield
+    config.swap(previous)
+
+
+def _pipeline(monkeypatch, endpoint, max_bytes):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # one batch of everything, at force_flush
+    settings = config.load({"export_max_request_bytes": max_bytes}, environ={})
+    provider = TracerProvider(resource=Resource.create({sc.SERVICE_NAME: "big-app"}))
+    provider.add_span_processor(export.span_processor("otlp", settings))
+    return provider
+
+
+def test_batches_split_to_the_configured_size(monkeypatch):
+    server = FaultServer(max_body=LIMIT)
+    try:
+        provider = _pipeline(monkeypatch, server.endpoint, LIMIT)
+        ids = _big_traces(_recorder(provider), 120)  # ~2 MB of spans: one SDK batch would be 8x the limit
+        provider.force_flush()
+        assert {s.trace_id.hex() for s in server.accepted_spans()} == ids
+        assert len(server.accepted_spans()) == 240
+        assert all(a.status == 200 for a in server.attempts), "a request went over the receiver's limit"
+        assert max(a.size for a in server.attempts) <= LIMIT
+        assert len(server.attempts) > 1
+        provider.shutdown()
+    finally:
+        server.close()
+
+
+def test_a_413_splits_the_batch_in_halves_and_loses_nothing(monkeypatch):
+    server = FaultServer(max_body=LIMIT)  # stricter than the exporter's own 4 MB
+    try:
+        provider = _pipeline(monkeypatch, server.endpoint, export.DEFAULT_MAX_REQUEST_BYTES)
+        ids = _big_traces(_recorder(provider), 120)
+        provider.force_flush()
+        assert any(a.status == 413 for a in server.attempts)
+        assert {s.trace_id.hex() for s in server.accepted_spans()} == ids
+        assert len(server.accepted_spans()) == 240
+        assert selfstats.snapshot().get(export.DROP_TOO_LARGE, 0) == 0
+        assert selfstats.snapshot().get(export.DROP_EXPORT_FAILED, 0) == 0
+        provider.shutdown()
+    finally:
+        server.close()
+
+
+def test_oversized_attributes_are_truncated_by_the_content_policy(monkeypatch):
+    server = FaultServer()
+    try:
+        provider = _pipeline(monkeypatch, server.endpoint, LIMIT)
+        _big_traces(_recorder(provider, max_attribute_bytes=4096), 2)
+        provider.force_flush()
+        chats = [s for s in server.accepted_spans() if s.name.startswith("chat")]
+        assert len(chats) == 2
+        for span in chats:
+            for attribute in span.attributes:
+                value = attribute.value.string_value
+                assert len(value.encode()) <= 4096, f"{attribute.key} is {len(value)} bytes"
+            keys = {a.key for a in span.attributes}
+            assert sc.INPUT_MESSAGES in keys
+        provider.shutdown()
+    finally:
+        server.close()
+
+
+def test_one_span_over_the_limit_is_dropped_and_counted(monkeypatch):
+    server = FaultServer()
+    try:
+        provider = _pipeline(monkeypatch, server.endpoint, 64 * 1024)
+        tracer = provider.get_tracer("raw")  # past the recorder's content policy: raw SDK attributes
+        with tracer.start_as_current_span("huge") as span:
+            for i in range(40):
+                span.set_attribute(f"blob.{i}", "x" * 4000)
+        with tracer.start_as_current_span("small"):
+            pass
+        provider.force_flush()
+        assert [s.name for s in server.accepted_spans()] == ["small"]
+        assert selfstats.snapshot()[export.DROP_TOO_LARGE] == 1
+        provider.shutdown()
+    finally:
+        server.close()
+
+
+def _sample_spans():
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({sc.SERVICE_NAME: "naïve-服务", "k": ("a", "b")}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("scope", "1.0", schema_url="https://opentelemetry.io/schemas/1.30.0")
+    other = provider.get_tracer("other")
+    texts = ["", "ascii", "é" * 300, "中文" * 500, "\U0001f600" * 200, "x" * 70_000]
+    for i, text in enumerate(texts):
+        with tracer.start_as_current_span(f"span {text[:20]}") as span:
+            span.set_attribute("text", text)
+            span.set_attribute("n", i)
+            span.set_attribute("f", 1.5)
+            span.set_attribute("flag", True)
+            span.set_attribute("list", [text[:50], "b", "c"])
+            span.set_attribute("ints", [1, 2, 3_000_000_000])
+            span.add_event("evt", {"payload": text[:1000], "k": 1})
+            span.set_status("ERROR" if i % 2 else "OK", text[:100] if i % 2 else None)
+            with other.start_as_current_span("child", links=[Link(span.get_span_context(), {"why": text[:10]})]):
+                pass
+    return memory.get_finished_spans()
+
+
+def test_the_size_estimate_is_an_upper_bound_of_the_encoding():
+    spans = _sample_spans()
+    for span in spans:
+        estimate = export._groups_size([span]) + export._span_size(span)
+        assert estimate >= len(encode_spans([span]).SerializeToString()), span.name
+    for count in range(1, len(spans) + 1):
+        batch = spans[:count]
+        estimate = export._groups_size(batch) + sum(export._span_size(s) for s in batch)
+        assert estimate >= len(encode_spans(batch).SerializeToString())
+    # ... and not wildly pessimistic for ordinary ASCII spans, or batches would be split needlessly.
+    ascii_span = spans[1]
+    estimate = export._groups_size([ascii_span]) + export._span_size(ascii_span)
+    assert estimate < 4 * len(encode_spans([ascii_span]).SerializeToString())
+
+
+class _Counting:
+    def __init__(self):
+        self.batches = []
+
+    def export(self, spans):
+        self.batches.append(len(spans))
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self):
+        pass
+
+    def force_flush(self, timeout_millis=30_000):
+        return True
+
+
+def test_splitting_keeps_every_span_in_order():
+    spans = list(_sample_spans()) * 20
+    inner = _Counting()
+    sized = export.SizeLimitedExporter(inner, max_bytes=100_000)
+    assert sized.export(spans) is SpanExportResult.SUCCESS
+    assert sum(inner.batches) == len(spans)
+    assert len(inner.batches) > 1
