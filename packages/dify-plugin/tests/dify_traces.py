@@ -140,6 +140,34 @@ def phoenix_spans(run: Run, project: str = "support-bot") -> list:
     return list(memory.get_finished_spans())
 
 
+def phoenix_message_spans(run: Run, project: str = "support-bot") -> list:
+    """A chat app's message trace: root ``Dify``, ``message`` CHAIN, ``llm`` LLM with the TTFT in metadata."""
+    provider, memory = _provider({"openinference.project.name": project, "model_id": project})
+    tracer = provider.get_tracer("arize_phoenix_tracer_" + project)
+    root = tracer.start_span("Dify", start_time=T0, attributes={
+        "openinference.span.kind": "CHAIN", "dify_project_name": project, "dify_trace_id": run.message_id})
+    root.end(end_time=T0 + 1)
+    metadata = {"app_id": run.app_id, "created_from": "Dify", "message_id": run.message_id,
+                "trace_entity_type": "message", "conversation_model": "chat", "message_tokens": 20,
+                "answer_tokens": 9, "total_tokens": 29, "gen_ai_server_time_to_first_token": 0.25,
+                "llm_streaming_time_to_generate": 0.6, "is_streaming_request": True, "user_id": "",
+                "end_user_id": run.user_id, "model_provider": "langgenius/openai/openai", "model_id": "gpt-4o"}
+    common = {"metadata": json.dumps(metadata), "session.id": run.conversation_id}
+    message = tracer.start_span("message", context=set_span_in_context(root), start_time=T0, attributes={
+        "openinference.span.kind": "CHAIN", "input.value": "Hi there", "input.mime_type": "text/plain",
+        "output.value": "Hello! How can I help?", "output.mime_type": "text/plain", **common})
+    llm = tracer.start_span("llm", context=set_span_in_context(message), start_time=T0, attributes={
+        "openinference.span.kind": "LLM", "input.value": json.dumps({"query": "Hi there"}),
+        "output.value": "Hello! How can I help?", "llm.token_count.total": 29, "llm.token_count.prompt": 20,
+        "llm.token_count.completion": 9, "llm.model_name": "gpt-4o", "llm.provider": "langgenius/openai/openai",
+        "llm.invocation_parameters": json.dumps({"temperature": 0.2, "max_tokens": 512}),
+        "llm.input_messages.0.message.role": "user", "llm.input_messages.0.message.content": "Hi there", **common})
+    llm.end(end_time=T0 + 900 * MS)
+    message.end(end_time=T0 + 900 * MS)
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
 class _RunIds(RandomIdGenerator):
     """ARMS: the trace id is the workflow run's UUID."""
 
@@ -219,6 +247,14 @@ def send_phoenix(url: str, key: str | None, run: Run, **options) -> list[SpanExp
     out = exporter(url, key, **options)
     try:
         return [out.export([span]) for span in phoenix_spans(run)]
+    finally:
+        out.shutdown()
+
+
+def send_phoenix_message(url: str, key: str | None, run: Run) -> list[SpanExportResult]:
+    out = exporter(url, key)
+    try:
+        return [out.export([span]) for span in phoenix_message_spans(run)]
     finally:
         out.shutdown()
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 from conftest import KEY, endpoint_settings
-from dify_traces import Run, send_arms, send_phoenix
+from dify_traces import Run, send_arms, send_phoenix, send_phoenix_message
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -71,6 +71,22 @@ def test_phoenix_workflow_arrives_in_llmobs_semantics(receiver, make_gateway):
     assert {s.context.trace_id for s in spans.values()} == {root.context.trace_id}
     # the destination got the configured headers
     assert receiver.headers_seen[0]["authorization"] == "Bearer destination-token"
+
+
+def test_phoenix_chat_message_arrives_in_llmobs_semantics(receiver, make_gateway):
+    gateway = make_gateway(endpoint_settings(receiver))
+    run = Run()
+    assert set(send_phoenix_message(gateway.base, KEY, run)) == {SpanExportResult.SUCCESS}
+    spans = receiver.by_name()
+    llm = spans["llm"].attributes
+    assert (llm[sc.OPERATION_NAME], llm[sc.PROVIDER_NAME], llm[sc.REQUEST_MODEL]) == (sc.OP_CHAT, "openai", "gpt-4o")
+    assert llm[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] == 250_000_000  # from Dify's message metadata
+    assert (llm[sc.REQUEST_TEMPERATURE], llm[sc.REQUEST_MAX_TOKENS]) == (0.2, 512)
+    assert _json(llm[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == "Hello! How can I help?"
+    assert (llm[sc.DIFY_MESSAGE_ID], llm[sc.USER_ID], llm[sc.SESSION_ID]) == (run.message_id, run.user_id,
+                                                                             run.conversation_id)
+    message = spans["message"].attributes
+    assert message[sc.OPERATION_NAME] == sc.OP_CHAIN and sc.REQUEST_MODEL not in message
 
 
 def test_arms_workflow_arrives_in_llmobs_semantics(receiver, make_gateway):
