@@ -244,3 +244,21 @@ def test_misconfigured_endpoint_answers_500(receiver, make_gateway):
     gateway = make_gateway(endpoint_settings(receiver, otlp_endpoint="ftp://nowhere"))
     assert send_arms(gateway.base, KEY, Run()) is SpanExportResult.FAILURE
     assert receiver.spans() == []
+
+
+def test_sdk_refuses_header_names_with_underscores(receiver):
+    """Why the gateway drops them as Dify's nginx does: dify-plugin 0.10 refuses the request before any
+    plugin code runs. If a later SDK accepts them, this fails and the README's limit can go."""
+    import binascii
+
+    from conftest import executor_for_plugin
+    from dify_plugin.core.entities.plugin.request import EndpointInvokeRequest
+    from dify_plugin.core.runtime import Session
+
+    _, executor = executor_for_plugin()
+    raw = (b"POST /v1/traces HTTP/1.1\r\nHost: dify\r\nContent-Type: application/x-protobuf\r\n"
+           b"Api_key: " + KEY.encode() + b"\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n"
+           b"Content-Length: 0\r\n\r\n")
+    data = EndpointInvokeRequest(settings=endpoint_settings(receiver), raw_http_request=binascii.hexlify(raw).decode())
+    with pytest.raises(ValueError, match="Invalid HTTP header"):
+        list(executor.invoke_endpoint(Session.empty_session(), data))

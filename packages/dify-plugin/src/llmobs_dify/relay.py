@@ -40,8 +40,9 @@ from llmobs_dify.settings import EXPORT_TIMEOUT, Destination, RelaySettings, Set
 
 _log = logging.getLogger(__name__)
 
-#: Largest request body accepted, before and after decompression (Dify sends one trace task per request).
-MAX_BODY = 16 * 1024 * 1024
+#: Largest request body accepted, before and after decompression. Dify's plugin daemon reads at most
+#: 10 MiB of an endpoint request's body (it cuts the rest off), so nothing larger can arrive whole.
+MAX_BODY = 10 * 1024 * 1024
 #: Exporters kept for reuse (connection pooling), one per destination; the oldest is closed beyond this.
 MAX_EXPORTERS = 16
 RETRY_AFTER_SECONDS = "5"
