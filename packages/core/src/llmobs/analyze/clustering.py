@@ -62,15 +62,20 @@ def cluster(vectors: np.ndarray, *, method: str = "auto", seed: int = 0) -> Clus
 
 
 def _agglomerative(vectors: np.ndarray) -> np.ndarray:
+    return _cut_at_largest_gap(vectors, MAX_CLUSTERS)
+
+
+def _cut_at_largest_gap(vectors: np.ndarray, max_clusters: int) -> np.ndarray:
+    """Ward linkage, cut where the merge cost jumps most: going from k to k - 1 clusters would join
+    two groups much further apart than any merge before it (the largest relative gap in the dendrogram's
+    heights), with 2 <= k <= ``max_clusters``."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     tree = linkage(vectors.astype(np.float64), method="ward")
     heights = tree[:, 2]
     n = len(vectors)
-    # Cut where the merge cost jumps most: going from k to k - 1 clusters would join two groups much
-    # further apart than any merge before it (the largest relative gap in the dendrogram's heights).
     best_k, best_gap = 1, 1.0
-    for k in range(2, min(MAX_CLUSTERS, n - 1) + 1):
+    for k in range(2, min(max_clusters, n - 1) + 1):
         below = heights[-k]
         gap = heights[-(k - 1)] / below if below > 0 else np.inf
         if gap > best_gap * (1 + 1e-9):
@@ -85,14 +90,14 @@ def _density(vectors: np.ndarray, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     sample = rng.choice(n, size=min(n, DENSITY_SAMPLE), replace=False) if n > DENSITY_SAMPLE else np.arange(n)
     points = vectors[sample]
-    min_size = max(5, len(points) // 100)
+    # A topic is at least 2% of the sample: finer groups are phrasings of one topic, not topics.
+    min_size = min(max(25, len(points) // 50), max(2, len(points) // 4))
     found = HDBSCAN(min_cluster_size=min_size, min_samples=min(5, min_size), metric="euclidean",
                     cluster_selection_method="eom", copy=True).fit_predict(points)
     clusters = [c for c in np.unique(found) if c >= 0]
     if not clusters:
         return np.full(n, -1, dtype=int)
     centroids = np.stack([_unit(points[found == c].mean(axis=0)) for c in clusters])
-    # Merge clusters whose centroids nearly coincide (the leaf selection over-splits big topics).
     centroids, merged = _merge_close(centroids)
     similarity = vectors @ centroids.T
     labels = merged[similarity.argmax(axis=1)]
@@ -101,8 +106,8 @@ def _density(vectors: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _merge_close(centroids: np.ndarray, threshold: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
-    """Union clusters whose centroids have cosine similarity above ``threshold``; returns the
-    centroids (unchanged, one row per original cluster) and each original cluster's merged id."""
+    """Union clusters whose centroids have cosine similarity above ``threshold`` (near duplicates);
+    returns the centroids (one row per original cluster) and each original cluster's merged id."""
     k = len(centroids)
     parent = list(range(k))
 
