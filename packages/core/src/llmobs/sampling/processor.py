@@ -26,6 +26,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -132,6 +133,14 @@ class SamplingProcessor(SpanProcessor):
         self._rates = _Rates(clock)
         self._stop = threading.Event()
         self._sweeper_process: int | None = None  # the process generation the sweeper runs in
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (p := ref()) is not None and p._forget_parent_traces())
+
+    def _forget_parent_traces(self) -> None:
+        """In a forked child, the parent's buffered traces stay the parent's to export (else sent twice)."""
+        self._lock = threading.Lock()
+        self._traces = {}
+        self._spans = 0
 
     # --- SpanProcessor --------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:

@@ -1,0 +1,165 @@
+"""Process lifecycle: normal exit and SIGTERM lose 0 spans; a trace whose root never ends is exported as partial.
+
+Each case is a child process (an application configured by environment, as in production) against the
+embedded SQLite store or a loopback OTLP receiver. The children exit right after their last call, with
+spans still queued (the batch processor waits a second before exporting): only the exit path can save
+them. SIGTERM is used rather than SIGINT, which background processes may inherit as ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmobs import semconv as sc
+
+sys.path.insert(0, str(Path(__file__).parent))
+from faultserver import FaultServer
+
+APP = """
+import os, sys, threading
+import llmobs
+from llmobs.recorder import ROOT, get_recorder
+N = int(os.environ["N_TRACES"])
+for i in range(N):
+    agent = get_recorder().start("invoke_agent", f"request-{i}", parent=ROOT)
+    llm = get_recorder().start("chat", provider="openai", model="gpt-4o-mini", parent=agent)
+    llm.set_usage(40, 10)
+    llm.end()
+    agent.end()
+if os.environ.get("OPEN_REQUEST"):
+    # A request in flight when the process is told to stop: its root and its model call never end.
+    agent = get_recorder().start("invoke_agent", "in-flight", parent=ROOT)
+    tool = get_recorder().start("execute_tool", "lookup", parent=agent)
+    tool.end()
+    llm = get_recorder().start("chat", provider="openai", model="gpt-4o-mini", parent=agent)
+    llm.first_token()
+if os.environ.get("WAIT_FOR_SIGTERM"):
+    print("ready", flush=True)
+    threading.Event().wait(120)
+    sys.exit(3)  # not reached: SIGTERM ends the process
+"""
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))}
+    env.update(LLMOBS_CONFIG_WATCH="false", OTEL_SERVICE_NAME="lifecycle-app", **extra)
+    return env
+
+
+def _run(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", APP], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _terminate(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    env = dict(env, WAIT_FOR_SIGTERM="1")
+    with subprocess.Popen([sys.executable, "-c", APP], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=120)
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def _store_spans(path: Path) -> list[dict]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT trace_id, span_id, name, attributes FROM spans").fetchall()
+    return [{"trace_id": t, "span_id": s, "name": n, "attributes": json.loads(a)} for t, s, n, a in rows]
+
+
+def _otlp_attributes(span) -> dict:
+    return {a.key: a.value for a in span.attributes}
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_no_span_lost_into_the_store(tmp_path, how):
+    store = tmp_path / "llmobs.db"
+    env = _env(tmp_path, N_TRACES="200", LLMOBS_STORE=str(store), LLMOBS_EXPORTERS="store")
+    done = _run(tmp_path, env) if how == "exit" else _terminate(tmp_path, env)
+    if how == "exit":
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == -signal.SIGTERM, done.stderr  # died of the signal, as without llmobs
+    spans = _store_spans(store)
+    assert len(spans) == 400
+    assert sorted(s["name"] for s in spans if s["name"].startswith("invoke_agent")) == sorted(
+        f"invoke_agent request-{i}" for i in range(200)
+    )
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_no_span_lost_over_otlp(tmp_path, how):
+    server = FaultServer()
+    try:
+        env = _env(tmp_path, N_TRACES="200", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=server.endpoint,
+                   LLMOBS_SAMPLING="false")
+        done = _run(tmp_path, env) if how == "exit" else _terminate(tmp_path, env)
+        assert done.returncode == (0 if how == "exit" else -signal.SIGTERM), done.stderr
+        spans = server.accepted_spans()
+        assert len(spans) == 400
+        assert len({s.span_id for s in spans}) == 400  # none twice
+    finally:
+        server.close()
+
+
+def test_a_request_killed_mid_way_is_exported_as_partial_into_the_store(tmp_path):
+    store = tmp_path / "llmobs.db"
+    env = _env(tmp_path, N_TRACES="3", OPEN_REQUEST="1", LLMOBS_STORE=str(store), LLMOBS_EXPORTERS="store")
+    done = _terminate(tmp_path, env)
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    spans = _store_spans(store)
+    in_flight = [s for s in spans if s["name"] in ("invoke_agent in-flight", "execute_tool lookup", "chat gpt-4o-mini")
+                 and s["trace_id"] == next(x["trace_id"] for x in spans if x["name"] == "invoke_agent in-flight")]
+    by_name = {s["name"]: s for s in in_flight}
+    assert set(by_name) == {"invoke_agent in-flight", "execute_tool lookup", "chat gpt-4o-mini"}
+    assert by_name["invoke_agent in-flight"]["attributes"].get(sc.PARTIAL) is True
+    assert by_name["chat gpt-4o-mini"]["attributes"].get(sc.PARTIAL) is True
+    assert sc.PARTIAL not in by_name["execute_tool lookup"]["attributes"]  # it ended normally
+    assert len(spans) == 3 * 2 + 3
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_buffered_children_of_a_root_that_never_ends_are_not_lost(tmp_path, how):
+    """With sampling on, children wait in the sampling buffer for their root; at shutdown the open root is
+    handed on as partial, so the trace is decided and exported with everything it has."""
+    server = FaultServer()
+    try:
+        env = _env(tmp_path, N_TRACES="2", OPEN_REQUEST="1", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=server.endpoint,
+                   LLMOBS_SAMPLING="true", LLMOBS_SAMPLING_RATIO="1")
+        done = _run(tmp_path, env) if how == "exit" else _terminate(tmp_path, env)
+        assert done.returncode == (0 if how == "exit" else -signal.SIGTERM), done.stderr
+        spans = {s.name: s for s in server.accepted_spans()}
+        assert len(server.accepted_spans()) == 2 * 2 + 3
+        root = _otlp_attributes(spans["invoke_agent in-flight"])
+        assert root[sc.PARTIAL].bool_value is True
+        partial_llms = [s for s in server.accepted_spans() if sc.PARTIAL in _otlp_attributes(s)]
+        assert sorted(s.name for s in partial_llms) == ["chat gpt-4o-mini", "invoke_agent in-flight"]
+        assert "execute_tool lookup" in spans
+        assert sc.SAMPLING_REASON in _otlp_attributes(spans["execute_tool lookup"])
+    finally:
+        server.close()
+
+
+def test_an_application_handler_for_sigterm_is_left_alone(tmp_path):
+    """An application that handles SIGTERM itself keeps its handler; its own exit path flushes (atexit)."""
+    store = tmp_path / "llmobs.db"
+    app = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n" + APP
+    )
+    env = _env(tmp_path, N_TRACES="50", LLMOBS_STORE=str(store), LLMOBS_EXPORTERS="store", WAIT_FOR_SIGTERM="1")
+    with subprocess.Popen([sys.executable, "-c", app], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as child:
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=120)
+    assert child.returncode == 7, err  # the application's handler ran, not ours
+    assert len(_store_spans(store)) == 100
