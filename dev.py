@@ -77,9 +77,12 @@ def _python_version(exe: str) -> tuple[int, int] | None:
 
 
 def find_python312() -> str | None:
-    """A Python >= 3.12: $LLMOBS_PYTHON312, python3.1x on PATH, pyenv's versions, then uv's discovery."""
-    candidates = [os.environ.get("LLMOBS_PYTHON312", "")]
-    candidates += [shutil.which(f"python3.{minor}") or "" for minor in range(14, 11, -1)]
+    """A Python >= 3.12, 3.12 itself when there is one (Dify runs plugins on it): $LLMOBS_PYTHON312,
+    python3.1x on PATH, pyenv's versions, then uv's discovery."""
+    chosen = os.environ.get("LLMOBS_PYTHON312", "")
+    if chosen and (_python_version(chosen) or (0, 0)) >= (3, 12):
+        return chosen
+    candidates = [shutil.which(f"python3.{minor}") or "" for minor in range(14, 11, -1)]
     pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
     if shutil.which("pyenv"):
         out = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
@@ -87,11 +90,14 @@ def find_python312() -> str | None:
     candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", "3.1[2-9]*", BIN, "python3")), reverse=True)
     found = subprocess.run([*uv(), "python", "find", ">=3.12"], capture_output=True, text=True, env=_env())
     candidates.append(found.stdout.strip() if found.returncode == 0 else "")
+    found_any = None
     for exe in filter(None, candidates):
         version = _python_version(exe)
-        if version and version >= (3, 12):
-            return exe
-    return None
+        if version == (3, 12):
+            return exe  # the version Dify's plugin daemon runs plugins on
+        if version and version > (3, 12) and found_any is None:
+            found_any = exe
+    return found_any
 
 
 def test_dify_plugin() -> int:

@@ -94,13 +94,18 @@ def ids(**values: Any) -> DifyIds:
 def _record(dest: Destination, span_name: str, dify: DifyIds, event: str, event_attributes: Mapping[str, Any],
             exporters: Exporters | None) -> Outcome:
     collect = _Collect()
-    provider = TracerProvider(resource=Resource.create({sc.SERVICE_NAME: dest.service_name}))
-    provider.add_span_processor(collect)
-    rec = recorder.Recorder(tracer_provider=provider, meter_provider=_NO_METER)
-    handle = rec.start(sc.OP_CHAIN, span_name, parent=recorder.ROOT, framework=sc.DIFY_FRAMEWORK,
-                       attributes=dify.attributes(), session_id=dify.conversation_id, user_id=dify.user_id)
-    handle.span.add_event(event, dict(event_attributes))
-    handle.end()
+    # A provider of this call's own, closed before it returns (no exit hook: calls must not accumulate).
+    provider = TracerProvider(resource=Resource.create({sc.SERVICE_NAME: dest.service_name}),
+                              shutdown_on_exit=False)
+    try:
+        provider.add_span_processor(collect)
+        rec = recorder.Recorder(tracer_provider=provider, meter_provider=_NO_METER)
+        handle = rec.start(sc.OP_CHAIN, span_name, parent=recorder.ROOT, framework=sc.DIFY_FRAMEWORK,
+                           attributes=dify.attributes(), session_id=dify.conversation_id, user_id=dify.user_id)
+        handle.span.add_event(event, dict(event_attributes))
+        handle.end()
+    finally:
+        provider.shutdown()
     trace_id = handle.trace_id
     attributes = dict(collect.spans[0].attributes or {}) if collect.spans else {}
     if not collect.spans:
@@ -110,8 +115,6 @@ def _record(dest: Destination, span_name: str, dify: DifyIds, event: str, event_
     except Exception as exc:
         _log.warning("llmobs Dify plugin: export failed", exc_info=True)
         return Outcome(False, trace_id, f"export failed: {type(exc).__name__}", attributes)
-    finally:
-        provider.shutdown()
     if result is not SpanExportResult.SUCCESS:
         return Outcome(False, trace_id, "the destination did not accept the span", attributes)
     return Outcome(True, trace_id, "", attributes)

@@ -9,6 +9,7 @@ The tools fail open: a record that could not be delivered is reported in the too
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from typing import Any
 
@@ -19,6 +20,8 @@ from dify_plugin.errors.tool import ToolProviderCredentialValidationError
 from llmobs_dify import evaluations
 from llmobs_dify.endpoints import FEEDBACK_NAME, feedback_values
 from llmobs_dify.settings import SettingsError, destination
+
+_log = logging.getLogger(__name__)
 
 
 class LLMObsToolProvider(ToolProvider):
@@ -58,9 +61,13 @@ class _RecordingTool(Tool):
             yield self._refused(f"the llmobs tools are not configured: {exc}")
             return
         try:
-            yield self._record(dest, tool_parameters, self._ids(tool_parameters))
+            message = self._record(dest, tool_parameters, self._ids(tool_parameters))
         except ValueError as exc:
-            yield self._refused(str(exc))
+            message = self._refused(str(exc))
+        except Exception as exc:  # fail open: the workflow goes on without the record
+            _log.warning("llmobs Dify tool failed", exc_info=True)
+            message = self._refused(f"not recorded: {type(exc).__name__}")
+        yield message
 
     def _record(self, dest: Any, parameters: dict[str, Any], dify: evaluations.DifyIds) -> ToolInvokeMessage:
         raise NotImplementedError
