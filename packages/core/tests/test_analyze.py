@@ -462,3 +462,25 @@ def test_results_export_over_otlp(corpus, monkeypatch):
     names = {a.value.string_value for r in mine for a in r.attributes if a.key == sc.EVALUATION_NAME}
     assert names >= {sc.EVAL_REFUSAL, sc.EVAL_TOPIC}
     assert {r.event_name for r in records} == {sc.EVENT_EVALUATION_RESULT}
+
+
+def test_progress_bars_only_when_enabled():
+    import io
+
+    from llmobs.analyze.progress import Progress
+
+    shown = io.StringIO()
+    bar = Progress(enabled=True, stream=shown)
+    bar.stage("embedding", 10)
+    bar.advance(10)
+    bar.stage("clustering", 4)
+    bar.close()
+    text = shown.getvalue()
+    assert "\rembedding" in text and "10/10" in text and "clustering" in text and text.endswith("\n")
+    quiet = io.StringIO()
+    bar = Progress(enabled=False, stream=quiet)
+    bar.stage("embedding", 10)
+    bar.advance(3)
+    bar.close()
+    assert quiet.getvalue() == ""
+    assert Progress.for_terminal(quiet=True).enabled is False

@@ -68,7 +68,8 @@ def report(tmp_path_factory):
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(page_path.as_uri())
         page.locator("[data-test=cluster-map] circle").first.wait_for()
-        yield {"page": page, "errors": errors, "requests": requests, "folder": folder, "html": page_path.read_text()}
+        yield {"page": page, "errors": errors, "requests": requests, "folder": folder, "html": page_path.read_text(),
+               "store": store, "browser": browser, "hostile": f"{llm.span.get_span_context().trace_id:032x}"}
         browser.close()
 
 
@@ -108,3 +109,25 @@ def test_clicking_a_topic_focuses_its_points(report):
     row.click()
     assert "focus" not in (page.locator("#map").get_attribute("class") or "")
     assert report["errors"] == []
+
+
+def test_console_shows_the_written_back_evaluations(report):
+    from llmobs.analyze import analyze
+    from llmobs.serve import create_server
+
+    result = analyze(report["store"])
+    assert result.events_written > 0
+    server = create_server(report["store"], port=0).start()
+    try:
+        page = report["browser"].new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{server.url}/#/trace/{report['hostile']}")
+        page.locator(".wf-row[data-span]:has(.kind-LLM)").first.click()
+        events = page.locator("[data-test=span-detail] ul.events")
+        events.wait_for()
+        text = events.inner_text()
+        assert sc.EVENT_EVALUATION_RESULT in text and sc.EVAL_REFUSAL in text and sc.EVAL_LABEL_FAIL in text
+        assert page.evaluate("window.__pwned") is None
+        page.screenshot(path=report["folder"] / "console-evaluations.png")
+        page.close()
+    finally:
+        server.close()
