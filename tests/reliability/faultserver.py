@@ -24,6 +24,7 @@ class Attempt:
     size: int
     spans: list = field(default_factory=list)  # decoded protobuf spans
     status: int | None = None  # None: no answer (stalled then released, or reset)
+    body: bytes = b""  # the raw request body
 
 
 def free_port() -> int:
@@ -99,7 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
-        attempt = Attempt(mode, length, [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans])
+        spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        attempt = Attempt(mode, length, spans, body=body)
         if mode == "stall":
             self.server.record(attempt)
             self.server.stalled.set()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -571,10 +572,12 @@ class SpanHandle:
         pending = self._pending
         if error is not None:
             self.error_type = error if isinstance(error, str) else type(error).__qualname__
-            span.set_status(Status(StatusCode.ERROR, None if isinstance(error, str) else _message(error)))
+            policy = derived.policy  # error messages carry keys and user data too: scrubbed and redacted
+            message = None if isinstance(error, str) else policy.render_text(_message(error))
+            span.set_status(Status(StatusCode.ERROR, message))
             pending[sc.ERROR_TYPE] = self.error_type
             if isinstance(error, BaseException) and recording:
-                span.record_exception(error, timestamp=end_time_ns)
+                span.record_exception(error, attributes=_exception_text(error, policy), timestamp=end_time_ns)
         elif cancelled:
             pending[sc.STATUS_REASON] = reason or "cancelled"
         elif reason:
@@ -689,6 +692,19 @@ def _span_name(operation: str, name: str | None, model: str | None) -> str:
     if operation == sc.OP_CHAIN:
         return name or operation
     return f"{operation} {name}" if name else operation
+
+
+def _exception_text(exc: BaseException, policy: ContentPolicy) -> dict[str, str]:
+    """The exception event's message and stack trace, as the SDK writes them but through the content policy."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    try:
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        stack = ""
+    return {"exception.message": policy.render_text(message), "exception.stacktrace": policy.render_text(stack)}
 
 
 def _message(exc: BaseException) -> str:
