@@ -118,11 +118,29 @@ def authorised(headers: Mapping[str, str], key: str) -> bool:
     return any(results)
 
 
+_POLICIES: OrderedDict[tuple[Any, ...], tuple[config.Settings, ContentPolicy]] = OrderedDict()
+_POLICIES_LOCK = threading.Lock()
+
+
 def policy_for(settings: RelaySettings) -> ContentPolicy:
-    """The content policy of an endpoint: its capture mode and size cap, secret scrubbing, PII on request."""
-    base = dataclasses.replace(config.current(), pii_redaction=settings.redact_pii)
-    return ContentPolicy(mode=settings.capture, max_bytes=settings.max_attribute_bytes,
-                         redactors=plugins.redactors(base))
+    """The content policy of an endpoint: its capture mode and size cap, secret scrubbing, PII on request.
+
+    Built once per distinct settings (and per llmobs settings and plugin generation), not per request.
+    """
+    current = config.current()
+    key = (id(current), plugins.generation(), settings.capture, settings.max_attribute_bytes, settings.redact_pii)
+    with _POLICIES_LOCK:
+        cached = _POLICIES.get(key)
+    if cached is not None and cached[0] is current:
+        return cached[1]
+    base = dataclasses.replace(current, pii_redaction=settings.redact_pii)
+    policy = ContentPolicy(mode=settings.capture, max_bytes=settings.max_attribute_bytes,
+                           redactors=plugins.redactors(base))
+    with _POLICIES_LOCK:
+        _POLICIES[key] = (current, policy)
+        while len(_POLICIES) > MAX_EXPORTERS:
+            _POLICIES.popitem(last=False)
+    return policy
 
 
 def _error(encoding: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
@@ -175,8 +193,8 @@ def _traces(settings: RelaySettings, headers: Mapping[str, str], content_type: s
     policy = policy_for(settings)
     service = settings.destination.service_name
 
-    def span_attributes(attributes: dict[str, Any], name: str, scope: str) -> dict[str, Any]:
-        return interop.normalise(attributes, name=name, policy=policy)
+    def span_attributes(attributes: dict[str, Any], name: str, scope: str) -> tuple[str, dict[str, Any]]:
+        return interop.normalise_span(attributes, name=name, policy=policy)
 
     def event_attributes(name: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
         return interop.normalise_event(name, attributes, policy)
