@@ -69,7 +69,7 @@ def test_nested_arrays_decode_in_linear_size(encoding):
         data = targets.otlp_input(json.dumps(document).encode(), json_body=True)
     assert targets.fuzz_otlp(data) == 1
     decoded = otlp.decode(otlp.parse(data[1:], otlp.JSON if encoding == "json" else otlp.PROTOBUF),
-                          lambda a, n, s: a, lambda n, a: a, lambda a: a)
+                          lambda a, n, s: (n, a), lambda n, a: a, lambda a: a)
     (nested,) = decoded.spans[0].attributes["nested"]
     assert json.loads(nested) == json.loads("[" * (depth - 1) + '"x"' + "]" * (depth - 1))
 

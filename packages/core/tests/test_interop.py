@@ -128,27 +128,6 @@ CASES = [
                  id="openllmetry-task"),
     pytest.param("execute_task x", {"traceloop.span.kind": "task", "gen_ai.operation.name": "execute_task"},
                  {sc.OPERATION_NAME: "execute_task", sc.SPAN_KIND: "TASK"}, id="openllmetry-new-task"),
-    pytest.param("openai_chat", {
-        "framework": "promptflow", "span_type": "LLM",
-        "function": "openai.resources.chat.completions.Completions.create",
-        "inputs": json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi there"}]},
-                             indent=2),
-        "output": json.dumps({"choices": [{"message": {"role": "assistant", "content": "Hello!"},
-                                           "finish_reason": "stop"}]}),
-        "llm.response.model": "gpt-4o-mini-2024-07-18", "llm.usage.prompt_tokens": 9,
-        "llm.usage.completion_tokens": 3, "llm.usage.total_tokens": 12, "session_id": "pf-1",
-    }, {
-        sc.OPERATION_NAME: "chat", sc.SPAN_KIND: "LLM", sc.PROVIDER_NAME: "openai",
-        sc.RESPONSE_MODEL: "gpt-4o-mini-2024-07-18", sc.USAGE_INPUT_TOKENS: 9, sc.USAGE_OUTPUT_TOKENS: 3,
-        sc.USAGE_TOTAL_TOKENS: 12, sc.COST_USD: pytest.approx((9 * 0.15 + 3 * 0.60) / 1e6),
-        sc.INPUT_MESSAGES: '[{"role":"user","parts":[{"type":"text","content":"Hi there"}]}]',
-        sc.OUTPUT_MESSAGES: '[{"role":"assistant","parts":[{"type":"text","content":"Hello!"}],'
-                            '"finish_reason":"stop"}]',
-    }, id="promptflow-llm"),
-    pytest.param("my_flow", {"framework": "promptflow", "span_type": "Flow", "function": "my_flow",
-                             "inputs": '{"question": "hi"}', "output": '"hello"'},
-                 {sc.OPERATION_NAME: "invoke_workflow", sc.SPAN_KIND: "CHAIN", sc.INPUT_VALUE: '{"question": "hi"}',
-                  sc.OUTPUT_VALUE: '"hello"'}, id="promptflow-flow"),
     pytest.param("llm_request", {
         "gen_ai.latency.time_to_first_token": 0.0287, "gen_ai.latency.e2e": 0.0627,
         "gen_ai.latency.time_in_queue": 4.4e-05, "gen_ai.latency.time_in_model_prefill": 0.0148,
@@ -195,6 +174,53 @@ def test_foreign_conventions_gain_llmobs_names(name, attributes, expected):
         if not isinstance(value, str) or not value.startswith(("{", "[")):
             assert out[key] == value, key
     assert interop.normalise(out, name=name, price=price) == out  # idempotent
+
+
+PROMPTFLOW_LLM = {
+    "framework": "promptflow", "span_type": "LLM",
+    "function": "openai.resources.chat.completions.Completions.create",
+    "inputs": json.dumps({"model": "gpt-4o-mini", "temperature": 0.2,
+                          "messages": [{"role": "user", "content": "Hi there"}]}, indent=2),
+    "output": json.dumps({"id": "chatcmpl-1", "choices": [{"message": {"role": "assistant", "content": "Hello!"},
+                                                           "finish_reason": "stop"}]}),
+    "llm.response.model": "gpt-4o-mini-2024-07-18", "llm.usage.prompt_tokens": 9,
+    "llm.usage.completion_tokens": 3, "llm.usage.total_tokens": 12, "session_id": "pf-1",
+}  # fmt: skip
+
+
+def test_promptflow_spans_are_translated_as_in_the_process():
+    """The receiver's translation is llmobs-promptflow's: same name, attributes and content, no payload twice."""
+    from llmobs import promptflow_mapping
+
+    name, out = interop.normalise_span(PROMPTFLOW_LLM, name="openai_chat", price=price)
+    assert name == "chat gpt-4o-mini"
+    expected = {
+        sc.OPERATION_NAME: "chat", sc.SPAN_KIND: "LLM", sc.PROVIDER_NAME: "openai", sc.FRAMEWORK: "promptflow",
+        sc.REQUEST_MODEL: "gpt-4o-mini", sc.RESPONSE_MODEL: "gpt-4o-mini-2024-07-18", sc.REQUEST_TEMPERATURE: 0.2,
+        sc.RESPONSE_ID: "chatcmpl-1", sc.RESPONSE_FINISH_REASONS: ["stop"],
+        sc.USAGE_INPUT_TOKENS: 9, sc.USAGE_OUTPUT_TOKENS: 3, sc.USAGE_TOTAL_TOKENS: 12,
+        sc.COST_USD: pytest.approx((9 * 0.15 + 3 * 0.60) / 1e6), sc.SESSION_ID: "pf-1",
+        sc.INPUT_MESSAGES: '[{"role":"user","parts":[{"type":"text","content":"Hi there"}]}]',
+        sc.OUTPUT_MESSAGES: '[{"role":"assistant","parts":[{"type":"text","content":"Hello!"}],'
+                            '"finish_reason":"stop"}]',
+    }  # fmt: skip
+    assert {k: out.get(k) for k in expected} == expected
+    assert not {"inputs", "output", "framework", "span_type"} & set(out)  # payloads are content now, once
+    assert not [k for k in out if k.startswith("llm.")]
+    # the very translation the in-process processor applies (it also records metrics and knows children)
+    t = promptflow_mapping.translate("openai_chat", PROMPTFLOW_LLM)
+    assert t.name == name and t.usage == (9, 3, None, None, None, 12)
+    assert interop.normalise(PROMPTFLOW_LLM, name="openai_chat", price=price) == out
+    assert interop.normalise_span(out, name=name, price=price) == (name, out)  # idempotent
+
+    flow = {"framework": "promptflow", "span_type": "Flow", "function": "my_flow",
+            "inputs": '{"question": "hi"}', "output": '"hello"'}  # fmt: skip
+    name, out = interop.normalise_span(flow, name="my_flow")
+    assert name == "invoke_workflow my_flow"
+    assert (out[sc.OPERATION_NAME], out[sc.SPAN_KIND], out[sc.WORKFLOW_NAME]) == ("invoke_workflow", "CHAIN", "my_flow")
+    assert json.loads(out[sc.INPUT_VALUE]) == {"question": "hi"} and out[sc.OUTPUT_VALUE] == "hello"
+    _, bare = interop.normalise_span(flow, name="my_flow", policy=ContentPolicy(mode=CaptureMode.NO_CONTENT))
+    assert sc.INPUT_VALUE not in bare and "inputs" not in bare
 
 
 def test_openinference_messages_become_genai_json():
@@ -326,9 +352,9 @@ def test_resource_and_events():
     assert interop.normalise_resource({sc.SERVICE_NAME: "unknown_service:python", "openinference.project.name": "p"})[
         sc.SERVICE_NAME] == "p"  # the SDK's default name is no name
     event = {"payload": "token sk-proj-abcdefghijklmnopqrstuv1234", "n": 3}
-    assert interop.normalise_event("promptflow.function.inputs", event) == {"payload": "token [REDACTED]", "n": 3}
+    assert interop.normalise_event("llm.custom", event) == {"payload": "token [REDACTED]", "n": 3}
     none = ContentPolicy(mode=CaptureMode.NO_CONTENT)
-    assert interop.normalise_event("promptflow.function.inputs", event, none) is None
+    assert interop.normalise_event("promptflow.function.inputs", event) is None  # its span carries it as content
     assert interop.normalise_event(sc.EVENT_INFERENCE_DETAILS, event, none) is None
     assert interop.normalise_event("exception", {"exception.type": "E"}, none) == {"exception.type": "E"}
 
@@ -344,5 +370,5 @@ def test_real_promptflow_spans(spans, monkeypatch):
     answer("hi")
     (span,) = spans.get_finished_spans()
     out = interop.normalise(span.attributes, name=span.name)
-    assert (out[sc.OPERATION_NAME], out[sc.SPAN_KIND]) == ("chain", "CHAIN")
-    assert json.loads(out[sc.INPUT_VALUE]) == {"question": "hi"} and json.loads(out[sc.OUTPUT_VALUE]) == "echo hi"
+    assert (out[sc.OPERATION_NAME], out[sc.SPAN_KIND]) == ("chain", "TASK")  # a leaf function
+    assert json.loads(out[sc.INPUT_VALUE]) == {"question": "hi"} and out[sc.OUTPUT_VALUE] == "echo hi"

@@ -86,7 +86,7 @@ class Receiver(ThreadingHTTPServer):
         with self.lock:
             received = list(self.requests)
         for request in received:
-            decoded = otlp.decode(request, lambda a, n, s: a, lambda n, a: a, lambda a: a)
+            decoded = otlp.decode(request, lambda a, n, s: (n, a), lambda n, a: a, lambda a: a)
             out.extend(decoded.spans)
         return out
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
+from llmobs import promptflow_mapping as mapping
 from llmobs import selfstats
 from llmobs import semconv as sc
-from llmobs_promptflow import mapping
-from llmobs_promptflow.mapping import translate
+from llmobs.promptflow_mapping import translate
 
 
 def pf(span_type: str, inputs: dict, output=None, **extra) -> dict:

@@ -18,6 +18,11 @@ Rules:
   originals are scrubbed and capped the same way, and under ``NO_CONTENT`` all of it is dropped.
 * Nothing raises on odd values: a number that is not a number, or JSON that is not JSON, is skipped.
 
+Promptflow's spans are translated by :mod:`llmobs.promptflow_mapping`, the same translation
+llmobs-promptflow applies in the process: they are renamed as the recorder names spans (``chat <model>``)
+— :func:`normalise_span` gives the name — and Promptflow's payload attributes and events, once turned
+into GenAI content, are not kept a second time.
+
 Dify (its Phoenix and ARMS tracing providers, relayed by the Dify plugin) is the one source whose own
 values are corrected rather than only complemented, because they are wrong for llmobs as sent: token
 counts and TTFT sent as strings become numbers, Dify's plugin provider ids (``langgenius/openai/openai``)
@@ -33,6 +38,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from llmobs import promptflow_mapping
 from llmobs import semconv as sc
 from llmobs.content import (
     CaptureMode,
@@ -46,7 +52,7 @@ from llmobs.pricing import ModelPrice
 #: ``(provider, model) -> price or None``, e.g. a cached ``llmobs.plugins.price_of``.
 PriceLookup = Callable[[str | None, str], ModelPrice | None]
 
-__all__ = ["PriceLookup", "normalise", "normalise_event", "normalise_resource"]
+__all__ = ["PriceLookup", "normalise", "normalise_event", "normalise_resource", "normalise_span"]
 
 _DEFAULT_POLICY = ContentPolicy()
 
@@ -71,14 +77,6 @@ _REQUEST_TYPES = {
     "embedding": sc.OP_EMBEDDINGS,
     "rerank": sc.OP_RERANK,
 }
-_PROMPTFLOW_TYPES = {
-    "llm": sc.OP_CHAT,
-    "embedding": sc.OP_EMBEDDINGS,
-    "retrieval": sc.OP_RETRIEVAL,
-    "tool": sc.OP_EXECUTE_TOOL,
-    "flow": sc.OP_INVOKE_WORKFLOW,
-    "agent": sc.OP_INVOKE_AGENT,
-}  # Function and the rest: chain
 # Words of a span name that give the operation away (older GenAI and OpenLLMetry name spans so).
 _NAME_WORDS = {"chat": sc.OP_CHAT, "completion": sc.OP_TEXT_COMPLETION, "completions": sc.OP_TEXT_COMPLETION,
                "embeddings": sc.OP_EMBEDDINGS, "embedding": sc.OP_EMBEDDINGS}
@@ -176,10 +174,9 @@ def _json(value: Any) -> Any:
 _SCALARS: tuple[tuple[str, tuple[str, ...], Callable[[Any], Any]], ...] = (
     (sc.REQUEST_MODEL, (sc.OI_REQUEST_MODEL_NAME, sc.OI_MODEL_NAME, sc.OI_EMBEDDING_MODEL_NAME,
                         sc.OI_RERANKER_MODEL_NAME, sc.LEGACY_MODEL_NAME), _text),
-    (sc.RESPONSE_MODEL, (sc.OI_RESPONSE_MODEL_NAME, sc.PF_RESPONSE_MODEL), _text),
-    (sc.USAGE_INPUT_TOKENS, (sc.OI_TOKENS_PROMPT, sc.LEGACY_USAGE_PROMPT_TOKENS, sc.PF_USAGE_PROMPT_TOKENS), _int),
-    (sc.USAGE_OUTPUT_TOKENS, (sc.OI_TOKENS_COMPLETION, sc.LEGACY_USAGE_COMPLETION_TOKENS,
-                              sc.PF_USAGE_COMPLETION_TOKENS), _int),
+    (sc.RESPONSE_MODEL, (sc.OI_RESPONSE_MODEL_NAME,), _text),
+    (sc.USAGE_INPUT_TOKENS, (sc.OI_TOKENS_PROMPT, sc.LEGACY_USAGE_PROMPT_TOKENS), _int),
+    (sc.USAGE_OUTPUT_TOKENS, (sc.OI_TOKENS_COMPLETION, sc.LEGACY_USAGE_COMPLETION_TOKENS), _int),
     (sc.USAGE_TOTAL_TOKENS, (sc.OI_TOKENS_TOTAL, sc.LLM_USAGE_TOTAL_TOKENS), _int),
     (sc.USAGE_CACHE_READ_INPUT_TOKENS, (sc.OI_TOKENS_CACHE_READ, sc.LEGACY_USAGE_CACHE_READ), _int),
     (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, (sc.OI_TOKENS_CACHE_WRITE, sc.LEGACY_USAGE_CACHE_CREATION), _int),
@@ -255,6 +252,8 @@ def normalise(
     a model and tokens but no cost (none: no cost is computed). Never raises on odd values.
     """
     policy = policy or _DEFAULT_POLICY
+    if promptflow_mapping.is_promptflow(attributes):
+        return _promptflow(attributes, name, policy, price)[1]
     attrs = dict(attributes)
     dify = _dify_metadata(attrs)
     if dify is not None:
@@ -284,6 +283,50 @@ def normalise(
     return attrs
 
 
+def normalise_span(
+    attributes: Mapping[str, Any],
+    *,
+    name: str = "",
+    policy: ContentPolicy | None = None,
+    price: PriceLookup | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """:func:`normalise`, and the span's name in llmobs' terms (a Promptflow span is renamed as the recorder
+    would have named it; any other span keeps its name)."""
+    policy = policy or _DEFAULT_POLICY
+    if promptflow_mapping.is_promptflow(attributes):
+        return _promptflow(attributes, name, policy, price)
+    return name, normalise(attributes, name=name, policy=policy, price=price)
+
+
+def _promptflow(
+    attributes: Mapping[str, Any], name: str, policy: ContentPolicy, price: PriceLookup | None
+) -> tuple[str, dict[str, Any]]:
+    """A Promptflow span as llmobs-promptflow translates it in the process, less what a receiver cannot
+    know from one span: whether traced work ran inside a function (it is a TASK here, a CHAIN there) and
+    its exception (the span's status and exception event stay as sent)."""
+    t = promptflow_mapping.translate(name, attributes, capture=policy.mode is not CaptureMode.NO_CONTENT)
+    usage: dict[str, Any] = {}
+    if t.usage is not None:
+        for attribute, value in zip(_USAGE_ATTRIBUTES, t.usage, strict=True):
+            if value is not None:
+                usage[attribute] = value
+    attrs, content = promptflow_mapping.span_attributes(t, policy, usage)
+    attrs.update(content)
+    _totals_and_cost(attrs, price)
+    return t.name, attrs
+
+
+#: The recorder's usage tuple, attribute by attribute (cache writes go under the name readers use).
+_USAGE_ATTRIBUTES = (
+    sc.USAGE_INPUT_TOKENS,
+    sc.USAGE_OUTPUT_TOKENS,
+    sc.USAGE_CACHE_READ_INPUT_TOKENS,
+    sc.USAGE_CACHE_CREATION_INPUT_TOKENS,
+    sc.USAGE_REASONING_OUTPUT_TOKENS,
+    sc.USAGE_TOTAL_TOKENS,
+)
+
+
 def normalise_resource(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of resource attributes with ``service.name`` taken from a Phoenix project when missing
     (or the SDK's ``unknown_service`` default, which Phoenix users never see)."""
@@ -297,11 +340,12 @@ def normalise_resource(attributes: Mapping[str, Any]) -> dict[str, Any]:
 def normalise_event(name: str, attributes: Mapping[str, Any], policy: ContentPolicy | None = None
                     ) -> dict[str, Any] | None:
     """A span event's attributes made safe by ``policy``; None when the event only carries content
-    (llmobs' inference-details event, Promptflow's payload events) and the policy captures none."""
+    (llmobs' inference-details event) and the policy captures none, and for Promptflow's payload events,
+    whose span carries their content after translation."""
     policy = policy or _DEFAULT_POLICY
-    if policy.mode is CaptureMode.NO_CONTENT and (
-        name == sc.EVENT_INFERENCE_DETAILS or name.startswith(sc.PF_EVENT_PREFIX)
-    ):
+    if name.startswith(sc.PF_EVENT_PREFIX):
+        return None  # Promptflow's payloads, which its span's translation carries as content already
+    if policy.mode is CaptureMode.NO_CONTENT and name == sc.EVENT_INFERENCE_DETAILS:
         return None
     return {k: _safe(policy, v) if isinstance(v, str) else v for k, v in attributes.items()}
 
@@ -347,12 +391,6 @@ def _foreign_operation(attrs: Mapping[str, Any], name: str, flattened: Mapping[s
     if kind is not None:
         operation = _TRACELOOP_KINDS.get(kind.lower())
         return (operation, None) if operation else (sc.OP_CHAIN, sc.KIND_TASK)
-    if attrs.get(sc.PF_FRAMEWORK) == sc.PF_SCOPE and _text(attrs.get(sc.PF_SPAN_TYPE)):
-        operation = _PROMPTFLOW_TYPES.get(attrs[sc.PF_SPAN_TYPE].lower(), sc.OP_CHAIN)
-        function = _text(attrs.get(sc.PF_FUNCTION)) or ""
-        if operation == sc.OP_CHAT and ".completions." in function and ".chat." not in function:
-            operation = sc.OP_TEXT_COMPLETION
-        return operation, None
     if name == sc.VLLM_REQUEST_SPAN and (sc.LEGACY_USAGE_PROMPT_TOKENS in attrs or sc.REQUEST_ID in attrs):
         return sc.OP_TEXT_COMPLETION, None
     if sc.LEGACY_SYSTEM in attrs or sc.LEGACY_USAGE_PROMPT_TOKENS in attrs or sc.LEGACY_PROMPTS in flattened:
@@ -370,10 +408,7 @@ def _provider(attrs: dict[str, Any]) -> None:
             value = value.lower()
             attrs[sc.PROVIDER_NAME] = _PROVIDERS.get(value, value)
             return
-    function = _text(attrs.get(sc.PF_FUNCTION))
-    if function is not None and function.startswith("openai."):
-        attrs[sc.PROVIDER_NAME] = sc.PROVIDER_OPENAI
-    elif sc.VLLM_LATENCY_TTFT in attrs or sc.VLLM_LATENCY_E2E in attrs:
+    if sc.VLLM_LATENCY_TTFT in attrs or sc.VLLM_LATENCY_E2E in attrs:
         attrs[sc.PROVIDER_NAME] = sc.PROVIDER_VLLM
 
 
@@ -513,9 +548,9 @@ def _content(attrs: dict[str, Any], operation: str | None, flattened: Mapping[st
         attrs[sc.RETRIEVAL_DOCUMENTS] = policy.render(documents)
 
     value_in = _first_text(attrs, (sc.INPUT_VALUE, sc.TRACELOOP_ENTITY_INPUT, sc.TRACELOOP_TASK_INPUT,
-                                   sc.PF_INPUTS, sc.LEGACY_PROMPT))
+                                   sc.LEGACY_PROMPT))
     value_out = _first_text(attrs, (sc.OUTPUT_VALUE, sc.TRACELOOP_ENTITY_OUTPUT, sc.TRACELOOP_TASK_OUTPUT,
-                                    sc.PF_OUTPUT, sc.LEGACY_COMPLETION))
+                                    sc.LEGACY_COMPLETION))
     # Free-form values stand in for messages only where there are none (as the recorder records them).
     targets_in = [] if sc.INPUT_MESSAGES in attrs else [sc.INPUT_VALUE]
     targets_out = [] if sc.OUTPUT_MESSAGES in attrs else [sc.OUTPUT_VALUE]
@@ -549,12 +584,6 @@ def _input_messages(attrs: Mapping[str, Any], flattened: Mapping[str, Any], oper
     texts = [p for p in prompts if isinstance(p, str)]
     if texts:
         return messages_from_openai({"role": sc.ROLE_USER, "content": t} for t in texts)
-    if operation in sc.INFERENCE_OPERATIONS and operation != sc.OP_EMBEDDINGS:
-        request = _json(attrs.get(sc.PF_INPUTS))
-        if isinstance(request, dict) and isinstance(request.get("messages"), list):
-            return messages_from_openai(request["messages"])
-        if isinstance(request, dict) and isinstance(request.get("prompt"), str):
-            return messages_from_openai([{"role": sc.ROLE_USER, "content": request["prompt"]}])
     return []
 
 
@@ -570,13 +599,6 @@ def _output_messages(attrs: Mapping[str, Any], flattened: Mapping[str, Any], ope
         return output_messages_from_openai(
             _choice(_legacy_message(m), _reasons(m.get(sc.LEGACY_FINISH)) or finish, 0) for m in legacy
         )
-    if operation in sc.INFERENCE_OPERATIONS and operation != sc.OP_EMBEDDINGS:
-        response = _json(attrs.get(sc.PF_OUTPUT))
-        if isinstance(response, dict) and isinstance(response.get("choices"), list):
-            return output_messages_from_openai(response["choices"])
-        generated = _json(attrs.get(sc.PF_GENERATED_MESSAGE))
-        if isinstance(generated, dict):
-            return output_messages_from_openai([_choice(generated, finish, 0)])
     return []
 
 

@@ -28,8 +28,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmobs import config, selfstats
 from llmobs import semconv as sc
+from llmobs.promptflow_mapping import span_attributes, translate
 from llmobs.recorder import Recorder
-from llmobs_promptflow.mapping import translate
 
 INTEGRATION = "promptflow"
 _INHERITED = ((sc.SESSION_ID, sc.PF_SESSION_ID), (sc.USER_ID, None))
@@ -109,32 +109,19 @@ class Translator(SpanProcessor):
             has_children=has_children,
             capture=capture,
         )
-        attributes = t.attributes
-        attributes[sc.OPERATION_NAME] = t.operation
-        attributes[sc.SPAN_KIND] = t.kind or sc.KIND_OF_OPERATION.get(t.operation, sc.KIND_TASK)
         duration_s = max((span.end_time or 0) - (span.start_time or 0), 0) / 1e9
-        attributes.update(
-            self._recorder.record_call(
-                t.operation,
-                duration_s=duration_s,
-                provider=t.provider,
-                model=t.model,
-                response_model=t.response_model,
-                usage=t.usage,
-                error_type=t.error_type,
-            )
+        usage_attributes = self._recorder.record_call(
+            t.operation,
+            duration_s=duration_s,
+            provider=t.provider,
+            model=t.model,
+            response_model=t.response_model,
+            usage=t.usage,
+            error_type=t.error_type,
         )
-        status = span.status
-        if t.error_type:
-            attributes[sc.ERROR_TYPE] = t.error_type
-        elif t.cancelled:  # cancelled is not failed, as in the recorder
-            attributes[sc.STATUS_REASON] = "cancelled"
-            status = Status(StatusCode.UNSET)
+        attributes, content = span_attributes(t, policy, usage_attributes)
+        status = Status(StatusCode.UNSET) if t.cancelled and not t.error_type else span.status
         events = [e for e in span.events if not e.name.startswith(sc.PF_EVENT_PREFIX)]
-        content = {
-            attribute: policy.render(value) if as_json else policy.render_text(value)
-            for attribute, value, as_json in (t.content if capture else ())
-        }
         if content and policy.mode.on_span:
             attributes.update(content)
         if content and policy.mode.on_event:

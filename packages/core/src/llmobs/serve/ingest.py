@@ -56,10 +56,10 @@ class Ingestor:
     def price(self, provider: str | None, model: str) -> ModelPrice | None:
         return self._price(provider, model)
 
-    def span_attributes(self, attributes: dict[str, Any], name: str, scope: str) -> dict[str, Any]:
+    def span_attributes(self, attributes: dict[str, Any], name: str, scope: str) -> tuple[str, dict[str, Any]]:
         if scope == sc.SCOPE_NAME and self._trust_own:
-            return attributes
-        return interop.normalise(attributes, name=name, policy=self.policy, price=self.price)
+            return name, attributes
+        return interop.normalise_span(attributes, name=name, policy=self.policy, price=self.price)
 
     def event_attributes(self, name: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
         return interop.normalise_event(name, attributes, self.policy)

@@ -41,8 +41,9 @@ _KINDS = (SpanKind.INTERNAL, SpanKind.INTERNAL, SpanKind.SERVER, SpanKind.CLIENT
 _STATUS = (StatusCode.UNSET, StatusCode.OK, StatusCode.ERROR)
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
-#: ``(attributes, span name, scope name) -> attributes`` applied to every span (normalisation).
-SpanAttributes = Callable[[dict[str, Any], str, str], dict[str, Any]]
+#: ``(attributes, span name, scope name) -> (span name, attributes)`` applied to every span (normalisation,
+#: which may rename a span, e.g. Promptflow's ``openai_chat`` as ``chat <model>``).
+SpanAttributes = Callable[[dict[str, Any], str, str], tuple[str, dict[str, Any]]]
 #: ``(event name, attributes) -> attributes, or None to drop the event``.
 EventAttributes = Callable[[str, dict[str, Any]], dict[str, Any] | None]
 ResourceAttributes = Callable[[dict[str, Any]], dict[str, Any]]
@@ -150,12 +151,13 @@ def _decode_span(span: Any, resource: Resource, scope: InstrumentationScope, spa
         if attrs is not None:
             events.append(Event(event.name, attrs, event.time_unix_nano or start))
     code = _STATUS[span.status.code] if 0 <= span.status.code < len(_STATUS) else StatusCode.UNSET
+    name, attributes = span_attributes(_attributes(span.attributes), span.name, scope.name)
     out.spans.append(ReadableSpan(
-        span.name,
+        name,
         context=SpanContext(trace_int, int.from_bytes(span_id, "big"), False, flags),
         parent=parent,
         resource=resource,
-        attributes=span_attributes(_attributes(span.attributes), span.name, scope.name),
+        attributes=attributes,
         events=events,
         kind=_KINDS[span.kind] if 0 <= span.kind < len(_KINDS) else SpanKind.INTERNAL,
         status=Status(code, span.status.message or None) if code is StatusCode.ERROR else Status(code),

@@ -6,9 +6,9 @@ parameters, usage, finish reasons and content, and keeps the attributes it does 
 JSON only where the result is used: LLM and embedding payloads always (model, usage, finish reasons live
 there), other payloads only when content is captured.
 
-This is the only module that reads Promptflow's names. The core's mapping of foreign conventions
-(``llmobs.interop``, for the ``llmobs serve`` receiver) did not exist when it was written; once it does,
-this module should become a call into it rather than stay a second copy.
+One mapping, two users: llmobs-promptflow translates spans in the process as they end (and records their
+metrics), and :mod:`llmobs.interop` translates the same spans when they arrive over OTLP at a receiver
+(``llmobs serve``, the Dify relay) from a process without llmobs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from typing import Any
 
 from llmobs import selfstats
 from llmobs import semconv as sc
-from llmobs.content import messages_from_openai, output_messages_from_openai, tool_definitions_from_openai
+from llmobs.content import (
+    ContentPolicy,
+    messages_from_openai,
+    output_messages_from_openai,
+    tool_definitions_from_openai,
+)
 from llmobs.recorder import Usage
 
 MAX_PARSED_CHARS = 4 << 20  # a payload longer than this is not parsed (content is still captured, capped)
@@ -98,6 +103,32 @@ def translate(
             if attribute in attributes:
                 t.content.append((attribute, attributes[attribute], False))
     return t
+
+
+def is_promptflow(attributes: Mapping[str, Any]) -> bool:
+    """Whether these are the attributes of a span Promptflow made (and nobody translated yet)."""
+    return attributes.get(sc.PF_FRAMEWORK) == sc.PF_SCOPE and isinstance(attributes.get(sc.PF_SPAN_TYPE), str)
+
+
+def span_attributes(
+    t: Translation, policy: ContentPolicy, usage_attributes: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The translated span's attributes — operation, span kind, the given usage attributes (tokens, total,
+    cost), error type or cancellation — and its content rendered by ``policy`` (empty when it captures
+    none), for the caller to put on the span or in an event as the policy says."""
+    attributes = t.attributes
+    attributes[sc.OPERATION_NAME] = t.operation
+    attributes[sc.SPAN_KIND] = t.kind or sc.KIND_OF_OPERATION.get(t.operation, sc.KIND_TASK)
+    attributes.update(usage_attributes)
+    if t.error_type:
+        attributes[sc.ERROR_TYPE] = t.error_type
+    elif t.cancelled:  # cancelled is not failed, as in the recorder
+        attributes[sc.STATUS_REASON] = "cancelled"
+    content: dict[str, str] = {}
+    if policy.mode.on_span or policy.mode.on_event:
+        for attribute, value, as_json in t.content:
+            content[attribute] = policy.render(value) if as_json else policy.render_text(value)
+    return attributes, content
 
 
 # --- per span type --------------------------------------------------------------------------------
