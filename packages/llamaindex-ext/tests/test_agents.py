@@ -172,8 +172,9 @@ def test_reranker_records_top_n_counts_and_scores(index, spans):
     a = rerank.attributes
     assert (a[sc.OPERATION_NAME], a[sc.SPAN_KIND]) == (sc.OP_RERANK, sc.KIND_RERANKER)
     assert a[sc.REQUEST_TOP_K] == 2 and a[sc.RERANK_DOCUMENTS_COUNT] == 4
-    documents = json.loads(a[sc.OUTPUT_VALUE])
+    documents = json.loads(a[sc.RETRIEVAL_DOCUMENTS])  # where a retriever's documents go
     assert len(documents) == 2 and documents[0]["score"] >= documents[1]["score"] >= 0
+    assert a[sc.RETRIEVAL_QUERY_TEXT] == "figures number 7" and sc.OUTPUT_VALUE not in a
     assert rerank.parent.span_id == spans.one("RetrieverQueryEngine.query").context.span_id
 
 

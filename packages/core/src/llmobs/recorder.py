@@ -73,8 +73,18 @@ _REQUEST_ATTRIBUTES = {
 }
 
 # Where free-form input/output content goes, by operation (messages have their own attributes).
-_INPUT_VALUE_ATTRIBUTE = {sc.OP_EXECUTE_TOOL: sc.TOOL_CALL_ARGUMENTS, sc.OP_RETRIEVAL: sc.RETRIEVAL_QUERY_TEXT}
-_OUTPUT_VALUE_ATTRIBUTE = {sc.OP_EXECUTE_TOOL: sc.TOOL_CALL_RESULT, sc.OP_RETRIEVAL: sc.RETRIEVAL_DOCUMENTS}
+# A reranker's query and ranked documents go where a retriever's do (as the receiver maps OpenInference's
+# reranker documents), so the console and analysis read both the same way.
+_INPUT_VALUE_ATTRIBUTE = {
+    sc.OP_EXECUTE_TOOL: sc.TOOL_CALL_ARGUMENTS,
+    sc.OP_RETRIEVAL: sc.RETRIEVAL_QUERY_TEXT,
+    sc.OP_RERANK: sc.RETRIEVAL_QUERY_TEXT,
+}
+_OUTPUT_VALUE_ATTRIBUTE = {
+    sc.OP_EXECUTE_TOOL: sc.TOOL_CALL_RESULT,
+    sc.OP_RETRIEVAL: sc.RETRIEVAL_DOCUMENTS,
+    sc.OP_RERANK: sc.RETRIEVAL_DOCUMENTS,
+}
 
 
 def _scalar(value: Any) -> Any:
