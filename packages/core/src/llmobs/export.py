@@ -405,15 +405,21 @@ def _otlp_span_exporter(settings: config.Settings, environ: Mapping[str, str]) -
     return SizeLimitedExporter(OTLPSpanExporter(session=session), max_bytes, session)
 
 
+def store_exporter(settings: config.Settings) -> SpanExporter:
+    """The embedded store's exporter as ``configure()`` makes it: ``settings``' store path and retention
+    (for a receiver or a tool writing spans into the store outside an instrumented process)."""
+    from llmobs.store import Retention, SQLiteSpanExporter
+
+    retention = Retention(
+        max_age_days=settings.retention_max_age_days,
+        max_bytes=int(settings.retention_max_mb * 1024 * 1024) if settings.retention_max_mb else None,
+    )
+    return SQLiteSpanExporter(settings.store_path(), retention=retention)
+
+
 def _span_exporter(name: str, settings: config.Settings, environ: Mapping[str, str]) -> SpanExporter:
     if name == "store":
-        from llmobs.store import Retention, SQLiteSpanExporter
-
-        retention = Retention(
-            max_age_days=settings.retention_max_age_days,
-            max_bytes=int(settings.retention_max_mb * 1024 * 1024) if settings.retention_max_mb else None,
-        )
-        return SQLiteSpanExporter(settings.store_path(), retention=retention)
+        return store_exporter(settings)
     if name == "otlp":
         return _otlp_span_exporter(settings, environ)
     if name == "console":

@@ -51,7 +51,7 @@ class Ingestor:
     def for_store(cls, path: str | os.PathLike[str], settings: config.Settings | None = None) -> Ingestor:
         """An ingestor writing to the store at ``path`` with the retention of ``settings`` (default: current)."""
         settings = dataclasses.replace(settings or config.current(), store=path)
-        return cls(export._span_exporter("store", settings, os.environ), settings)  # the store, as configure() makes it
+        return cls(export.store_exporter(settings), settings)
 
     def price(self, provider: str | None, model: str) -> ModelPrice | None:
         return self._price(provider, model)
