@@ -39,6 +39,7 @@ def _check(report: dict, expected: set[str]) -> None:
         ("bench_store", {"export_512", "export_64", "sqlite_512"}),
         ("bench_serve", {"serve_512", "serve_512_x2", "serve_foreign_512", "export_512"}),
         ("bench_analyze", {"read_evaluate", "analyze"}),
+        ("bench_faults", {"bare", "live", "dead", "slow"}),
         (
             "bench_llamaindex",
             {"bare", "bare_stream", "llmobs", "llmobs_stream", "openinference", "openinference_stream",
