@@ -195,3 +195,25 @@ def test_splitting_keeps_every_span_in_order():
     assert sized.export(spans) is SpanExportResult.SUCCESS
     assert sum(inner.batches) == len(spans)
     assert len(inner.batches) > 1
+
+
+def test_the_limit_is_a_setting_for_both_otlp_protocols(monkeypatch, tmp_path):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    assert config.load(environ={}).export_max_request_bytes == export.DEFAULT_MAX_REQUEST_BYTES
+    assert config.load(environ={"LLMOBS_EXPORT_MAX_REQUEST_BYTES": "1000000"}).export_max_request_bytes == 1_000_000
+    toml = tmp_path / "llmobs.toml"
+    toml.write_text("[export]\nmax_request_bytes = 2000000\nshutdown_timeout_s = 3\nhandle_sigterm = false\n")
+    settings = config.load(environ={"LLMOBS_CONFIG": str(toml)})
+    assert (settings.export_max_request_bytes, settings.export_shutdown_timeout_s, settings.export_handle_sigterm) \
+        == (2_000_000, 3, False)
+    with pytest.raises(config.ConfigError, match="max_request_bytes"):
+        config.load({"export_max_request_bytes": 100}, environ={})
+    for protocol in ("http/protobuf", "grpc"):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", protocol)
+        processor = export.span_processor("otlp", config.load({"export_max_request_bytes": 1_000_000}, environ={}))
+        try:
+            assert isinstance(processor.span_exporter, export.SizeLimitedExporter)
+            assert processor.span_exporter.max_bytes == 1_000_000
+            assert protocol.split("/")[0] in type(processor.span_exporter.inner).__module__
+        finally:
+            processor.shutdown()
