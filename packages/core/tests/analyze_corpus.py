@@ -91,7 +91,10 @@ TOPICS: dict[str, dict[str, list[str]]] = {
         "a": ["The {exc} means the module is not installed in the active virtualenv: run pip install inside it "
               "and check the interpreter path.",
               "A Python function without a return statement returns None; add return before the list.",
-              "Use pandas.read_csv with skiprows=1; the traceback shows {exc} if the file path is wrong."],
+              "Use pandas.read_csv with skiprows=1; the traceback shows {exc} if the file path is wrong.",
+              # structured, not degenerate: must not count as repetition
+              "Step 1: open a terminal. Step 2: activate the virtualenv. Step 3: run pip install pandas. "
+              "Step 4: run the script again. Step 5: if the {exc} stays, print sys.path and check the interpreter."],
         "d": ["Python basics: pip installs a package into the active virtualenv; a traceback names the error, e.g. ModuleNotFoundError, KeyError, TypeError.",
               "pandas reads a CSV file with read_csv and skiprows for the header row; a Python function returns None without return."],
     },
@@ -116,7 +119,9 @@ TOPICS: dict[str, dict[str, list[str]]] = {
               "新买的手机信号很差，经常没有网络，是质量问题吗？"],
         "a": ["您好，屏幕维修可以在{store}办理，保修期内免费，保修期外维修费用约为八百元。",
               "充电慢可能是电池老化，保修期内可以免费更换电池，请携带发票到{store}检测。",
-              "请长按电源键和音量键十秒强制重启手机；如果仍无法开机，请到{store}检测维修。"],
+              "请长按电源键和音量键十秒强制重启手机；如果仍无法开机，请到{store}检测维修。",
+              # Chinese with English product words: still a Chinese answer
+              "请打开手机的 Settings，进入 iCloud 备份页面，把照片备份到云端；信号问题可以到{store}检测。"],
         "d": ["手机保修期为一年，保修期内手机屏幕维修和电池更换免费，维修需要携带发票。",
               "手机无法开机或充电慢时请先强制重启，再到维修点检测电池；照片可以备份到云端；信号差请检查网络设置。"],
     },
@@ -162,7 +167,8 @@ OFF_TOPIC = {
     True: ["明天杭州天气晴朗，最高气温二十五度，适合户外运动。", "本周末博物馆举办青铜器展览，免费参观。"],
 }
 # Answers that mention an apology or a limit without declining: they must not be flagged.
-POLITE_EN = ["Sorry for the wait! ", "I'm sorry to hear that. ", "Thanks for your patience. "]
+POLITE_EN = ["Sorry for the wait! ", "I'm sorry to hear that. ", "Thanks for your patience. ",
+             "I can't stress this enough: keep your receipt. ", "Unfortunately the first attempt failed, so here goes. "]
 
 QUALITY_PLANTS = ("empty_output", "refusal", "truncation", "repetition", "invalid_json", "language_mismatch",
                   "irrelevant_retrieval")

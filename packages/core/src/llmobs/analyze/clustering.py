@@ -29,6 +29,8 @@ AGGLOMERATIVE_MAX = 3000
 DENSITY_SAMPLE = 2500
 #: Most clusters the agglomerative cut considers.
 MAX_CLUSTERS = 30
+#: Below this cosine similarity between the centroids of its two halves, a density cluster is split.
+CHAIN_SIMILARITY = 0.3
 #: Cosine similarity to the nearest centroid below which a vector stays unclustered (density path).
 MIN_SIMILARITY = 0.15
 
@@ -94,6 +96,7 @@ def _density(vectors: np.ndarray, seed: int) -> np.ndarray:
     min_size = min(max(25, len(points) // 50), max(2, len(points) // 4))
     found = HDBSCAN(min_cluster_size=min_size, min_samples=min(5, min_size), metric="euclidean",
                     cluster_selection_method="eom", copy=True).fit_predict(points)
+    found = _split_chained(points, found, min_size)
     clusters = [c for c in np.unique(found) if c >= 0]
     if not clusters:
         return np.full(n, -1, dtype=int)
@@ -102,6 +105,35 @@ def _density(vectors: np.ndarray, seed: int) -> np.ndarray:
     similarity = vectors @ centroids.T
     labels = merged[similarity.argmax(axis=1)]
     labels[similarity.max(axis=1) < MIN_SIMILARITY] = -1
+    return labels
+
+
+def _split_chained(points: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Split density clusters that are chains of unrelated groups.
+
+    Density-based clustering links two groups through a few points between them (a Chinese question
+    answered in English joins the Chinese topic to an English one). Each cluster is cut in two by Ward
+    linkage; when both halves are big enough and their centroids share almost nothing (cosine below
+    :data:`CHAIN_SIMILARITY`), the halves become clusters of their own, and are examined in turn.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    labels = labels.copy()
+    pending = [int(c) for c in np.unique(labels) if c >= 0]
+    next_id = max(pending, default=-1) + 1
+    while pending:
+        members = np.flatnonzero(labels == pending.pop())
+        if len(members) < 2 * min_size:
+            continue
+        halves = fcluster(linkage(points[members].astype(np.float64), method="ward"), 2, criterion="maxclust")
+        first, second = members[halves == 1], members[halves == 2]
+        if min(len(first), len(second)) < min_size:
+            continue
+        similarity = float(_unit(points[first].mean(axis=0)) @ _unit(points[second].mean(axis=0)))
+        if similarity < CHAIN_SIMILARITY:
+            labels[second] = next_id
+            pending += [int(labels[first[0]]), next_id]
+            next_id += 1
     return labels
 
 
