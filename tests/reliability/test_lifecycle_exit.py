@@ -163,3 +163,32 @@ def test_an_application_handler_for_sigterm_is_left_alone(tmp_path):
         _, err = child.communicate(timeout=120)
     assert child.returncode == 7, err  # the application's handler ran, not ours
     assert len(_store_spans(store)) == 100
+
+
+def test_abandoned_spans_are_neither_kept_alive_nor_remembered_without_bound():
+    """Spans a framework starts and never ends (then forgets) must not pile up in the open-span map."""
+    import gc
+
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    from llmobs import export
+
+    class Sink(SpanProcessor):
+        ended = 0
+
+        def on_end(self, span):
+            Sink.ended += 1
+
+    tracker = export._OpenSpans(Sink())
+    provider = TracerProvider()
+    provider.add_span_processor(tracker)
+    tracer = provider.get_tracer("leaky")
+    for _ in range(20_000):
+        tracer.start_span("abandoned")  # never ended, reference dropped at once
+    kept = tracer.start_span("still open")
+    gc.collect()
+    assert len(tracker._open) < 2_100
+    assert tracker.end_open_spans() == 1  # only the span someone still holds is handed on
+    assert Sink.ended == 1
+    kept.end()
+    provider.shutdown()
