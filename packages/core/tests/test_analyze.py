@@ -484,3 +484,19 @@ def test_progress_bars_only_when_enabled():
     bar.close()
     assert quiet.getvalue() == ""
     assert Progress.for_terminal(quiet=True).enabled is False
+
+
+def test_retrieval_relevance_on_short_and_long_queries():
+    shipping = (records.Document("Orders ship within 2 business days; tracking arrives by email."),
+                records.Document("Delayed orders can be escalated after 5 business days."))
+
+    def flagged(query: str, docs=shipping) -> bool:
+        call = _call(question=query, retrieval=records.Retrieval("r" * 16, query, docs))
+        return [r.name for r in ev.evaluate(call, ev.collect()) if r.failed] == [sc.EVAL_IRRELEVANT_RETRIEVAL]
+
+    assert not flagged("shipping times")  # short query, one shared stem (shipping ~ ship) is enough
+    assert not flagged("How do I escalate a delayed order?")
+    assert flagged("How long do refunds take if I cancel?")
+    assert flagged("Where is my order?", docs=())  # nothing retrieved
+    scored = (records.Document("Le colis est expédié sous deux jours.", score=0.92),)
+    assert not flagged("When will my parcel ship? I ordered it on Monday for a birthday.", docs=scored)

@@ -15,7 +15,8 @@ Built-in checks (each a ``gen_ai.evaluation.name``, failing with score 0 and lab
   instructions) and the answer does not parse;
 * ``language_mismatch`` — the answer is in another language than the question;
 * ``irrelevant_retrieval`` — the retrieval the call was given found no document relevant to the query
-  (no document, or none sharing two content words with the query and none scored as relevant).
+  (no document, or none sharing two content words with the query — one for a short query — and none
+  scored as relevant).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from llmobs.analyze.records import LLMCall
 
 #: Share of repeated 4-grams above which an answer is degenerate.
 REPETITION_THRESHOLD = 0.5
-#: Content words (CJK: character bigrams) a document must share with the query to count as relevant.
+#: Content words (CJK: character bigrams) a document must share with the query to count as relevant;
+#: one is enough for a short query (at most SHORT_QUERY_TERMS content words, e.g. "shipping times").
 MIN_SHARED_TERMS = 2
+SHORT_QUERY_TERMS = 4
 #: A retrieval score at or above this (similarity scale 0..1) counts as relevant whatever the words say.
 RELEVANT_SCORE = 0.5
 
@@ -163,7 +166,7 @@ class IrrelevantRetrieval(_Check):
         if not retrieval.documents:
             return "the retrieval returned no document"
         terms = tx.content_words(query)
-        needed = min(MIN_SHARED_TERMS, max(len(terms), 1))
+        needed = MIN_SHARED_TERMS if len(terms) > SHORT_QUERY_TERMS else 1
         for doc in retrieval.documents:
             if doc.score is not None and doc.score >= RELEVANT_SCORE and not _is_distance(retrieval):
                 return ""

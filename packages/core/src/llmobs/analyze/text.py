@@ -67,12 +67,18 @@ def content_words(text: str) -> set[str]:
 
 
 def _stem(word: str) -> str:
-    """A crude English plural stem ("orders" and "order" match)."""
+    """A crude English stem, enough for "orders"/"order", "shipping"/"ship", "delayed"/"delay"."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)]
+            if len(stem) >= 4 and stem[-1] == stem[-2] and stem[-1] not in "aeiousl":
+                stem = stem[:-1]  # shipping -> shipp -> ship
+            return stem
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
+        word = word[:-1]
+    return word[:-1] if len(word) > 4 and word.endswith("e") else word  # escalate -> escalat, like escalated
 
 
 def language(text: str) -> str | None:
