@@ -192,3 +192,24 @@ def test_abandoned_spans_are_neither_kept_alive_nor_remembered_without_bound():
     assert Sink.ended == 1
     kept.end()
     provider.shutdown()
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
+@pytest.mark.parametrize("destination", ["dead", "stalled"])
+def test_a_failing_destination_does_not_hold_the_exit_and_the_loss_is_reported(tmp_path, how, destination):
+    """Exit waits a bounded time for a destination that is gone or hangs, then says what it lost."""
+    from faultserver import free_port
+
+    server = FaultServer(mode="stall") if destination == "stalled" else None
+    endpoint = server.endpoint if server else f"http://127.0.0.1:{free_port()}/v1/traces"
+    try:
+        env = _env(tmp_path, N_TRACES="200", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=endpoint, LLMOBS_SAMPLING="false",
+                   LLMOBS_EXPORT_SHUTDOWN_TIMEOUT="1")
+        done = _run(tmp_path, env) if how == "exit" else _terminate(tmp_path, env)
+        assert done.returncode == (0 if how == "exit" else -signal.SIGTERM), done.stderr
+        assert "export.shutdown_dropped" in done.stderr or "export.failed_spans" in done.stderr, done.stderr
+        if server is not None:
+            assert not server.released.is_set()  # the process ended while its export request still hung
+    finally:
+        if server is not None:
+            server.close()

@@ -103,7 +103,17 @@ class _BatchProcessor(BatchSpanProcessor):
             inner.shutdown(timeout_millis=self._shutdown_timeout_ms)  # type: ignore[union-attr]
         except TypeError:  # an SDK whose batch processor takes no timeout
             super().shutdown()
-        selfstats.dropped(DROP_SHUTDOWN, self.queued(), "the export did not finish within the shutdown timeout")
+        worker = getattr(inner, "_worker_thread", None)
+        if worker is not None and worker.is_alive():
+            # The exporter's shutdown aborts a retry at once (its outcome is then counted and logged here,
+            # not lost with the daemon thread at exit); a request hanging on a stalled server does not.
+            worker.join(min(1.0, self._shutdown_timeout_ms / 1000))
+        lost = self.queued()
+        exporter = self.span_exporter
+        if worker is not None and worker.is_alive() and isinstance(exporter, SizeLimitedExporter):
+            exporter.abandoned = True
+            lost += exporter.in_flight
+        selfstats.dropped(DROP_SHUTDOWN, lost, "the export did not finish within the shutdown timeout")
 
 
 #: ``llmobs.dropped`` reasons counted here.
@@ -161,15 +171,20 @@ class SizeLimitedExporter(SpanExporter):
         self.inner = inner
         self.max_bytes = max_bytes
         self._session = session
+        self.in_flight = 0  # spans of the export in progress
+        self.abandoned = False  # shutdown gave up waiting and counted the export in progress as lost
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         ok = True
+        self.in_flight = len(spans)
         try:
             for chunk in self._chunks(spans):
                 ok = self._send(chunk) and ok
         except Exception as exc:
             selfstats.failure("export.otlp_failed", exc)
             return SpanExportResult.FAILURE
+        finally:
+            self.in_flight = 0
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def _chunks(self, spans: Sequence[ReadableSpan]) -> list[list[ReadableSpan]]:
@@ -204,8 +219,11 @@ class SizeLimitedExporter(SpanExporter):
                 half = len(spans) // 2
                 first = self._send(spans[:half])
                 return self._send(spans[half:]) and first
-            selfstats.dropped(DROP_TOO_LARGE, 1, "the destination refused a one-span request as too large (413)")
+            if not self.abandoned:
+                selfstats.dropped(DROP_TOO_LARGE, 1, "the destination refused a one-span request as too large (413)")
             return False
+        if self.abandoned:
+            return False  # already counted by the shutdown that gave up on it
         selfstats.dropped(
             DROP_EXPORT_FAILED,
             len(spans),
