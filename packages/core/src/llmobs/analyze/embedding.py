@@ -107,10 +107,18 @@ class SentenceEmbedder:
     def fit_transform(self, texts: list[str]) -> np.ndarray:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # analyze draws its own progress, on a terminal
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise AnalysisUnavailable("the sentence model needs sentence-transformers (and PyTorch)") from exc
+        try:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # its weight-loading bar would print into --json runs
+        except Exception:  # an older or newer transformers without it: only a progress bar is at stake
+            pass
         model = SentenceTransformer(str(self.model_dir), device="cpu")
         vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                show_progress_bar=False, convert_to_numpy=True)
