@@ -26,6 +26,9 @@ DEFAULT_PROMPT = (
     "the answer addresses the question: correct, relevant, complete and in the user's language. Reply with JSON "
     'only: {"score": <number from 0 to 1>, "reason": "<one short sentence>"}.'
 )
+#: Consecutive failed requests after which the judge stops asking for the rest of the run (an endpoint that
+#: is down or timing out must not hold the analysis for limit x timeout).
+GIVE_UP_AFTER = 3
 #: Characters of question and answer sent to the judge.
 MAX_CHARS = 4000
 
@@ -47,16 +50,24 @@ class JudgeEvaluator:
         self.timeout_s = timeout_s
         self.prompt = prompt
         self.judged = 0
+        self.failures_in_a_row = 0
         self._lock = threading.Lock()
 
     def evaluate(self, call: LLMCall) -> EvaluationResult | None:
         if call.failed or not call.question or not call.output:
             return None
         with self._lock:
-            if self.judged >= self.limit:
+            if self.judged >= self.limit or self.failures_in_a_row >= GIVE_UP_AFTER:
                 return None
             self.judged += 1
-        verdict = self._ask(call.question[:MAX_CHARS], call.output[:MAX_CHARS])
+        try:
+            verdict = self._ask(call.question[:MAX_CHARS], call.output[:MAX_CHARS])
+        except JudgeError:
+            with self._lock:
+                self.failures_in_a_row += 1
+            raise
+        with self._lock:
+            self.failures_in_a_row = 0
         score = verdict.get("score")
         if not isinstance(score, int | float) or isinstance(score, bool) or not 0 <= score <= 1:
             raise JudgeError(f"the judge gave no score between 0 and 1: {verdict!r}")
