@@ -516,3 +516,25 @@ def test_packaged_sentence_model_path(tmp_path):
     score = purity(result, truth)
     print(f"\ncluster purity (MiniLM): {score:.3f} over {len(result.clusters)} clusters")
     assert score >= 0.8
+
+
+def test_content_on_the_inference_event_and_json_asked_in_request_parameters(tmp_path):
+    """EVENT_ONLY capture keeps messages on the inference details event; an OpenInference span says JSON mode
+    in its invocation parameters. Both are read."""
+    path = tmp_path / "events.db"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path, retention=None)))
+    tracer = provider.get_tracer("app")
+    question = [{"role": "user", "parts": [{"type": "text", "content": "List three colours."}]}]
+    answer = [{"role": "assistant", "parts": [{"type": "text", "content": "red, green and blue"}],
+               "finish_reason": "stop"}]
+    with tracer.start_as_current_span("chat m", attributes={sc.OPERATION_NAME: sc.OP_CHAT,
+                                                            sc.OI_INVOCATION_PARAMETERS: '{"response_format": '
+                                                            '{"type": "json_object"}}'}) as span:
+        span.add_event(sc.EVENT_INFERENCE_DETAILS, {sc.INPUT_MESSAGES: json.dumps(question),
+                                                    sc.OUTPUT_MESSAGES: json.dumps(answer)})
+    provider.shutdown()
+    (call,) = records.load(path).calls
+    assert call.question == "List three colours." and call.output == "red, green and blue"
+    assert call.json_requested and call.finish_reasons == ("stop",)
+    assert [r.name for r in ev.evaluate(call, ev.collect()) if r.failed] == [sc.EVAL_INVALID_JSON]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmobs import semconv as sc
+from llmobs.analyze.text import asks_for_json
 from llmobs.store import schema
 
 #: Operations whose spans are model calls that produce text (embeddings are inference but not analysed).
@@ -205,11 +206,9 @@ def _call(row: tuple[Any, ...]) -> LLMCall:
 def _json_requested(attrs: Mapping[str, Any], prompt: str) -> bool:
     if attrs.get(sc.OUTPUT_TYPE) == sc.OUTPUT_TYPE_JSON:
         return True
-    params = attrs.get(sc.OI_INVOCATION_PARAMETERS)
-    if (isinstance(params, str) and "json_object" in params) or (isinstance(params, str) and "json_schema" in params):
+    params = attrs.get(sc.OI_INVOCATION_PARAMETERS)  # OpenInference: the request parameters as JSON
+    if isinstance(params, str) and ("json_object" in params or "json_schema" in params):
         return True
-    from llmobs.analyze.text import asks_for_json
-
     return asks_for_json(prompt)
 
 
