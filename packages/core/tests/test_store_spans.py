@@ -203,6 +203,42 @@ def test_list_traces_summarises_root_and_counts_tokens_once(tmp_path):
     assert summary.to_dict()["trace_id"] == first
 
 
+def test_a_call_seen_twice_counts_once_but_a_server_alone_counts(tmp_path):
+    """A client's chat span with a server's span of the same call under it (llmobs-vllm behind a traced
+    client) counts one call and its tokens once; a wrapper without usage leaves the count to its inner
+    call; a server span whose client is not in the store counts."""
+    path = tmp_path / "t.db"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
+    tracer = provider.get_tracer(sc.SCOPE_NAME)
+
+    def chat(model: str, provider_name: str, tokens: tuple[int, int] | None = None, cost: float | None = None):
+        attributes = {sc.SPAN_KIND: sc.KIND_LLM, sc.OPERATION_NAME: sc.OP_CHAT, sc.PROVIDER_NAME: provider_name,
+                      sc.REQUEST_MODEL: model}  # fmt: skip
+        if tokens:
+            attributes.update({sc.USAGE_INPUT_TOKENS: tokens[0], sc.USAGE_OUTPUT_TOKENS: tokens[1]})
+        if cost:
+            attributes[sc.COST_USD] = cost
+        return tracer.start_span(f"chat {model}", attributes=attributes)
+
+    client = chat("tiny", "vllm", (5, 6), cost=0.5)
+    with trace.use_span(client, end_on_exit=True):
+        chat("tiny", "vllm", (5, 6), cost=0.5).end()  # the server's view of the same call
+    router = chat("router", "custom")
+    with trace.use_span(router, end_on_exit=True):
+        chat("small", "openai", (3, 4)).end()  # the call the router made: it carries the usage
+    chat("tiny", "vllm", (7, 8)).end()  # a server span whose client is not traced
+    provider.shutdown()
+    with TraceStore(path) as store:
+        stats = {s.model: s for s in store.model_stats()}
+        trace_tokens = sorted(t.input_tokens for t in store.list_traces())
+    assert (stats["tiny"].calls, stats["tiny"].input_tokens, stats["tiny"].output_tokens) == (2, 12, 14)
+    assert stats["tiny"].cost_usd == pytest.approx(0.5)
+    assert (stats["small"].calls, stats["small"].input_tokens) == (1, 3)
+    assert stats["router"].calls == 1 and not stats["router"].input_tokens
+    assert trace_tokens == [3, 5, 7]  # router's call, the client's call once (not 10), the lone server
+
+
 def test_list_traces_limit_and_filters(tmp_path):
     path = tmp_path / "t.db"
     t0 = time.time_ns() - 60 * 10**9

@@ -1,8 +1,10 @@
 """``TraceStore``: the read side of the trace store, for the CLI and for tests.
 
 Each method reads one consistent WAL snapshot, so it never blocks (nor is blocked by) writers.
-Aggregates count a token or a dollar once: only inference spans (``semconv.INFERENCE_OPERATIONS``)
-carry them, never the agent or chain spans that may repeat their children's totals.
+Aggregates count a call, a token or a dollar once: only inference spans (``semconv.INFERENCE_OPERATIONS``)
+carry them, never the agent or chain spans that may repeat their children's totals — and not an inference
+span whose parent is an inference span that reports tokens: that is the same call seen again, by the
+server that ran it (llmobs-vllm under a client's chat span) or by a transport under a framework's span.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from llmobs.store import schema
 T = TypeVar("T")
 
 _INFERENCE = tuple(sorted(sc.INFERENCE_OPERATIONS))
-_IS_INFERENCE = f"operation IN ({', '.join('?' * len(_INFERENCE))})"
+assert all(op.replace("_", "").isalpha() for op in _INFERENCE)  # safe as SQL literals
+_OPERATIONS = ", ".join(f"'{op}'" for op in _INFERENCE)
+#: The spans whose calls, tokens and cost aggregates count (see the module docstring).
+_COUNTED = (
+    f"operation IN ({_OPERATIONS}) AND NOT EXISTS (SELECT 1 FROM spans AS p WHERE p.trace_id = spans.trace_id"
+    f" AND p.span_id = spans.parent_span_id AND p.operation IN ({_OPERATIONS})"
+    " AND (p.input_tokens IS NOT NULL OR p.output_tokens IS NOT NULL))"
+)
 _HEX = frozenset(string.hexdigits.lower())
 
 
@@ -282,9 +291,9 @@ class TraceStore:
         sql = (
             "SELECT provider, COALESCE(request_model, response_model), duration_ns, ttft_ns,"
             " status = 'ERROR', input_tokens, output_tokens, cost_usd, adjusted_count"
-            f" FROM spans WHERE {_IS_INFERENCE}"
+            f" FROM spans WHERE {_COUNTED}"
         )
-        params: list[Any] = list(_INFERENCE)
+        params: list[Any] = []
         if since_ns is not None:
             sql += " AND start_ns >= ?"
             params.append(since_ns)
@@ -339,14 +348,14 @@ class TraceStore:
 
     def sessions(self, limit: int = 50, *, after: tuple[int, str] | None = None) -> list[SessionSummary]:
         """Sessions, most recently active first; ``after`` is (last_ns, session_id) of the previous page's end."""
-        having, params = "", [*_INFERENCE * 3]
+        having, params = "", []
         if after is not None:
             having = " HAVING MAX(start_ns) < ? OR (MAX(start_ns) = ? AND session_id < ?)"
             params += [after[0], after[0], after[1]]
         sql = (
             "SELECT session_id, COUNT(DISTINCT trace_id), COUNT(*), SUM(status = 'ERROR'), MIN(start_ns),"
-            f" MAX(start_ns), SUM(CASE WHEN {_IS_INFERENCE} THEN input_tokens END),"
-            f" SUM(CASE WHEN {_IS_INFERENCE} THEN output_tokens END), SUM(CASE WHEN {_IS_INFERENCE} THEN cost_usd END),"
+            f" MAX(start_ns), SUM(CASE WHEN {_COUNTED} THEN input_tokens END),"
+            f" SUM(CASE WHEN {_COUNTED} THEN output_tokens END), SUM(CASE WHEN {_COUNTED} THEN cost_usd END),"
             " MAX(user_id), MAX(service) FROM spans WHERE session_id IS NOT NULL GROUP BY session_id"
             f"{having} ORDER BY MAX(start_ns) DESC, session_id DESC LIMIT ?"
         )
@@ -361,9 +370,9 @@ class TraceStore:
         key = "COALESCE(request_model, response_model)" if by == "model" else "service"
         sql = (
             f"SELECT provider, {key}, duration_ns, ttft_ns, status = 'ERROR', input_tokens, output_tokens,"
-            f" cost_usd, adjusted_count, start_ns FROM spans WHERE {_IS_INFERENCE} AND start_ns >= ? AND start_ns < ?"
+            f" cost_usd, adjusted_count, start_ns FROM spans WHERE {_COUNTED} AND start_ns >= ? AND start_ns < ?"
         )
-        rows = self._read(lambda conn: conn.execute(sql, [*_INFERENCE, since_ns, until_ns]).fetchall(), [])
+        rows = self._read(lambda conn: conn.execute(sql, [since_ns, until_ns]).fetchall(), [])
         width = max(1, -(-(until_ns - since_ns) // max(buckets, 1)))
         groups: dict[tuple[str | None, int], list[tuple[Any, ...]]] = {}
         for row in rows:
@@ -451,12 +460,12 @@ def _summaries(conn: sqlite3.Connection, ids: list[str]) -> list[TraceSummary]:
     totals = {
         row[0]: row[1:] for row in conn.execute(
             "SELECT trace_id, COUNT(*), SUM(status = 'ERROR'), MIN(start_ns), MAX(end_ns),"
-            f" SUM(CASE WHEN {_IS_INFERENCE} THEN input_tokens END),"
-            f" SUM(CASE WHEN {_IS_INFERENCE} THEN output_tokens END),"
-            f" SUM(CASE WHEN {_IS_INFERENCE} THEN total_tokens END),"
-            f" SUM(CASE WHEN {_IS_INFERENCE} THEN cost_usd END),"
+            f" SUM(CASE WHEN {_COUNTED} THEN input_tokens END),"
+            f" SUM(CASE WHEN {_COUNTED} THEN output_tokens END),"
+            f" SUM(CASE WHEN {_COUNTED} THEN total_tokens END),"
+            f" SUM(CASE WHEN {_COUNTED} THEN cost_usd END),"
             f" MAX(session_id) FROM spans WHERE {selected} GROUP BY trace_id",
-            (*_INFERENCE * 4, id_list),
+            (id_list,),
         )
     }
     # The root is the parentless span; failing that (root not exported yet), the earliest span.
