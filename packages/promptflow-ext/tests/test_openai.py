@@ -123,6 +123,28 @@ def test_a_streams_final_usage_chunk_is_used_although_promptflow_ignores_it(trac
     assert {p.attributes[sc.TOKEN_TYPE] for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE)} == {"input", "output"}
 
 
+def test_a_stream_traced_by_llmobs_openai_too_gets_its_ttft_and_is_counted_once(traced, server, spans, metric_points):
+    """The openai client given llmobs-openai's transport: its chat span (a child of Promptflow's) measures
+    TTFT where the stream is read; Promptflow's span takes it and leaves the call's metrics to that span."""
+    import llmobs_openai
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-test-key", max_retries=0,
+                           http_client=llmobs_openai.http_client())  # fmt: skip
+    assert ask(client, "loop-chat", stream=True, stream_options={"include_usage": True}) == ANSWER
+    llm, transport = sorted(spans.named("chat loop-chat"), key=lambda s: s.start_time)
+    assert transport.parent.span_id == llm.context.span_id
+    assert llm.attributes[sc.SPAN_KIND] == sc.KIND_LLM and llm.instrumentation_scope.name == "promptflow"
+    ttft = transport.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert ttft > 0 and llm.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] == ttft
+    assert llm.attributes[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] == round(ttft * 1e9)
+    assert llm.attributes[sc.USAGE_INPUT_TOKENS] == PROMPT_TOKENS  # usage still on Promptflow's span
+    # one call, counted once: by the transport's span
+    assert [p.count for p in metric_points(sc.METRIC_CLIENT_OPERATION_DURATION)] == [1]
+    assert [p.count for p in metric_points(sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK)] == [1]
+    inputs = [p for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE) if p.attributes[sc.TOKEN_TYPE] == "input"]
+    assert [(p.sum, p.count) for p in inputs] == [(PROMPT_TOKENS, 1)]
+
+
 def test_an_async_stream(traced, async_client, spans):
     assert asyncio.run(ask_async(async_client, "loop-chat")) == ANSWER
     (root,) = spans.roots()

@@ -228,10 +228,7 @@ class Recorder:
         attributes (tokens, total, cost) for the caller to put on its span. Never raises.
         """
         try:
-            call = SpanHandle.non_recording(self, operation)  # no span of its own: only the metrics
-            call.provider, call.model, call.response_model = provider, model, response_model
-            call.error_type = error_type
-            call._usage = usage
+            call = self._call(operation, provider, model, response_model, usage, error_type)
             if ttft_s is not None:
                 call._ttft_ns = round(ttft_s * 1e9)
             usage_attributes = call._usage_attributes(self.derived)
@@ -240,6 +237,39 @@ class Recorder:
         except Exception as exc:
             selfstats.failure("recorder.record_call_failed", exc)
             return {}
+
+    def usage_attributes(
+        self,
+        operation: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        response_model: str | None = None,
+        usage: Usage | None = None,
+    ) -> dict[str, Any]:
+        """The usage attributes (tokens, total, cost) :meth:`record_call` would return, recording no
+        metrics — for a span whose call another span already counted. Never raises."""
+        try:
+            call = self._call(operation, provider, model, response_model, usage, None)
+            return call._usage_attributes(self.derived)
+        except Exception as exc:
+            selfstats.failure("recorder.record_call_failed", exc)
+            return {}
+
+    def _call(
+        self,
+        operation: str,
+        provider: str | None,
+        model: str | None,
+        response_model: str | None,
+        usage: Usage | None,
+        error_type: str | None,
+    ) -> SpanHandle:
+        call = SpanHandle.non_recording(self, operation)  # no span of its own: only the metric code runs
+        call.provider, call.model, call.response_model = provider, model, response_model
+        call.error_type = error_type
+        call._usage = usage
+        return call
 
 
 def _parent_context(parent: Any) -> tuple[otel_context.Context | None, SpanHandle | None]:

@@ -13,6 +13,11 @@ At ``on_start`` it does what only the start can: a Promptflow span inherits the 
 parent (an enclosing ``llmobs.span(session_id=...)`` or Promptflow's own ``session_id``), and a
 Promptflow parent is marked as having children — a function with traced work inside is a chain, a
 leaf is a task.
+
+Promptflow's streamed spans carry no first-chunk time. When the model call under a Promptflow LLM span
+was also traced by llmobs (the ``openai`` client given llmobs-openai's transport), that span ends first,
+with the TTFT measured where the application read the stream: the Promptflow span takes its TTFT, and
+records no metrics of its own, since that span already counted the call.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from llmobs.promptflow_mapping import span_attributes, translate
 from llmobs.recorder import Recorder
 
 INTEGRATION = "promptflow"
+_NO_CALL = object()  # no llmobs span traced the model call under a Promptflow span
 _INHERITED = ((sc.SESSION_ID, sc.PF_SESSION_ID), (sc.USER_ID, None))
 
 
@@ -47,6 +53,7 @@ class Translator(SpanProcessor):
         self._service_name = service_name
         self._max_open = max_open
         self._parents: dict[int, bool] = {}  # Promptflow spans in flight with a child, oldest first
+        self._calls: dict[int, float | None] = {}  # ... of those, with an llmobs model call: its TTFT (s)
         self._lock = threading.Lock()
         self._resources: tuple[Resource, Resource] | None = None  # (Promptflow's, with our service name)
         self._closed = False
@@ -78,6 +85,7 @@ class Translator(SpanProcessor):
         self._closed = True
         with self._lock:
             self._parents.clear()
+            self._calls.clear()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
@@ -90,9 +98,13 @@ class Translator(SpanProcessor):
             return
         scope = span.instrumentation_scope
         promptflow = scope is not None and scope.name == sc.PF_SCOPE and span.context is not None
+        traced_call: Any = _NO_CALL
         if promptflow:
             with self._lock:
                 has_children = self._parents.pop(span.context.span_id, False)
+                traced_call = self._calls.pop(span.context.span_id, _NO_CALL)
+        elif scope is not None and scope.name == sc.SCOPE_NAME and span.parent is not None:
+            self._note_model_call(span)
         if not config.current().integration_enabled(INTEGRATION):
             return
         state["_resource"] = self._resource(span.resource)
@@ -109,17 +121,18 @@ class Translator(SpanProcessor):
             has_children=has_children,
             capture=capture,
         )
-        duration_s = max((span.end_time or 0) - (span.start_time or 0), 0) / 1e9
-        usage_attributes = self._recorder.record_call(
-            t.operation,
-            duration_s=duration_s,
-            provider=t.provider,
-            model=t.model,
-            response_model=t.response_model,
-            usage=t.usage,
-            error_type=t.error_type,
-        )
+        call = {"provider": t.provider, "model": t.model, "response_model": t.response_model, "usage": t.usage}
+        if traced_call is _NO_CALL or not t.inference:
+            duration_s = max((span.end_time or 0) - (span.start_time or 0), 0) / 1e9
+            usage_attributes = self._recorder.record_call(
+                t.operation, duration_s=duration_s, error_type=t.error_type, **call
+            )
+        else:  # the llmobs span under it recorded this call's metrics already
+            usage_attributes = self._recorder.usage_attributes(t.operation, **call)
         attributes, content = span_attributes(t, policy, usage_attributes)
+        if t.inference and isinstance(traced_call, float):
+            attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = traced_call
+            attributes[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] = round(traced_call * 1e9)
         status = Status(StatusCode.UNSET) if t.cancelled and not t.error_type else span.status
         events = [e for e in span.events if not e.name.startswith(sc.PF_EVENT_PREFIX)]
         if content and policy.mode.on_span:
@@ -134,12 +147,25 @@ class Translator(SpanProcessor):
             _status=status,
         )
 
+    def _note_model_call(self, span: ReadableSpan) -> None:
+        """An llmobs model-call span ended under a Promptflow span in flight: remember its TTFT there."""
+        attributes = span.attributes or {}
+        if attributes.get(sc.OPERATION_NAME) not in sc.INFERENCE_OPERATIONS:
+            return
+        ttft = attributes.get(sc.RESPONSE_TIME_TO_FIRST_CHUNK)
+        with self._lock:
+            parent_id = span.parent.span_id
+            if parent_id in self._parents:  # bounded with it: only spans in flight are remembered
+                self._calls[parent_id] = float(ttft) if isinstance(ttft, int | float) else None
+
     def _mark_parent(self, span_id: int) -> None:
         with self._lock:
             if span_id in self._parents:
                 return
             if len(self._parents) >= self._max_open:
-                del self._parents[next(iter(self._parents))]
+                oldest = next(iter(self._parents))
+                del self._parents[oldest]
+                self._calls.pop(oldest, None)
                 selfstats.count("promptflow.open_spans_evicted")
             self._parents[span_id] = True
 
