@@ -538,3 +538,20 @@ def test_content_on_the_inference_event_and_json_asked_in_request_parameters(tmp
     assert call.question == "List three colours." and call.output == "red, green and blue"
     assert call.json_requested and call.finish_reasons == ("stop",)
     assert [r.name for r in ev.evaluate(call, ev.collect()) if r.failed] == [sc.EVAL_INVALID_JSON]
+
+
+def test_a_call_traced_by_client_and_server_is_one_call(tmp_path):
+    path = tmp_path / "nested.db"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path, retention=None)))
+    recorder = Recorder(tracer_provider=provider, meter_provider=NoOpMeterProvider())
+    client = recorder.start(sc.OP_CHAT, provider="openai", model="qwen", parent=ROOT)
+    client.set_input([content.message(sc.ROLE_USER, [content.text_part("Where is my parcel?")])])
+    server = recorder.start(sc.OP_CHAT, provider="vllm", model="qwen", parent=client)
+    server.set_usage(10, 5)
+    server.end()
+    client.set_output([content.output_message([content.text_part("It ships today.")], "stop")])
+    client.end()
+    provider.shutdown()
+    (call,) = records.load(path).calls
+    assert call.span_id == f"{client.span.get_span_context().span_id:016x}" and call.output == "It ships today."

@@ -149,6 +149,10 @@ def _read(conn: sqlite3.Connection, since_ns: int | None, service: str | None) -
         (*LLM_OPERATIONS, sc.KIND_LLM, *params),
     ).fetchall()
     calls = [_call(row) for row in rows]
+    # One model call traced on both sides (a vLLM server span under the client's chat span) is one call:
+    # keep the outermost, which carries the application's content.
+    keys = {(c.trace_id, c.span_id) for c in calls}
+    calls = [c for c in calls if (c.trace_id, c.parent_span_id) not in keys]
     _attach_retrievals(conn, calls)
     failures = _failures(conn, where, params)
     return Corpus(calls, failures)
