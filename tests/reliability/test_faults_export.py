@@ -128,7 +128,7 @@ def test_stalled_destination_never_blocks_the_app_and_the_queue_stays_bounded(pi
     caplog.set_level(logging.WARNING, logger="llmobs")
     server = FaultServer(mode="stall")
     try:
-        p = pipelines(server.endpoint, queue=256)
+        p = pipelines(server.endpoint, queue=256, timeout_s=600)  # held until released, never timed out
         for _ in range(5):
             p.traced_call()
         assert server.stalled.wait(30), "the exporter never reached the destination"
@@ -162,7 +162,7 @@ def test_stalled_destination_never_blocks_the_app_and_the_queue_stays_bounded(pi
 def test_memory_stays_bounded_while_the_destination_is_stalled(pipelines):
     server = FaultServer(mode="stall")
     try:
-        p = pipelines(server.endpoint, queue=256)
+        p = pipelines(server.endpoint, queue=256, timeout_s=600)  # held until released, never timed out
         p.traced_call()
         assert server.stalled.wait(30)
         for _ in range(500):  # fill the queue
