@@ -67,6 +67,8 @@ class Rig:
         call.set_usage(*usage)
         if "finish" in llm:
             call.set_output(finish_reasons=[llm["finish"]])
+        if llm.get(sc.PARTIAL):  # what export's shutdown marks on a span still open at exit
+            call.set_attribute(sc.PARTIAL, True)
         call.end(error)
         root.end()
         return root
@@ -165,6 +167,7 @@ class RateLimitError(Exception):
         ({"empty_output": True}, lambda rig: rig.agent_trace(usage=(50, 0)), "empty_output"),
         ({"tokens": 1000}, lambda rig: rig.agent_trace(usage=(900, 200)), "tokens"),
         ({"cost_usd": 0.001}, lambda rig: rig.agent_trace(model="gpt-4o", usage=(1000, 1000)), "cost"),
+        ({"interrupted": True}, lambda rig: rig.agent_trace(**{sc.PARTIAL: True}), "interrupted"),
     ],
 )
 def test_outcome_promotions_keep_the_trace_with_weight_one(rule, make, reason):

@@ -53,6 +53,7 @@ class Promote:
     finish_reasons: tuple[str, ...] = (sc.FINISH_LENGTH, sc.FINISH_CONTENT_FILTER)
     empty_output: bool = True
     min_eval_score: float | None = None
+    interrupted: bool = True  # a span still open when its process shut down (a request cut short)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ def _promote(value: Any, where: str) -> Promote:
     names = {f.name for f in Promote.__dataclass_fields__.values()}
     _no_unknown(value, names, where)
     values: dict[str, Any] = {}
-    for name in ("error", "empty_output"):
+    for name in ("error", "empty_output", "interrupted"):
         if name in value:
             values[name] = _bool(value[name], f"{where}.{name}")
     for name in ("latency_s", "ttft_s", "cost_usd", "min_eval_score"):

@@ -351,7 +351,7 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -
     cost = 0.0
     error = StatusCode.ERROR
     check_error, ttft_limit, finish_reasons = rules.error, rules.ttft_s, rules.finish_reasons
-    empty_output, min_score = rules.empty_output, rules.min_eval_score
+    empty_output, min_score, interrupted = rules.empty_output, rules.min_eval_score, rules.interrupted
     inference = sc.INFERENCE_OPERATIONS
     for span in spans:
         a = _attributes(span)
@@ -359,6 +359,8 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -
             _add(reasons, f"forced={a[sc.SAMPLING_FORCE]}")
         if check_error and span.status.status_code is error:
             _add(reasons, "error")
+        if interrupted and a.get(sc.PARTIAL) is True:
+            _add(reasons, "interrupted")
         if a.get(sc.OPERATION_NAME) in inference:
             model = a.get(sc.REQUEST_MODEL)
             if model:
