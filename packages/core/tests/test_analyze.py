@@ -555,3 +555,13 @@ def test_a_call_traced_by_client_and_server_is_one_call(tmp_path):
     provider.shutdown()
     (call,) = records.load(path).calls
     assert call.span_id == f"{client.span.get_span_context().span_id:016x}" and call.output == "It ships today."
+
+
+def test_summary_table_aligns_chinese_topic_labels():
+    from llmobs.cli import render
+
+    lines = render.table(("TOPIC", "CALLS"), [[("手机, 维修", None), ("99", None)], [("refund, label", None),
+                                                                                    ("100", None)]],
+                         right=(1,)).splitlines()
+    assert len({render.width(line) for line in lines}) == 1  # every row ends in the same terminal column
+    assert render.width("手机") == 4 and render.width("abc") == 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import IO
 
@@ -65,15 +66,26 @@ def status(value: str, error_type: str | None = None) -> Cell:
     return ("OK", _GREEN) if value == "OK" else ("-", _DIM)
 
 
+def width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide (CJK) characters count two."""
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Sequence[int] = (),
           color: bool = False) -> str:
-    """Columns padded to their widest cell; the columns numbered in ``right`` are right-aligned."""
-    widths = [max([len(h), *(len(row[i][0]) for row in rows)]) for i, h in enumerate(headers)]
+    """Columns padded to their widest cell; the columns numbered in ``right`` are right-aligned.
+
+    Widths are terminal columns: a CJK character takes two (a Chinese topic label stays aligned).
+    """
+    widths = [max([width(h), *(width(row[i][0]) for row in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[Cell]) -> str:
         out = []
         for i, (text, style) in enumerate(cells):
-            padded = text.rjust(widths[i]) if i in right else text.ljust(widths[i])
+            pad = " " * (widths[i] - width(text))
+            padded = pad + text if i in right else text + pad
             out.append(_paint(padded, style, color))
         return "  ".join(out).rstrip()
 
