@@ -435,7 +435,7 @@ class _Collector(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def test_results_export_over_otlp(corpus, monkeypatch):
+def test_results_export_over_otlp(corpus, monkeypatch, capsys):
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
     from llmobs.analyze import otlp
@@ -449,9 +449,13 @@ def test_results_export_over_otlp(corpus, monkeypatch):
     truth, result = corpus
     try:
         sent = otlp.export(result)
+        exported = len(_Collector.bodies)
+        assert main(["analyze", "--store", str(truth.store), "--otlp", "--json"]) == 0  # the command's path
     finally:
         server.shutdown()
         server.server_close()
+    assert len(_Collector.bodies) > exported
+    _Collector.bodies = _Collector.bodies[:exported]
     records = []
     for body in _Collector.bodies:
         request = ExportLogsServiceRequest()
@@ -464,6 +468,7 @@ def test_results_export_over_otlp(corpus, monkeypatch):
     names = {a.value.string_value for r in mine for a in r.attributes if a.key == sc.EVALUATION_NAME}
     assert names >= {sc.EVAL_REFUSAL, sc.EVAL_TOPIC}
     assert {r.event_name for r in records} == {sc.EVENT_EVALUATION_RESULT}
+    assert json.loads(capsys.readouterr().out)["otlp_events"] == sent
 
 
 def test_progress_bars_only_when_enabled():
