@@ -370,7 +370,7 @@ def test_llm_judge_failures_do_not_stop_the_analysis(judge_server, tmp_path):
     path = tmp_path / "judge-fails.db"
     build(path, 16, seed=11)
     before = selfstats.snapshot().get(f"analyze.evaluator_failed:{sc.EVAL_LLM_JUDGE}", 0)
-    judge = JudgeEvaluator(judge_server, "judge-model", api_key="", limit=10)
+    judge = JudgeEvaluator(judge_server, "judge-model", api_key="", limit=10, concurrency=1)
     result = analyze(path, evaluators=[*ev.collect(), judge])
     assert len(result.calls) == 16
     # three failures in a row and the judge stops asking for the rest of the run

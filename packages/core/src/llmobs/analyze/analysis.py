@@ -138,13 +138,7 @@ def analyze(store: str | Path, *, since_ns: int | None = None, service: str | No
     lap("read")
 
     chosen = list(evaluators) if evaluators is not None else ev.collect()
-    progress.stage("evaluating", len(calls))
-    evaluations: dict[tuple[str, str], list[ev.EvaluationResult]] = {}
-    for i, call in enumerate(calls):
-        evaluations[(call.trace_id, call.span_id)] = ev.evaluate(call, chosen)
-        if i % 200 == 199:
-            progress.advance(200)
-    progress.advance(len(calls) % 200)
+    evaluations = _evaluate(calls, chosen, progress)
     lap("evaluate")
 
     progress.stage("classifying", len(corpus.failures))
@@ -189,6 +183,32 @@ def analyze(store: str | Path, *, since_ns: int | None = None, service: str | No
         lap("write")
     progress.close()
     return analysis
+
+
+def _evaluate(calls: list[records.LLMCall], chosen: list[Any],
+              progress: Progress) -> dict[tuple[str, str], list[ev.EvaluationResult]]:
+    """Every evaluator on every call. Evaluators that wait on the network (a ``concurrency`` above 1, such
+    as the LLM judge) run over the calls on that many threads; the rest run in line."""
+    remote = [e for e in chosen if getattr(e, "concurrency", 1) > 1]
+    local = [e for e in chosen if getattr(e, "concurrency", 1) <= 1]
+    progress.stage("evaluating", len(calls) * (1 + len(remote)))
+    evaluations: dict[tuple[str, str], list[ev.EvaluationResult]] = {}
+    for i, call in enumerate(calls):
+        evaluations[(call.trace_id, call.span_id)] = ev.evaluate(call, local)
+        if i % 200 == 199:
+            progress.advance(200)
+    progress.advance(len(calls) % 200)
+    for evaluator in remote:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(call: records.LLMCall, evaluator: Any = evaluator) -> list[ev.EvaluationResult]:
+            return ev.evaluate(call, [evaluator])
+
+        with ThreadPoolExecutor(max_workers=int(evaluator.concurrency), thread_name_prefix="llmobs-evaluate") as pool:
+            for call, results in zip(calls, pool.map(one, calls), strict=True):
+                evaluations[(call.trace_id, call.span_id)].extend(results)
+                progress.advance()
+    return evaluations
 
 
 def events_of(analysis: Analysis) -> dict[tuple[str, str], list[writeback.EvaluationEvent]]:

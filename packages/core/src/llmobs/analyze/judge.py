@@ -6,6 +6,7 @@ and ``llmobs analyze --judge-url ... --judge-model ...`` registers one. Plain ``
 library, nothing traced); the API key comes from the caller or ``$LLMOBS_JUDGE_API_KEY`` and is only
 ever sent to the configured endpoint. ``limit`` caps the calls judged per run (judging costs money);
 the judge answers JSON ``{"score": 0..1, "reason": "..."}``, and a score below ``threshold`` fails.
+Up to ``concurrency`` requests are in flight at once.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class JudgeEvaluator:
     name = sc.EVAL_LLM_JUDGE
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, limit: int = 50,
-                 threshold: float = 0.5, timeout_s: float = 30.0, prompt: str = DEFAULT_PROMPT) -> None:
+                 threshold: float = 0.5, timeout_s: float = 30.0, prompt: str = DEFAULT_PROMPT,
+                 concurrency: int = 4) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key = api_key if api_key is not None else os.environ.get("LLMOBS_JUDGE_API_KEY")
@@ -49,6 +51,7 @@ class JudgeEvaluator:
         self.threshold = threshold
         self.timeout_s = timeout_s
         self.prompt = prompt
+        self.concurrency = max(1, concurrency)  # requests in flight at once (the analysis runs it on threads)
         self.judged = 0
         self.failures_in_a_row = 0
         self._lock = threading.Lock()
