@@ -112,11 +112,13 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         handle = run.handle
-        if _capturing(handle):
-            if "inputs" in kwargs:  # streamed runs learn their input only at the end
-                handle.set_input(value=translate.compact(kwargs["inputs"]))
-            handle.set_output(value=translate.compact(outputs))
-        handle.end()
+        try:
+            if _capturing(handle):
+                if "inputs" in kwargs:  # streamed runs learn their input only at the end
+                    handle.set_input(value=translate.compact(kwargs["inputs"]))
+                handle.set_output(value=translate.compact(outputs))
+        finally:
+            handle.end()  # even when translating fails: a run off the table is never swept
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._fail(run_id, error, kwargs.get("inputs"))
@@ -183,6 +185,12 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, self)
         if run is None:
             return
+        try:
+            self._llm_end(run, response)
+        finally:
+            run.handle.end()  # a no-op when it ended; else translating failed, and the run is off the table
+
+    def _llm_end(self, run: Run, response: LLMResult) -> None:
         handle = run.handle
         if run.streamed:
             handle.set_request(stream=True)
@@ -242,10 +250,13 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         handle = run.handle
-        if _capturing(handle):
-            handle.set_output(value=translate.tool_result(output))
-        # A tool that handled its own exception returns a ToolMessage with status "error".
-        handle.end("tool_error" if getattr(output, "status", None) == "error" else None)
+        try:
+            if _capturing(handle):
+                handle.set_output(value=translate.tool_result(output))
+            # A tool that handled its own exception returns a ToolMessage with status "error".
+            handle.end("tool_error" if getattr(output, "status", None) == "error" else None)
+        finally:
+            handle.end()  # a no-op when it ended; else translating failed, and the run is off the table
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._fail(run_id, error)
@@ -274,9 +285,11 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, self)
         if run is None:
             return
-        if _capturing(run.handle):
-            run.handle.set_output(value=[translate.compact(doc) for doc in documents])
-        run.handle.end()
+        try:
+            if _capturing(run.handle):
+                run.handle.set_output(value=[translate.compact(doc) for doc in documents])
+        finally:
+            run.handle.end()
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._fail(run_id, error)
@@ -372,6 +385,13 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, self)
         if run is None:
             return
+        try:
+            self._failed(run, error, inputs)
+        finally:
+            run.handle.end(error)  # a no-op when it ended; else translating failed, and the run is off the table
+
+    @staticmethod
+    def _failed(run: Run, error: BaseException, inputs: Any) -> None:
         if inputs is not None and _capturing(run.handle):  # a streamed chain's input, known at its end
             run.handle.set_input(value=translate.compact(inputs))
         if isinstance(error, _CANCELLED):
