@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,17 +21,9 @@ from llmobs import content
 from llmobs import semconv as sc
 from llmobs.recorder import ROOT, Recorder
 from llmobs.serve import create_server
+from llmobs.testing import launch_chromium
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-
-
-def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("headless Chromium not found: install Debian's chromium package (apt-get install -y chromium)")
-    return found
 
 
 def seed(path: Path) -> dict[str, str]:
@@ -74,14 +65,13 @@ def console(tmp_path_factory):
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the browser tests need the playwright Python package (it drives the system Chromium)")
-    executable = chromium_path()
     path = tmp_path_factory.mktemp("console") / "console.db"
     ids = seed(path)
     server = create_server(path, port=0).start()
     shots = tmp_path_factory.getbasetemp() / "console-screenshots"
     shots.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -156,7 +146,7 @@ def screenshot(out: Path) -> None:
         server = create_server(Path(tmp) / "console.db", port=0).start()
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+                browser = launch_chromium(playwright)
                 page = browser.new_page(viewport={"width": 1440, "height": 860})
                 page.goto(f"{server.url}/#/trace/{ids['demo']}")
                 page.locator(".wf-row[data-span]:has(.kind-LLM)").first.click()

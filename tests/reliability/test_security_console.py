@@ -10,7 +10,6 @@ may carry an event handler or a ``javascript:`` link, and the text must be visib
 
 from __future__ import annotations
 
-import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -20,9 +19,8 @@ from llmobs import content
 from llmobs import semconv as sc
 from llmobs.recorder import ROOT, Recorder
 from llmobs.serve import create_server
+from llmobs.testing import launch_chromium
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PAYLOADS = [
     "<script>window.__pwned = 1</script>",
     '<img src=x onerror="window.__pwned = 2">',
@@ -89,14 +87,11 @@ def _seed(path: Path) -> str:
 def console(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("headless Chromium not found: install Debian's chromium package (apt-get install -y chromium)")
     path = tmp_path_factory.mktemp("hostile-console") / "console.db"
     trace_id = _seed(path)
     server = create_server(path, port=0).start()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         dialogs: list[str] = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

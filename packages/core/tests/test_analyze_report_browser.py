@@ -6,8 +6,6 @@ temporary directory (``analyze-report/``).
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from analyze_corpus import build
 from opentelemetry.metrics import NoOpMeterProvider
@@ -20,17 +18,9 @@ from llmobs import semconv as sc
 from llmobs.cli import main
 from llmobs.recorder import ROOT, Recorder
 from llmobs.store import SQLiteSpanExporter
+from llmobs.testing import launch_chromium
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-
-
-def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("headless Chromium not found: install Debian's chromium package (apt-get install -y chromium)")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +44,7 @@ def report(tmp_path_factory):
     page_path = folder / "report.html"
     assert main(["analyze", "--store", str(store), "--out", str(page_path), "--no-write"]) == 0
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1440, "height": 900})
         requests: list[str] = []
 

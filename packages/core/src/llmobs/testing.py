@@ -8,6 +8,7 @@ metrics through in-memory exporters. The OpenTelemetry SDK must be installed (it
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -134,3 +135,25 @@ def metric_changes(reader: InMemoryMetricReader) -> Callable[[str], list[Point]]
         return out
 
     return points
+
+
+#: Headless Chromium on a machine without a display, run as root, without background network traffic
+#: (a closed network refuses it, slowly).
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """A headless browser from the system's Chromium (Debian's ``chromium``), driven by Playwright — the
+    browser tests never download one. Raises a clear error when it is not installed."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise RuntimeError("headless Chromium not found: install Debian's chromium (apt-get install -y chromium)")
+    return playwright.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
