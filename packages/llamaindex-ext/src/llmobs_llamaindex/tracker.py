@@ -106,6 +106,9 @@ class Tracker:
         parent_id: str | None,
         tags: Mapping[str, Any] | None,
     ) -> None:
+        if span_id in self._ids:  # a span id announced twice: the first stands (a second run would orphan it)
+            selfstats.count("llamaindex.duplicate_spans")
+            return
         parent = self._ids.get(parent_id) if parent_id is not None else None
         if parent is not None and parent.ended:  # its run was evicted or abandoned meanwhile
             parent = None
