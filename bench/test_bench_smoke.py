@@ -116,3 +116,19 @@ def test_langchain_bench_quick(tmp_path):
     assert set(report["memory"]) == {"bare", "llmobs", "openllmetry", "langfuse"}
     assert report["memory"]["llmobs"]["runs_in_flight"] == 0
     assert json.loads(out.read_text())["memory"].keys() == report["memory"].keys()
+
+
+def test_concurrency_bench_quick(tmp_path):
+    """1 and 100 threads, traced and untraced, for both frameworks; lock waits measured; nothing left in flight."""
+    out = tmp_path / "report.json"
+    report = _bench("bench_concurrency").main(["--quick", "--rounds", "1", "--batch", "100", "--json", str(out)])
+    for framework in ("langchain", "llamaindex"):
+        result = report["results"][framework]
+        assert set(result["throughput_per_s"]) == {"untraced_1", "traced_1", "untraced_100", "traced_100"}
+        assert all(v > 0 for v in result["throughput_per_s"].values())
+        assert result["scaling"] == result["scaling"] and result["lock_wait_share"] >= 0  # not NaN
+        assert all(row["acquisitions"] > 0 for label, row in result["locks"].items() if label != "selfstats")
+    from llmobs_langchain.runs import RUNS
+
+    assert len(RUNS) == 0
+    assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
