@@ -29,6 +29,7 @@ Spans go to a batch processor with an exporter that drops them (export cost is n
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import threading
@@ -113,7 +114,8 @@ def _langchain() -> tuple[Callable[[int, bool], Any], Callable[[], None], Callab
     prompt = ChatPromptTemplate.from_messages([("system", "be brief"), ("human", "{question}")])
     reply = AIMessage(content="a short answer", usage_metadata={"input_tokens": 9, "output_tokens": 3,
                                                                   "total_tokens": 12})
-    chain = prompt | GenericFakeChatModel(messages=_forever(reply)) | StrOutputParser()
+    # itertools.repeat, not a generator: one model serves every thread, and a generator cannot be re-entered
+    chain = prompt | GenericFakeChatModel(messages=itertools.repeat(reply)) | StrOutputParser()
     handler = LLMObsCallbackHandler()
 
     def call(i: int, traced: bool) -> Any:
@@ -121,11 +123,6 @@ def _langchain() -> tuple[Callable[[int, bool], Any], Callable[[], None], Callab
         return chain.invoke({"question": f"question {i}"}, config=config)
 
     return call, lambda: None, lambda: None
-
-
-def _forever(message: Any) -> Iterator[Any]:
-    while True:
-        yield message
 
 
 def _llamaindex() -> tuple[Callable[[int, bool], Any], Callable[[], None], Callable[[], None]]:
