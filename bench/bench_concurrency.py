@@ -114,11 +114,13 @@ def _langchain() -> tuple[Callable[[int, bool], Any], Callable[[], None], Callab
     prompt = ChatPromptTemplate.from_messages([("system", "be brief"), ("human", "{question}")])
     reply = AIMessage(content="a short answer", usage_metadata={"input_tokens": 9, "output_tokens": 3,
                                                                   "total_tokens": 12})
-    # itertools.repeat, not a generator: one model serves every thread, and a generator cannot be re-entered
-    chain = prompt | GenericFakeChatModel(messages=itertools.repeat(reply)) | StrOutputParser()
     handler = LLMObsCallbackHandler()
+    local = threading.local()  # one fake model per thread: its message iterator cannot be entered twice at once
 
     def call(i: int, traced: bool) -> Any:
+        chain = getattr(local, "chain", None)
+        if chain is None:
+            chain = local.chain = prompt | GenericFakeChatModel(messages=itertools.repeat(reply)) | StrOutputParser()
         config = {"callbacks": [handler]} if traced else None
         return chain.invoke({"question": f"question {i}"}, config=config)
 
@@ -151,11 +153,15 @@ def _run(call: Callable[[int, bool], Any], calls: int, threads: int, traced: boo
         return time.perf_counter() - started
     go = threading.Barrier(threads + 1)
     share = calls // threads
+    errors: list[BaseException] = []
 
     def worker(offset: int) -> None:
         go.wait()
-        for i in range(share):
-            call(offset + i, traced)
+        try:
+            for i in range(share):
+                call(offset + i, traced)
+        except BaseException as exc:  # a failed call fails the run, not just its thread
+            errors.append(exc)
 
     workers = [threading.Thread(target=worker, args=(t * share,)) for t in range(threads)]
     for w in workers:
@@ -164,7 +170,10 @@ def _run(call: Callable[[int, bool], Any], calls: int, threads: int, traced: boo
     started = time.perf_counter()
     for w in workers:
         w.join()
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {threads} threads failed") from errors[0]
+    return elapsed
 
 
 @contextmanager
