@@ -25,8 +25,15 @@ Targets:
 ``config`` an ``llmobs.toml`` file: ``config.parse_file`` and building settings from it. Clean error:
            ``ConfigError``.
 
-The Dify relay has no decoder of its own yet (the plugin package holds only its metadata); add a target
-here when it does.
+``dify``   the Dify plugin's relay endpoint, ``relay.handle_traces`` (Python >= 3.12: run it with the plugin's
+           own environment, ``packages/dify-plugin/.venv/bin/python``): the same selector byte also picks the
+           content type and whether the key is offered; spans are forwarded to an in-memory exporter. Clean
+           answers: 200, 400, 401, 413, 415 — never 500 (its catch-all for an unexpected exception).
+
+Without atheris (another platform, or the plugin's environment), ``--plain-runs N`` runs a plain mutation
+fuzzer instead: seeds mutated at random (bit flips, cuts, insertions, repeats, splices), N inputs::
+
+      packages/dify-plugin/.venv/bin/python tests/reliability/fuzz_targets.py dify --plain-runs 20000
 """
 
 from __future__ import annotations
@@ -223,10 +230,88 @@ CONFIG_SEEDS = [
 ]
 
 
+# --- the Dify relay -------------------------------------------------------------------------------------
+
+_DIFY_KEY = "relay-key"
+_dify_relay: Any = None
+
+
+def fuzz_dify(data: bytes) -> int:
+    """One POST to the Dify plugin's /v1/traces endpoint; returns the HTTP status it answered."""
+    global _dify_relay
+    if _dify_relay is None:
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from llmobs_dify import relay
+
+        exporter = InMemorySpanExporter()
+        _dify_relay = (relay, relay.Exporters(lambda dest: exporter), exporter)
+    relay, exporters, exporter = _dify_relay
+    if not data:
+        return 0
+    selector, body = data[0], data[1:]
+    content_type = ("application/x-protobuf", "application/json", "application/protobuf", "text/plain")[selector & 3]
+    coding = _ENCODINGS[(selector >> 2 & 3) % 3]
+    headers = {"Content-Type": content_type, "Content-Encoding": coding}
+    if not selector & 0x20:
+        headers["Authorization" if selector & 0x40 else "api_key"] = ("Bearer " if selector & 0x40 else "") + _DIFY_KEY
+    settings = {"api_key": _DIFY_KEY, "otlp_endpoint": "http://127.0.0.1:4318", "service_name": "dify-fuzz"}
+    reply = relay.handle_traces(settings, headers, body, exporters)
+    exporter.clear()
+    assert reply.status in (200, 400, 401, 413, 415), f"answered {reply.status}: {reply.body[:200]!r}"
+    assert isinstance(reply.body, bytes)
+    return reply.status
+
+
+def dify_seeds() -> list[bytes]:
+    """The OTLP seeds with the selector bits the relay reads (protobuf/JSON, key offered either way)."""
+    seeds = []
+    for seed in otlp_seeds():
+        json_body, coding = seed[0] & 1, _ENCODINGS[(seed[0] >> 1) % 3]
+        for auth in (0x00, 0x40):
+            seeds.append(bytes([json_body | _ENCODINGS.index(coding) << 2 | auth]) + seed[1:])
+    return seeds
+
+
 TARGETS: dict[str, tuple[Callable[[bytes], int], Callable[[], Sequence[bytes]]]] = {
     "otlp": (fuzz_otlp, otlp_seeds),
     "config": (fuzz_config, lambda: CONFIG_SEEDS),
+    "dify": (fuzz_dify, dify_seeds),
 }
+
+
+def plain_fuzz(name: str, runs: int, seed: int = 0) -> tuple[int, float]:
+    """Mutation fuzzing without coverage feedback: ``runs`` inputs from the seeds; (inputs, seconds)."""
+    import random
+    import traceback
+
+    target, seeds = TARGETS[name]
+    corpus = list(seeds())
+    rng = random.Random(seed)
+    started = time.monotonic()
+    for _ in range(runs):
+        data = bytearray(rng.choice(corpus))
+        for _ in range(rng.randint(1, 4)):
+            op, at = rng.randrange(5), rng.randrange(len(data) + 1)
+            if op == 0 and at < len(data):
+                data[at] ^= 1 << rng.randrange(8)
+            elif op == 1:
+                del data[at:]
+            elif op == 2:
+                data[at:at] = rng.randbytes(rng.randint(1, 16))
+            elif op == 3:
+                data[at:at] = bytes(data[at : at + 8]) * rng.randint(2, 64)
+            else:
+                other = rng.choice(corpus)
+                data[at:] = other[rng.randrange(len(other) + 1) :]
+        try:
+            target(bytes(data))
+        except Exception:
+            crash = Path(f"crash-{name}-{int(time.time())}")
+            crash.write_bytes(bytes(data))
+            traceback.print_exc()
+            sys.exit(f"{name}: finding saved as {crash}")
+    return runs, time.monotonic() - started
 
 
 # --- the atheris runner ----------------------------------------------------------------------------------
@@ -238,10 +323,14 @@ def _has_corpus_dir(args: Iterable[str]) -> bool:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] not in TARGETS:
-        sys.exit(f"usage: {argv[0]} {{{','.join(TARGETS)}}} [libFuzzer flags] [corpus dir | crash file]")
+        sys.exit(f"usage: {argv[0]} {{{','.join(TARGETS)}}} [libFuzzer flags | --plain-runs N] [corpus | crash file]")
+    name = argv[1]
+    if "--plain-runs" in argv:
+        runs, seconds = plain_fuzz(name, int(argv[argv.index("--plain-runs") + 1]))
+        print(f"plain {name}: {runs} inputs in {seconds:.1f} s")
+        return
     import atheris
 
-    name = argv[1]
     with atheris.instrument_imports(include=["llmobs"]):
         _get()
     target, seeds = TARGETS[name]
