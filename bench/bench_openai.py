@@ -79,11 +79,17 @@ def _providers() -> tuple[Any, Any, Any]:
             return SpanExportResult.SUCCESS
 
     exporter = CountingExporter()
-    tracer_provider = TracerProvider()
+    # The global providers can be set once per process: reuse them when something (another bench in the
+    # smoke test's process) installed them first, as an application's own providers would be.
+    tracer_provider = trace.get_tracer_provider()
+    if not isinstance(tracer_provider, TracerProvider):
+        tracer_provider = TracerProvider()
+        trace.set_tracer_provider(tracer_provider)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(tracer_provider)
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    metrics.set_meter_provider(meter_provider)
+    meter_provider = metrics.get_meter_provider()
+    if not isinstance(meter_provider, MeterProvider):
+        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        metrics.set_meter_provider(meter_provider)
     return tracer_provider, meter_provider, exporter
 
 
