@@ -338,6 +338,9 @@ def test_cost_uses_the_price_lookup_and_never_overrides_a_given_cost():
     {"openinference.span.kind": 7, "llm.invocation_parameters": "{not json", "llm.token_count.prompt": float("nan")},
     {"gen_ai.prompt.0.content": ["a", "b"], "gen_ai.completion.0.tool_calls.0.name": 5, "span_type": None},
     {"framework": "promptflow", "span_type": "LLM", "inputs": "[1, 2", "output": '{"choices": "no"}'},
+    # nested deeper than Python's JSON parser recurses: not JSON to us, never a RecursionError
+    {"framework": "promptflow", "span_type": "LLM", "inputs": "[" * 100_000 + "]" * 100_000, "output": "[" * 50_000},
+    {"openinference.span.kind": "LLM", "llm.invocation_parameters": "[" * 100_000 + "]" * 100_000},
     {"gen_ai.latency.time_to_first_token": "soon", "gen_ai.response.time_to_first_chunk": -1},
 ])
 def test_odd_values_never_raise(attrs):

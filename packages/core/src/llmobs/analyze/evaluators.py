@@ -136,7 +136,7 @@ class InvalidJSON(_Check):
             return None
         try:
             json.loads(tx.json_payload(call.output))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return f"JSON was requested but the answer does not parse: {exc}"
         return ""
 

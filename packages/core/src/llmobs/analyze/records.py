@@ -284,7 +284,7 @@ def _json(value: Any, default: Any) -> Any:
         return default if value is None else value
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return default
 
 

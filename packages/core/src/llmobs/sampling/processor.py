@@ -412,7 +412,7 @@ def _empty_output(span: ReadableSpan, a: Any) -> bool:
     if isinstance(messages, str):
         try:
             parsed = json.loads(messages)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         return not any(
             part.get("content") or part.get("type") != sc.PART_TEXT

@@ -264,6 +264,6 @@ def _parsed(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("[", "{", '"'):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
