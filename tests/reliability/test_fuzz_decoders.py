@@ -205,7 +205,7 @@ _DOCUMENT = st.builds(
 )
 
 
-@fuzz(250)
+@fuzz(150)
 @given(_DOCUMENT, st.sampled_from(["json", "protobuf"]), st.sampled_from(["identity", "gzip", "deflate"]))
 def test_valid_requests_with_hostile_values_decode_within_bounds(document, encoding, coding):
     body = json.dumps(document).encode()
@@ -306,7 +306,7 @@ _TOML_VALUE = st.recursive(
 )
 
 
-@fuzz(300)
+@fuzz(200)
 @given(st.dictionaries(st.sampled_from(_SETTINGS), _TOML_VALUE, max_size=6))
 def test_hostile_settings_are_accepted_or_a_config_error(table):
     text = "\n".join(f"{key} = {_toml(value)}" for key, value in table.items())

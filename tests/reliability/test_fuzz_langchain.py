@@ -180,7 +180,7 @@ def _check_bounded(registry: RunRegistry, before: otel_context.Context) -> None:
     hostile.no_context_left(before)
 
 
-@hostile.fuzz(150)
+@hostile.fuzz(120)
 @given(_scripts())
 def test_callbacks_in_any_order_with_hostile_payloads(steps):
     OPEN.forget()
