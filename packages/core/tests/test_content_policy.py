@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from llmobs import selfstats
 from llmobs.content import CaptureMode, ContentPolicy, redact_pii, scrub_text, to_jsonable
+from llmobs.content.serialize import dumps_capped
 
 # --- CaptureMode ----------------------------------------------------------------------------------
 
@@ -251,3 +253,23 @@ def test_fast_path_renders_exactly_what_the_full_path_renders(value):
     fast = ContentPolicy(max_bytes=512)
     full = ContentPolicy(max_bytes=512, redactors=(scrub_text, lambda text: text))  # not eligible for the fast path
     assert fast.render(value) == full.render(value)
+
+
+def test_shared_references_to_a_huge_string_are_never_serialised_whole():
+    """[msg] * 1000 with a 10 MB message is 10 GB of JSON if dumped before capping: memory stays bounded."""
+    import tracemalloc
+
+    big = "x" * 10_000_000
+    policy = ContentPolicy()
+    tracemalloc.start()
+    try:
+        messages = policy.render([{"role": "user", "content": big}] * 1000)
+        arguments = policy.render_text({"args": [big] * 1000})
+        capped = dumps_capped([big] * 1000, 8192)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    for text in (messages, arguments, capped):
+        assert len(text.encode()) <= 8192
+        json.loads(text)
+    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB while rendering"

@@ -15,7 +15,7 @@ from typing import Any
 
 from llmobs import selfstats
 from llmobs.content.scrub import REDACTED, is_secret_key, might_hold_secrets, scrub_text
-from llmobs.content.serialize import cap_text, dumps_capped, to_jsonable
+from llmobs.content.serialize import cap_text, dumps_capped, surely_longer, to_jsonable
 
 # Strings are pre-cut this far past the cap: a secret straddling the pre-cut point might escape the
 # scrubber, but the final cap always removes everything within this distance of it.
@@ -92,6 +92,8 @@ class ContentPolicy:
         that fits the cap and shows no sign of a secret needs no walk. None means: take the full path."""
         if self.redactors != _SCRUB_ONLY or type(value) not in (list, dict):
             return None
+        if surely_longer(value, self.max_bytes):
+            return None  # too big for the cap: never encoded whole (shared references can multiply it)
         try:
             text = _PLAIN_JSON.encode(value)
             if len(text) > self.max_bytes or len(text.encode()) > self.max_bytes or might_hold_secrets(text):

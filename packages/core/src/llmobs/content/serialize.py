@@ -318,6 +318,15 @@ def dumps_capped(obj: Any, max_bytes: int) -> str:
     by binary search so as much as possible is kept. The result is deterministic. Guaranteed to fit
     for ``max_bytes >= 16``; below that it returns the shortest JSON that fits, ``""``.
     """
+    if surely_longer(obj, max_bytes):
+        # Never dumped whole: a list repeating one 10 MB string a thousand times would be 10 GB of JSON.
+        # Shrinking cuts every string and list to what the budget can hold before anything is encoded.
+        selfstats.count("content.truncated")
+        try:
+            return _shrink_to_fit(obj, max_bytes) or _fallback(max_bytes + 1, max_bytes)
+        except (TypeError, ValueError, RecursionError):  # not JSON-able (objects, NaN, cycles)
+            obj = to_jsonable(obj, max_str=max(max_bytes, 0))
+            return _shrink_to_fit(obj, max_bytes) or _fallback(max_bytes + 1, max_bytes)
     try:
         text = _dumps(obj)
         size = _utf8_len(text)
@@ -329,6 +338,35 @@ def dumps_capped(obj: Any, max_bytes: int) -> str:
         return text
     selfstats.count("content.truncated")
     return _shrink_to_fit(obj, max_bytes) or _fallback(len(text), max_bytes)
+
+
+def surely_longer(obj: Any, limit: int) -> bool:
+    """Whether the JSON of ``obj`` is certainly longer than ``limit`` bytes, from a walk that counts a lower
+    bound of its length (a string's characters, one per value or entry) and stops as soon as it knows —
+    so its work is bounded by ``limit``, whatever the object holds (shared references, cycles)."""
+    total = 0
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + len(item)
+            for key, value in item.items():
+                total += len(key) + 3 if isinstance(key, str) else 3
+                stack.append(value)
+                if total > limit:
+                    return True
+        elif isinstance(item, list | tuple):
+            total += 1 + len(item)
+            if total > limit:
+                return True
+            stack.extend(item)
+        else:
+            total += 1
+        if total > limit:
+            return True
+    return False
 
 
 def _shrink_to_fit(obj: Any, max_bytes: int) -> str | None:
