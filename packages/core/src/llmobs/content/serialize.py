@@ -346,22 +346,26 @@ def surely_longer(obj: Any, limit: int) -> bool:
     so its work is bounded by ``limit``, whatever the object holds (shared references, cycles)."""
     total = 0
     stack = [obj]
+    pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
+        item = pop()
+        kind = type(item)
+        if kind is str:
             total += len(item) + 2
-        elif isinstance(item, dict):
+        elif kind is dict:
             total += 2 + len(item)
             for key, value in item.items():
-                total += len(key) + 3 if isinstance(key, str) else 3
-                stack.append(value)
-                if total > limit:
-                    return True
-        elif isinstance(item, list | tuple):
+                total += len(key) + 3 if type(key) is str else 3
+                push(value)
+        elif kind is list or kind is tuple:
             total += 1 + len(item)
-            if total > limit:
-                return True
-            stack.extend(item)
+            extend(item)
+        elif isinstance(item, str | dict | list | tuple):  # subclasses: the same, the slow way
+            total += len(item) + 2
+            if isinstance(item, dict):
+                extend(item.values())
+            elif not isinstance(item, str):
+                extend(item)
         else:
             total += 1
         if total > limit:
