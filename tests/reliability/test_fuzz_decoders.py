@@ -98,6 +98,31 @@ def test_non_finite_numbers_in_the_config_file_are_clean_errors(tmp_path, text):
         config.load(environ={config.CONFIG_ENV: str(path)})
 
 
+def test_a_span_the_normaliser_cannot_read_is_rejected_not_the_request():
+    """A flattened attribute key thousands of levels deep made the normaliser recurse past Python's limit:
+    the RecursionError failed the whole request (a 500 from llmobs serve and the Dify relay)."""
+    key = "llm.input_messages" + ".0" * 3_000 + ".message.content"
+    request = ExportTraceServiceRequest()
+    scope_spans = request.resource_spans.add().scope_spans.add()
+    scope_spans.scope.name = "openinference.instrumentation.langchain"
+    bad = scope_spans.spans.add(trace_id=b"\1" * 16, span_id=b"\2" * 8, name="bad")
+    bad.attributes.add(key=key).value.string_value = "x"
+    scope_spans.spans.add(trace_id=b"\1" * 16, span_id=b"\3" * 8, name="good")
+    ingestor = targets._get().ingestor
+    decoded = otlp.decode(otlp.parse(request.SerializeToString(), otlp.PROTOBUF), ingestor.span_attributes,
+                          ingestor.event_attributes, lambda a: a)
+    assert [s.name for s in decoded.spans] == ["good"]
+    assert decoded.rejected == 1 and "RecursionError" in decoded.reason
+
+
+def test_deeply_nested_toml_is_a_config_error(tmp_path):
+    """tomllib parses nested arrays recursively: its RecursionError escaped the parser (and configure())."""
+    path = tmp_path / "llmobs.toml"
+    path.write_text("service_name = " + "[" * 5_000 + "]" * 5_000)
+    with pytest.raises(config.ConfigError, match="nested too deeply"):
+        config.parse_file(path)
+
+
 # --- OTLP receiver ---------------------------------------------------------------------------------------
 
 _mutation = st.one_of(

@@ -248,6 +248,8 @@ def parse_file(path: Path) -> dict[str, Any]:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     table = table.get("llmobs", table) if isinstance(table.get("llmobs"), Mapping) else table
     values = {}
     for key, value in _flatten(table).items():

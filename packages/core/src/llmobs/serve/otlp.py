@@ -124,11 +124,20 @@ def decode(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
     """SDK spans for every valid span of ``request``; a span with invalid ids is rejected, not stored."""
     out = Decoded()
     for resource_spans in request.resource_spans:
-        resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
+        try:
+            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
+        except Exception as exc:  # e.g. RecursionError on an absurdly nested key: its spans, not the request
+            for scope_spans in resource_spans.scope_spans:
+                for _ in scope_spans.spans:
+                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
+            continue
         for scope_spans in resource_spans.scope_spans:
             scope = InstrumentationScope(scope_spans.scope.name, scope_spans.scope.version or None)
             for span in scope_spans.spans:
-                _decode_span(span, resource, scope, span_attributes, event_attributes, out)
+                try:
+                    _decode_span(span, resource, scope, span_attributes, event_attributes, out)
+                except Exception as exc:  # a span the normalisers cannot read is rejected, not the request
+                    out.reject(f"span attributes could not be read ({type(exc).__name__})")
     return out
 
 
