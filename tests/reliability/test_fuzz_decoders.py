@@ -115,10 +115,21 @@ def test_a_span_the_normaliser_cannot_read_is_rejected_not_the_request():
     assert decoded.rejected == 1 and "RecursionError" in decoded.reason
 
 
-def test_deeply_nested_toml_is_a_config_error(tmp_path):
-    """tomllib parses nested arrays recursively: its RecursionError escaped the parser (and configure())."""
+@pytest.mark.parametrize(
+    "text",
+    [
+        "service_name = " + "[" * 5_000 + "]" * 5_000,
+        "x = " + "{a = " * 3_000 + "1" + "}" * 3_000,
+        "[" + ".".join(["a"] * 3_000) + "]\nx = 1",
+        ".".join(["a"] * 3_000) + " = 1",
+    ],
+    ids=["arrays", "inline-tables", "table-header", "dotted-key"],
+)
+def test_deeply_nested_toml_is_a_config_error(tmp_path, text):
+    """tomllib parses nested arrays and inline tables recursively, and the settings' flattening walked nested
+    tables recursively: the RecursionError escaped the parser (and configure(), and config.current())."""
     path = tmp_path / "llmobs.toml"
-    path.write_text("service_name = " + "[" * 5_000 + "]" * 5_000)
+    path.write_text(text)
     with pytest.raises(config.ConfigError, match="nested too deeply"):
         config.parse_file(path)
 

@@ -251,8 +251,12 @@ def parse_file(path: Path) -> dict[str, Any]:
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     table = table.get("llmobs", table) if isinstance(table.get("llmobs"), Mapping) else table
+    try:
+        flat = _flatten(table)
+    except RecursionError:  # a dotted key or table header thousands of levels deep
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     values = {}
-    for key, value in _flatten(table).items():
+    for key, value in flat.items():
         try:
             if key not in _KEYS:
                 raise ConfigError(f"{key}: unknown setting (known: {', '.join(sorted(_KEYS))})")
