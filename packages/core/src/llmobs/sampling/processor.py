@@ -350,33 +350,43 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -
     tokens = 0
     cost = 0.0
     error = StatusCode.ERROR
-    check_error, ttft_limit, finish_reasons = rules.error, rules.ttft_s, rules.finish_reasons
+    check_error, ttft_limit, finish_reasons = rules.error, rules.ttft_s, frozenset(rules.finish_reasons)
     empty_output, min_score, interrupted = rules.empty_output, rules.min_eval_score, rules.interrupted
     inference = sc.INFERENCE_OPERATIONS
+    force_key, partial_key, operation_key = sc.SAMPLING_FORCE, sc.PARTIAL, sc.OPERATION_NAME
+    model_key, ttft_key, finish_key, cost_key = (
+        sc.REQUEST_MODEL, sc.RESPONSE_TIME_TO_FIRST_CHUNK, sc.RESPONSE_FINISH_REASONS, sc.COST_USD
+    )  # fmt: skip
+    input_key, output_key = sc.USAGE_INPUT_TOKENS, sc.USAGE_OUTPUT_TOKENS
     for span in spans:
         a = _attributes(span)
-        if a.get(sc.SAMPLING_FORCE):
-            _add(reasons, f"forced={a[sc.SAMPLING_FORCE]}")
+        get = a.get
+        if a.get(force_key):
+            _add(reasons, f"forced={a[force_key]}")
         if check_error and span.status.status_code is error:
             _add(reasons, "error")
-        if interrupted and a.get(sc.PARTIAL) is True:
+        if interrupted and partial_key in a and a[partial_key] is True:
             _add(reasons, "interrupted")
-        if a.get(sc.OPERATION_NAME) in inference:
-            model = a.get(sc.REQUEST_MODEL)
+        if get(operation_key) in inference:
+            model = get(model_key)
             if model:
                 models.add(str(model))
             if ttft_limit is not None:
-                ttft = a.get(sc.RESPONSE_TIME_TO_FIRST_CHUNK)
-                if isinstance(ttft, _NUMBER) and ttft > ttft_limit:
+                ttft = get(ttft_key)
+                if ttft is not None and isinstance(ttft, _NUMBER) and ttft > ttft_limit:
                     _add(reasons, "ttft")
-            tokens += _int(a.get(sc.USAGE_INPUT_TOKENS)) + _int(a.get(sc.USAGE_OUTPUT_TOKENS))
-            price = a.get(sc.COST_USD)
+            tokens_in, tokens_out = get(input_key), get(output_key)
+            if type(tokens_in) is int:
+                tokens += tokens_in
+            if type(tokens_out) is int:
+                tokens += tokens_out
+            price = get(cost_key)
             if price is not None:
                 cost += _float(price)
-            finish = a.get(sc.RESPONSE_FINISH_REASONS)
-            if finish and any(reason in finish_reasons for reason in finish):
+            finish = get(finish_key)
+            if finish and not finish_reasons.isdisjoint(finish):
                 _add(reasons, "finish_reason")
-            if empty_output and _empty_output(span, a):
+            if empty_output and not (type(tokens_out) is int and tokens_out > 0) and _empty_output(span, a):
                 _add(reasons, "empty_output")
         if min_score is not None and span.events and _low_score(span, min_score):
             _add(reasons, "low_score")
