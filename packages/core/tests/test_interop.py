@@ -341,6 +341,8 @@ def test_cost_uses_the_price_lookup_and_never_overrides_a_given_cost():
     # nested deeper than Python's JSON parser recurses: not JSON to us, never a RecursionError
     {"framework": "promptflow", "span_type": "LLM", "inputs": "[" * 100_000 + "]" * 100_000, "output": "[" * 50_000},
     {"openinference.span.kind": "LLM", "llm.invocation_parameters": "[" * 100_000 + "]" * 100_000},
+    {"llm.input_messages" + ".0" * 3000 + ".message.content": "a key deeper than any message"},
+    {"framework": "promptflow", "span_type": [], "inputs": "{}"},
     {"gen_ai.latency.time_to_first_token": "soon", "gen_ai.response.time_to_first_chunk": -1},
 ])
 def test_odd_values_never_raise(attrs):

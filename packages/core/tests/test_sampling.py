@@ -409,3 +409,9 @@ def test_per_key_cap_limits_each_key_to_its_rate():
     assert len(busy) < 120 and len(quiet) < 60  # both capped near 10 a minute (plus the first window's ramp)
     assert any("key_cap" in r.attributes[sc.SAMPLING_REASON] for r in busy)
     assert 600 < sum(r.attributes[sc.SAMPLING_ADJUSTED_COUNT] for r in busy) < 1400  # estimates the 1000
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "inf"])
+def test_non_finite_numbers_are_refused_with_their_name(value):
+    with pytest.raises(ValueError, match=r"sampling\.floor"):
+        parse({"floor": value})

@@ -159,6 +159,14 @@ def test_chunked_bodies(server):
     assert status == 400
 
 
+def test_a_negative_chunk_size_is_refused_at_once(server):
+    """int() reads a sign: a chunk size of -1 must not become read(-1), which waits for the connection's end."""
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n-1\r\n" + b"A" * 65536)  # fmt: skip
+        assert sock.recv(64).startswith(b"HTTP/1.1 400")
+
+
 def test_host_header_is_checked_without_a_token(server):
     port = server.server_address[1]
     valid = one_span_request().SerializeToString()

@@ -489,6 +489,10 @@ def _flattened(attrs: Mapping[str, Any]) -> dict[str, list[Any]]:
     return {prefix: _listify(_tree(items)) for prefix, items in found.items()}
 
 
+#: Levels a flattened foreign key may have (a tool call's argument inside a message is about six).
+_MAX_FLATTENED_DEPTH = 64
+
+
 def _tree(items: Iterable[tuple[str, Any]]) -> dict[Any, Any]:
     """``"0.message.tool_calls.1.tool_call.id"`` → ``{0: {"message.tool_calls": {1: {"tool_call.id": v}}}}``:
     numeric segments are list positions, the dotted words between them one name."""
@@ -506,6 +510,8 @@ def _tree(items: Iterable[tuple[str, Any]]) -> dict[Any, Any]:
                 words.append(segment)
         if words:
             path.append(".".join(words))
+        if len(path) > _MAX_FLATTENED_DEPTH:
+            continue  # no message, tool or document is nested this deep: a hostile key, ignored
         node = root
         for step in path[:-1]:
             child = node.setdefault(step, {})

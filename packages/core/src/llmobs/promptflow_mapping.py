@@ -80,7 +80,7 @@ def translate(
     exception event names; ``has_children``: traced work ran inside it (a chain, not a leaf task);
     ``capture``: content will be recorded (else payloads of non-model spans are not parsed)."""
     span_type = attributes.get(sc.PF_SPAN_TYPE)
-    reader = _READERS.get(span_type, _function)
+    reader = _READERS.get(span_type, _function) if isinstance(span_type, str) else _function
     t = reader(name, attributes, capture, has_children)
     kept = t.attributes
     for key, value in attributes.items():

@@ -7,6 +7,7 @@ name; ``llmobs.config`` adds the file and line.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,8 +214,8 @@ def _number(value: Any, where: str, minimum: float = 0) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{where}: expected a number, got {value!r}") from None
-    if number != number or number < minimum:
-        raise ValueError(f"{where}: expected a number >= {minimum}, got {value!r}")
+    if not math.isfinite(number) or number < minimum:  # NaN and infinities included
+        raise ValueError(f"{where}: expected a finite number >= {minimum}, got {value!r}")
     return number
 
 

@@ -310,6 +310,8 @@ class Handler(BaseHTTPRequestHandler):
                 chunk = int(line.split(b";")[0].strip(), 16)
             except ValueError:
                 raise _Refused(400, "malformed chunked body", close=True) from None
+            if chunk < 0:  # int() takes a sign; read(-1) would read to the end of the connection
+                raise _Refused(400, "malformed chunked body", close=True)
             if chunk == 0:
                 while self.rfile.readline(1024).strip():  # trailers
                     pass
