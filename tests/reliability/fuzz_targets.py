@@ -331,8 +331,10 @@ def main(argv: list[str]) -> None:
         return
     import atheris
 
-    with atheris.instrument_imports(include=["llmobs"]):
+    with atheris.instrument_imports(include=["llmobs", "llmobs_dify"]):
         _get()
+        if name == "dify":
+            import llmobs_dify.relay  # noqa: F401  (instrumented: coverage guides the relay too)
     target, seeds = TARGETS[name]
     args = [argv[0], *argv[2:]]
     if not _has_corpus_dir(args[1:]) and not any(os.path.isfile(a) for a in args[1:]):
