@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from llmobs import config, plugins, selfstats
+from llmobs import config, plugins, selfstats, span_copy
 from llmobs import semconv as sc
 from llmobs.sampling import SamplingProcessor
 
@@ -373,22 +373,7 @@ class _OpenSpans(SpanProcessor):
 
 
 def _partial(span: Any, end_time: int) -> ReadableSpan:
-    attributes = dict(span.attributes or {})
-    attributes[sc.PARTIAL] = True
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=tuple(span.events),
-        links=tuple(span.links),
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return span_copy.with_attributes(span, {**(span.attributes or {}), sc.PARTIAL: True}, end_time=end_time)
 
 
 def _otlp_endpoint_set(environ: Mapping[str, str], signal: str) -> bool:

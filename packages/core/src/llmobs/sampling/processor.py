@@ -35,7 +35,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from llmobs import config, plugins, selfstats
+from llmobs import config, plugins, selfstats, span_copy
 from llmobs import semconv as sc
 from llmobs.sampling.policy import DEFAULT_RATIO, Promote, SamplingPolicy, key_of
 
@@ -465,26 +465,4 @@ def _stamped(span: ReadableSpan, reason: str, adjusted: float) -> ReadableSpan:
     attributes = dict(_attributes(span))
     attributes[sc.SAMPLING_REASON] = reason
     attributes[sc.SAMPLING_ADJUSTED_COUNT] = adjusted
-    state = getattr(span, "__dict__", None)
-    if isinstance(span, ReadableSpan) and state is not None and "_attributes" in state:
-        # A field-for-field copy, several times cheaper than the constructor (which goes through the
-        # finished SDK span's properties). Works for the SDK's own span class too: the copy is a plain
-        # ReadableSpan, the fields it does not know are inert.
-        copy = ReadableSpan.__new__(ReadableSpan)
-        copy.__dict__.update(state)
-        copy._attributes = attributes
-        return copy
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return span_copy.with_attributes(span, attributes)
