@@ -4,7 +4,10 @@ capped and emptied, and runs whose end never comes are swept and ended as timed 
 from __future__ import annotations
 
 import inspect
+import itertools
 import time
+import uuid
+from types import SimpleNamespace
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
@@ -136,3 +139,18 @@ def test_the_table_is_capped_by_ending_the_oldest_run(recorded):
     for stream in streams:
         stream.close()
     assert len(runs) == 0
+
+
+@pytest.mark.parametrize("endless", [lambda: itertools.count(), lambda: (i for i in itertools.count())])
+def test_endless_iterators_where_lists_belong_are_not_read(endless, recorded):
+    """LangChain passes lists; an endless iterator in their place (prompts, message batches, generations,
+    documents, tags) is skipped, not read until memory runs out, and every run still ends."""
+    h = LLMObsCallbackHandler()
+    llm, chat, retriever = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    h.on_llm_start({"name": "llm"}, endless(), run_id=llm, tags=endless())
+    h.on_llm_end(SimpleNamespace(generations=endless(), llm_output=None), run_id=llm)
+    h.on_chat_model_start({"name": "chat"}, [endless()], run_id=chat)
+    h.on_llm_end(SimpleNamespace(generations=[endless()], llm_output=None), run_id=chat)
+    h.on_retriever_start({"name": "retriever"}, "query", run_id=retriever)
+    h.on_retriever_end(endless(), run_id=retriever)
+    assert len(recorded.all()) == 3 and len(RUNS) == 0

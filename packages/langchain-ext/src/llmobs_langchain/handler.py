@@ -194,7 +194,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         handle = run.handle
         if run.streamed:
             handle.set_request(stream=True)
-        generations = [g for batch in response.generations for g in batch]
+        generations = [g for batch in translate.listed(response.generations) for g in translate.listed(batch)]
         found = models.usage(generations, response.llm_output)
         if found is not None:
             handle.set_usage(
@@ -287,7 +287,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
             return
         try:
             if _capturing(run.handle):
-                run.handle.set_output(value=[translate.compact(doc) for doc in documents])
+                run.handle.set_output(value=[translate.compact(doc) for doc in translate.listed(documents)])
         finally:
             run.handle.end()
 
@@ -442,8 +442,8 @@ def _trace_ids(metadata: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 def _retry_attempt(tags: list[str]) -> dict[str, Any] | None:
     """RunnableRetry tags every attempt after the first ``retry:attempt:N``."""
-    for tag in tags:
-        if tag.startswith(_RETRY_TAG) and tag[len(_RETRY_TAG) :].isdigit():
+    for tag in translate.listed(tags):
+        if isinstance(tag, str) and tag.startswith(_RETRY_TAG) and tag[len(_RETRY_TAG) :].isdigit():
             return {sc.RETRY_ATTEMPT: int(tag[len(_RETRY_TAG) :])}
     return None
 

@@ -39,12 +39,18 @@ _MAX_ITEMS = 100  # items of a list value translated; the rest are counted with 
 # --- model inputs and outputs ---------------------------------------------------------------------
 
 
+def listed(value: Any) -> Sequence[Any]:
+    """``value`` when it is a list or tuple, else nothing. LangChain passes lists; anything else may be an
+    endless iterator, and reading one would never finish (nor stop growing)."""
+    return value if isinstance(value, list | tuple) else ()
+
+
 def input_messages(batches: Iterable[Sequence[BaseMessage]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(messages, system instructions)`` of a chat model call: system messages become instructions."""
     messages: list[dict[str, Any]] = []
     system: list[dict[str, Any]] = []
-    for batch in batches:
-        for msg in batch:
+    for batch in listed(batches):
+        for msg in listed(batch):
             if _ROLES.get(msg.type) == sc.ROLE_SYSTEM:
                 system += _parts(msg.content)
             else:
@@ -54,7 +60,9 @@ def input_messages(batches: Iterable[Sequence[BaseMessage]]) -> tuple[list[dict[
 
 def prompt_messages(prompts: Iterable[str]) -> list[dict[str, Any]]:
     """The prompts of a text-completion call, each as a user message."""
-    return [content.message(sc.ROLE_USER, [content.text_part(p)]) for p in prompts]
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    return [content.message(sc.ROLE_USER, [content.text_part(p)]) for p in listed(prompts)]
 
 
 def output_messages(generations: Sequence[Any], finish_reasons: Sequence[str | None]) -> list[dict[str, Any]]:
