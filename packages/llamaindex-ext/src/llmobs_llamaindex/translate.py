@@ -66,8 +66,9 @@ def text_of(value: Any) -> Any:
 
 
 def input_messages(messages: Iterable[Any]) -> list[dict[str, Any]]:
-    """``ChatMessage``s as GenAI input messages."""
-    return [_message(m) for m in messages]
+    """``ChatMessage``s as GenAI input messages (a list, as LlamaIndex passes them: anything else might be
+    an endless iterator, and is not read)."""
+    return [_message(m) for m in messages] if isinstance(messages, list | tuple) else []
 
 
 def prompt_messages(prompt: str) -> list[dict[str, Any]]:
