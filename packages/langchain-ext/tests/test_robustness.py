@@ -154,3 +154,18 @@ def test_endless_iterators_where_lists_belong_are_not_read(endless, recorded):
     h.on_retriever_start({"name": "retriever"}, "query", run_id=retriever)
     h.on_retriever_end(endless(), run_id=retriever)
     assert len(recorded.all()) == 3 and len(RUNS) == 0
+
+
+def test_hostile_values_in_events_reach_the_span_as_bounded_text(recorded):
+    """A retry's attempt number or an agent's tool name that is a huge sequence is not handed to the SDK,
+    whose attribute cleaning would walk every element (10**12 of them here)."""
+    h = LLMObsCallbackHandler()
+    run = uuid.uuid4()
+    h.on_chain_start({"name": "agent"}, {}, run_id=run)
+    h.on_retry(SimpleNamespace(attempt_number=range(10**12), outcome=None), run_id=run)
+    h.on_agent_action(SimpleNamespace(tool=[["x" * 1_000_000] * 1000], tool_input=None), run_id=run)
+    h.on_chain_end({}, run_id=run)
+    (span,) = recorded.all()
+    retry, action = span.events
+    assert retry.attributes[sc.RETRY_ATTEMPT] == "range(0, 1000000000000)"
+    assert len(action.attributes[sc.TOOL_NAME][0]) < 50_000

@@ -18,6 +18,7 @@ after the fact, or trace-wide session propagation. ``bench/bench_recorder.py`` r
 
 from __future__ import annotations
 
+import reprlib
 import threading
 import time
 import traceback
@@ -97,8 +98,20 @@ def _scalar(value: Any) -> Any:
             return items
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
             return items
-        return [str(v) for v in items]
+        return [_text(v) for v in items]
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """``str(value)``, but a container's text is bounded: ``str([big] * 1000)`` would copy every element."""
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        return _BOUNDED.repr(value)
     return str(value)
+
+
+_BOUNDED = reprlib.Repr()
+_BOUNDED.maxlevel, _BOUNDED.maxstring, _BOUNDED.maxother = 4, 1024, 256
+_BOUNDED.maxlist = _BOUNDED.maxtuple = _BOUNDED.maxdict = _BOUNDED.maxset = _BOUNDED.maxfrozenset = 32
 
 
 class _Derived:
@@ -458,6 +471,17 @@ class SpanHandle:
                 self._pending[key] = _scalar(value)
             except Exception as exc:
                 selfstats.failure("recorder.attribute_failed", exc)
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, *, at_ns: int | None = None) -> None:
+        """An event on the span now (or at ``at_ns``), its values made acceptable as :meth:`set_attribute`
+        makes them — a framework's value is never handed to the SDK as is. Never raises."""
+        try:
+            if self._ended or not self.span.is_recording():
+                return
+            clean = {str(k): _scalar(v) for k, v in (attributes or {}).items() if v is not None}
+            self.span.add_event(str(name), clean, timestamp=at_ns)
+        except Exception as exc:
+            selfstats.failure("recorder.event_failed", exc)
 
     def keep(self, reason: str = "code") -> None:
         """Keep this span's trace whatever the sampling ratio (e.g. a VIP user, a debug session)."""

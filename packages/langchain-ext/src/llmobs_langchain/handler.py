@@ -129,7 +129,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
             attributes = {sc.TOOL_NAME: getattr(action, "tool", None) or ""}
             if _capturing(run.handle):
                 attributes[sc.TOOL_CALL_ARGUMENTS] = _render(getattr(action, "tool_input", None))
-            run.handle.span.add_event(sc.EVENT_AGENT_ACTION, attributes)
+            run.handle.add_event(sc.EVENT_AGENT_ACTION, attributes)
 
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._owned(run_id)
@@ -137,7 +137,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
             attributes = {}
             if _capturing(run.handle):
                 attributes[sc.OUTPUT_VALUE] = _render(getattr(finish, "return_values", None))
-            run.handle.span.add_event(sc.EVENT_AGENT_FINISH, attributes)
+            run.handle.add_event(sc.EVENT_AGENT_FINISH, attributes)
 
     # --- models ---------------------------------------------------------------------------------------
     def on_chat_model_start(
@@ -299,7 +299,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         run = self._owned(run_id)
         if run is not None:
             attributes = {sc.EVENT_DATA: _render(data)} if _capturing(run.handle) and data is not None else {}
-            run.handle.span.add_event(str(name), attributes)
+            run.handle.add_event(str(name), attributes)
 
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._owned(run_id)
@@ -309,7 +309,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
             attributes[sc.ERROR_TYPE] = type(outcome.exception()).__qualname__
-        run.handle.span.add_event(sc.EVENT_RETRY, attributes)
+        run.handle.add_event(sc.EVENT_RETRY, attributes)
 
     # --- plumbing -------------------------------------------------------------------------------------
     def _open_model(
