@@ -445,3 +445,18 @@ def test_bad_input_never_raises_into_the_application(rig):
     h.end(end_time_ns=0)
     assert selfstats.snapshot().get("recorder.start_failed") == 1
     assert selfstats.snapshot().get("recorder.unknown_request_parameter") == 1
+
+
+def test_names_and_values_from_frameworks_reach_the_sdk_as_bounded_text(rig):
+    """A model, provider, session or finish reason that is a huge sequence (range(10**12) here) must never
+    be handed to the SDK, whose attribute cleaning would walk every element."""
+    handle = rig.recorder.start(sc.OP_CHAT, model=range(10**12), provider=[["x" * 100_000] * 100], session_id=range(7))
+    handle.set_request(model=range(10**12), temperature=range(10**12))
+    handle.set_output(finish_reasons=range(10**12), response_model=range(10**12), response_id=range(10**12))
+    handle.add_event("custom", {"attempt": range(10**12)})
+    handle.end()
+    (span,) = rig.exporter.get_finished_spans()
+    a = span.attributes
+    assert a[sc.REQUEST_MODEL] == "range(0, 1000000000000)" and len(a[sc.PROVIDER_NAME]) < 50_000
+    assert list(a[sc.RESPONSE_FINISH_REASONS]) == ["range(0, 1000000000000)"]
+    assert span.events[0].attributes["attempt"] == "range(0, 1000000000000)"

@@ -109,6 +109,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _name(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else _text(value)
+
+
 _BOUNDED = reprlib.Repr()
 _BOUNDED.maxlevel, _BOUNDED.maxstring, _BOUNDED.maxother = 4, 1024, 256
 _BOUNDED.maxlist = _BOUNDED.maxtuple = _BOUNDED.maxdict = _BOUNDED.maxset = _BOUNDED.maxfrozenset = 32
@@ -354,6 +358,9 @@ class SpanHandle:
         session_id: str | None,
         user_id: str | None,
     ) -> None:
+        # Names come from frameworks' metadata: text, whatever they were (a container's text bounded).
+        name, provider, model, framework = _name(name), _name(provider), _name(model), _name(framework)
+        session_id, user_id = _name(session_id), _name(user_id)
         self._recorder = recorder
         self.operation = operation
         self.kind = kind or sc.KIND_OF_OPERATION.get(operation, sc.KIND_TASK)
@@ -494,7 +501,7 @@ class SpanHandle:
 
     def set_request(self, **params: Any) -> None:
         """Request parameters by their plain names (``model``, ``temperature``, ``max_tokens``, ...)."""
-        model = params.get("model")
+        model = _name(params.get("model"))
         if model and model != self.model:
             self.model = model
             if self.operation in sc.MODEL_NAMED_OPERATIONS:
@@ -527,11 +534,12 @@ class SpanHandle:
         """Output content (lazy, like :meth:`set_input`) and response metadata (set now)."""
         self._output = {"messages": messages, "value": value}
         if finish_reasons:
-            self.set_attribute(sc.RESPONSE_FINISH_REASONS, [str(r) for r in finish_reasons])
+            reasons = finish_reasons if isinstance(finish_reasons, list | tuple) else [finish_reasons]
+            self.set_attribute(sc.RESPONSE_FINISH_REASONS, [_text(r) for r in reasons])
         if response_id:
             self.set_attribute(sc.RESPONSE_ID, response_id)
         if response_model:
-            self.response_model = response_model
+            response_model = self.response_model = _name(response_model)
             self.set_attribute(sc.RESPONSE_MODEL, response_model)
 
     def set_usage(
