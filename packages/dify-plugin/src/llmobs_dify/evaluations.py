@@ -102,7 +102,7 @@ def _record(dest: Destination, span_name: str, dify: DifyIds, event: str, event_
         rec = recorder.Recorder(tracer_provider=provider, meter_provider=_NO_METER)
         handle = rec.start(sc.OP_CHAIN, span_name, parent=recorder.ROOT, framework=sc.DIFY_FRAMEWORK,
                            attributes=dify.attributes(), session_id=dify.conversation_id, user_id=dify.user_id)
-        handle.span.add_event(event, dict(event_attributes))
+        handle.add_event(event, event_attributes)
         handle.end()
     finally:
         provider.shutdown()
