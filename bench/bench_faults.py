@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import itertools
 import json
-import os
 import socket
 import statistics
 import sys
@@ -105,17 +104,9 @@ def _switch() -> Any:
 def _pipeline(endpoint: str) -> Any:
     from llmobs import config, export
 
-    saved = {k: os.environ.get(k) for k in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",)}
-    os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
-    try:
+    with harness.environment({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}):
         settings = config.load({"export_shutdown_timeout_s": 1}, environ={})
         return export.span_processor("otlp", settings)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _chain() -> Callable[[dict[str, Any]], Any]:

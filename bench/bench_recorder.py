@@ -26,7 +26,6 @@ Goal: ``llmobs`` at most 2x ``raw_otel``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -166,21 +165,13 @@ def util_genai_handlers(tracer_provider: TracerProvider, meter_provider: MeterPr
     The handler reads the capture mode when it is constructed. ``OTEL_SEMCONV_STABILITY_OPT_IN`` is set
     as the docs ask, although util-genai 1.3b0 always emits the latest experimental conventions.
     """
-    saved = {k: os.environ.get(k) for k in ("OTEL_SEMCONV_STABILITY_OPT_IN", CAPTURE_ENV)}
-    os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
-    try:
+    with harness.environment({"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}):
         from opentelemetry.util.genai.handler import TelemetryHandler
 
-        os.environ[CAPTURE_ENV] = "SPAN_ONLY"
-        with_content = TelemetryHandler(tracer_provider=tracer_provider, meter_provider=meter_provider)
-        os.environ[CAPTURE_ENV] = "NO_CONTENT"
-        without_content = TelemetryHandler(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        with harness.environment({CAPTURE_ENV: "SPAN_ONLY"}):
+            with_content = TelemetryHandler(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        with harness.environment({CAPTURE_ENV: "NO_CONTENT"}):
+            without_content = TelemetryHandler(tracer_provider=tracer_provider, meter_provider=meter_provider)
     assert with_content.should_capture_content() and not without_content.should_capture_content()
     return with_content, without_content
 

@@ -25,7 +25,6 @@ Goal: ``llmobs_record`` ≤ 0.5 × ``vllm_prometheus``.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -125,18 +124,10 @@ def build(model_dir: Path) -> harness.Bench:
 
     def logger(spans: bool) -> Any:
         # The providers above are the application's: llmobs must not configure exporters of its own.
-        saved = {k: os.environ.get(k) for k in ("LLMOBS_AUTO_CONFIGURE", "LLMOBS_VLLM_SPANS")}
-        os.environ.update(LLMOBS_AUTO_CONFIGURE="false", LLMOBS_VLLM_SPANS="true" if spans else "false")
-        try:
+        with harness.environment({"LLMOBS_AUTO_CONFIGURE": "false", "LLMOBS_VLLM_SPANS": "true" if spans else "false"}):
             # A distinct config object per logger: one logger per engine configuration is active.
             instance = LLMObsStatLogger(vllm_config=types.SimpleNamespace(model_config=config.model_config),
                                         engine_indexes=[0])
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         instance.telemetry._start_thread = False  # the bench flushes itself, on the clock or off it
         return instance
 

@@ -24,6 +24,7 @@ Command line flags shared by every bench (see :func:`parser`): ``--rounds``, ``-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -32,11 +33,11 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Bench", "Comparison", "Variant", "parser", "rss_bytes", "rss_growth"]
+__all__ = ["Bench", "Comparison", "Variant", "environment", "parser", "rss_bytes", "rss_growth"]
 
 
 @dataclass
@@ -290,6 +291,28 @@ def resolve(args: argparse.Namespace) -> tuple[int, int]:
     if rounds < 1 or batch < 1:
         raise SystemExit("--rounds and --batch must be at least 1")
     return rounds, batch
+
+
+# --- environment -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the ``with`` block; on exit each is restored (removed if it was unset).
+
+    For libraries that read their settings from the environment when an object is built: build it
+    inside the block, and the bench's own environment is left as it was.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # --- memory ------------------------------------------------------------------------------------------
