@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from llmobs import config, plugins, selfstats, span_copy
+from llmobs import aggregated_metrics, config, plugins, selfstats, span_copy
 from llmobs import semconv as sc
 from llmobs.sampling import SamplingProcessor
 
@@ -121,6 +121,8 @@ DROP_QUEUE_FULL = "export.queue_full_dropped"
 DROP_EXPORT_FAILED = "export.failed_spans"
 DROP_TOO_LARGE = "export.too_large_dropped"
 DROP_SHUTDOWN = "export.shutdown_dropped"
+#: Reasons under which spans are lost on the way out, reported from zero.
+LOSS_REASONS = (DROP_QUEUE_FULL, DROP_EXPORT_FAILED, DROP_TOO_LARGE, DROP_SHUTDOWN)
 DEFAULT_MAX_REQUEST_BYTES = 4_000_000
 
 
@@ -444,8 +446,14 @@ def _resource(settings: config.Settings) -> Resource:
 
 
 def _metric_reader(environ: Mapping[str, str]) -> Any:
-    """The metric reader ``OTEL_METRICS_EXPORTER`` asks for (``otlp`` is implied by an OTLP endpoint)."""
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    """The metric reader ``OTEL_METRICS_EXPORTER`` asks for (``otlp`` is implied by an OTLP endpoint).
+
+    Readers from :mod:`llmobs.aggregated_metrics`: llmobs' own GenAI metrics skip the SDK's costly
+    per-measurement path on a provider llmobs owns.
+    """
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    from llmobs.aggregated_metrics import AggregatingPeriodicReader
 
     choice = (environ.get("OTEL_METRICS_EXPORTER") or "").strip().lower()
     if choice == "otlp" or (not choice and _otlp_endpoint_set(environ, "METRICS")):
@@ -454,9 +462,9 @@ def _metric_reader(environ: Mapping[str, str]) -> Any:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         else:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        return PeriodicExportingMetricReader(OTLPMetricExporter())
+        return AggregatingPeriodicReader(OTLPMetricExporter())
     if choice == "console":
-        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+        return AggregatingPeriodicReader(ConsoleMetricExporter())
     if choice == "prometheus":
         return _prometheus_reader(environ)
     if choice not in ("", "none"):
@@ -469,15 +477,16 @@ def _metric_reader(environ: Mapping[str, str]) -> Any:
 def _prometheus_reader(environ: Mapping[str, str]) -> Any:
     """A pull reader served at ``http://OTEL_EXPORTER_PROMETHEUS_HOST:PORT/metrics`` (localhost:9464)."""
     try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
+
+        from llmobs.aggregated_metrics import prometheus_reader
     except ImportError:
         raise config.ConfigError(
             "OTEL_METRICS_EXPORTER=prometheus needs the prometheus extra: pip install 'llmobs[prometheus]'"
         ) from None
     host = environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
     port = int(environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or 9464)
-    reader = PrometheusMetricReader()
+    reader = prometheus_reader()
     start_http_server(port=port, addr=host)
     return reader
 
@@ -494,6 +503,7 @@ def _install_meter_provider(resource: Resource, environ: Mapping[str, str]) -> A
     # llmobs' own exit hook shuts it down (once); the SDK's would do it a second time and warn.
     provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
     metrics.set_meter_provider(provider)
+    aggregated_metrics.register(provider, [reader], is_global=metrics.get_meter_provider() is provider)
     return provider
 
 
@@ -501,7 +511,10 @@ def _observe_selfstats(meter_provider: Any) -> None:
     from opentelemetry.metrics import CallbackOptions, Observation
 
     def observe(options: CallbackOptions) -> list[Observation]:
-        return [Observation(n, {"llmobs.reason": kind}) for kind, n in selfstats.snapshot().items()]
+        # The telemetry-loss counters start at zero, so an alert on their increase works from the first
+        # collection (and a collection is never empty: the aggregated GenAI metrics ride on it).
+        counts = {**dict.fromkeys(LOSS_REASONS, 0), **selfstats.snapshot()}
+        return [Observation(n, {"llmobs.reason": kind}) for kind, n in counts.items()]
 
     meter_provider.get_meter(sc.SCOPE_NAME).create_observable_counter(
         sc.METRIC_DROPPED, callbacks=[observe], unit=sc.UNIT_ITEMS, description="What llmobs dropped or swallowed"
@@ -619,6 +632,7 @@ def shutdown() -> None:
                 processor.shutdown()
             if _state.meter_provider is not None:
                 _state.meter_provider.shutdown()  # collects and exports once more
+                aggregated_metrics.unregister_global()
         except Exception as exc:
             selfstats.failure("export.shutdown_failed", exc)
         finally:

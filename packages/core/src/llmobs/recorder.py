@@ -30,7 +30,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from llmobs import __version__, config, plugins, selfstats
+from llmobs import __version__, aggregated_metrics, config, plugins, selfstats
 from llmobs import semconv as sc
 from llmobs.content import ContentPolicy
 from llmobs.pricing import ModelPrice
@@ -154,34 +154,28 @@ class Recorder:
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         tracer_source = tracer_provider or trace
-        meter_source = meter_provider or metrics
         self._tracer = tracer_source.get_tracer(sc.SCOPE_NAME, __version__)
-        meter = meter_source.get_meter(sc.SCOPE_NAME, __version__)
-
-        def histogram(name: str, unit: str, buckets: tuple[float, ...], description: str) -> metrics.Histogram:
-            return meter.create_histogram(
-                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
-            )
-
-        self._duration = histogram(
-            sc.METRIC_CLIENT_OPERATION_DURATION, sc.UNIT_SECONDS, sc.BUCKETS_DURATION, "GenAI operation duration"
+        # On a provider llmobs installed, measurements aggregate in llmobs (far cheaper than the SDK's).
+        meter = aggregated_metrics.Meter(sc.SCOPE_NAME, __version__, meter_provider)
+        self._duration = meter.histogram(
+            sc.METRIC_CLIENT_OPERATION_DURATION, sc.UNIT_SECONDS, "GenAI operation duration", sc.BUCKETS_DURATION
         )
-        self._tokens = histogram(
-            sc.METRIC_CLIENT_TOKEN_USAGE, sc.UNIT_TOKENS, sc.BUCKETS_TOKENS, "Number of input and output tokens used"
+        self._tokens = meter.histogram(
+            sc.METRIC_CLIENT_TOKEN_USAGE, sc.UNIT_TOKENS, "Number of input and output tokens used", sc.BUCKETS_TOKENS
         )
-        self._ttfc = histogram(
+        self._ttfc = meter.histogram(
             sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK,
             sc.UNIT_SECONDS,
-            sc.BUCKETS_DURATION,
             "Time to the first content-bearing chunk of a streaming response",
+            sc.BUCKETS_DURATION,
         )
-        self._tpoc = histogram(
+        self._tpoc = meter.histogram(
             sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK,
             sc.UNIT_SECONDS,
-            sc.BUCKETS_DURATION,
             "Time between consecutive chunks of a streaming response, after the first",
+            sc.BUCKETS_DURATION,
         )
-        self._cost = meter.create_counter(sc.METRIC_COST, unit=sc.UNIT_USD, description="Cost of GenAI calls")
+        self._cost = meter.counter(sc.METRIC_COST, sc.UNIT_USD, "Cost of GenAI calls")
         self._derived: _Derived | None = None
 
     @property
