@@ -1,5 +1,5 @@
-"""Hostile values and the bookkeeping the extension fuzz tests share (loaded by path: test modules here are not a
-package on ``sys.path``).
+"""Hostile values and the bookkeeping the extension fuzz tests share (imported by name: conftest.py puts this
+folder on ``sys.path``).
 
 ``VALUES`` draws what a framework might hand an integration on a bad day: cyclic containers, bytes, NaN and
 infinities, 10 MB strings, lone surrogates, very deep nesting, objects whose ``repr``/``str``/attributes

@@ -10,11 +10,10 @@ every span started was ended, and no OTel context is left attached.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
+import hostile_inputs as hostile
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,10 +30,6 @@ from llmobs import config
 from llmobs.testing import global_tracer_provider
 from llmobs_langchain import LLMObsCallbackHandler
 from llmobs_langchain.runs import RunRegistry
-
-_spec = importlib.util.spec_from_file_location("hostile_inputs", Path(__file__).with_name("hostile_inputs.py"))
-hostile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hostile)
 
 SPANS = InMemorySpanExporter()
 OPEN = hostile.OpenSpans("langchain")

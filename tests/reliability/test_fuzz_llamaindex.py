@@ -11,13 +11,13 @@ exited and abandoned streams were swept, every span started was ended, no OTel c
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
 import itertools
 import traceback
 import uuid
 from pathlib import Path
 
+import hostile_inputs as hostile
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,10 +35,6 @@ from llmobs import config
 from llmobs.testing import global_tracer_provider
 from llmobs_llamaindex.handlers import EventHandler, SpanHandler
 from llmobs_llamaindex.tracker import Tracker
-
-_spec = importlib.util.spec_from_file_location("hostile_inputs", Path(__file__).with_name("hostile_inputs.py"))
-hostile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hostile)
 
 SPANS = InMemorySpanExporter()
 OPEN = hostile.OpenSpans("llama_index")

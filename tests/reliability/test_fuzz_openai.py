@@ -8,10 +8,9 @@ through llmobs, the call's span ends, and no OTel context is left behind. Reques
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+import hostile_inputs as hostile
 import httpx
 import pytest
 from hypothesis import given
@@ -21,10 +20,6 @@ from opentelemetry import context as otel_context
 import llmobs_openai
 from llmobs import config
 from llmobs.testing import global_tracer_provider
-
-_spec = importlib.util.spec_from_file_location("hostile_inputs", Path(__file__).with_name("hostile_inputs.py"))
-hostile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hostile)
 
 OPEN = hostile.OpenSpans()
 global_tracer_provider().add_span_processor(OPEN)

@@ -9,10 +9,9 @@ OpenTelemetry can export.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+import hostile_inputs as hostile
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,10 +24,6 @@ from llmobs import config, get_recorder, selfstats
 from llmobs import semconv as sc
 from llmobs.promptflow_mapping import translate
 from llmobs_promptflow.processor import Translator
-
-_spec = importlib.util.spec_from_file_location("hostile_inputs", Path(__file__).with_name("hostile_inputs.py"))
-hostile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hostile)
 
 _JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
                        st.sampled_from(["user", "assistant", "gpt-4o", "\ud800", "<1536 dimensional vector>"]))

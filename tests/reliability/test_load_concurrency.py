@@ -15,12 +15,11 @@ carrying its own marker. Threads pass an explicit LLMObsCallbackHandler while ``
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import threading
 from collections import Counter, defaultdict
-from pathlib import Path
 
+import hostile_inputs as hostile
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
@@ -43,10 +42,6 @@ from llmobs.testing import global_tracer_provider
 from llmobs_langchain import LLMObsCallbackHandler
 from llmobs_langchain.runs import RUNS
 from llmobs_llamaindex.handlers import SpanHandler
-
-_spec = importlib.util.spec_from_file_location("hostile_inputs", Path(__file__).with_name("hostile_inputs.py"))
-hostile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(hostile)
 
 THREADS = 100
 TASKS = 100
