@@ -211,23 +211,21 @@ def _evaluate(calls: list[records.LLMCall], chosen: list[Any],
     return evaluations
 
 
-def events_of(analysis: Analysis) -> dict[tuple[str, str], list[writeback.EvaluationEvent]]:
+def events_of(analysis: Analysis) -> dict[tuple[str, str], list[ev.EvaluationResult]]:
     """What goes back to the store: failed checks and any non-built-in evaluation (a judge's score),
     each call's topic, and each failure's problem class. Passing built-in checks are only counted."""
     builtin = set(sc.QUALITY_EVALUATIONS)
     names = {c.id: c.label for c in analysis.clusters}
-    out: dict[tuple[str, str], list[writeback.EvaluationEvent]] = {}
+    out: dict[tuple[str, str], list[ev.EvaluationResult]] = {}
     for call, label in zip(analysis.calls, analysis.labels, strict=True):
         key = (call.trace_id, call.span_id)
         events = out.setdefault(key, [])
-        for r in analysis.evaluations.get(key, ()):
-            if r.failed or r.name not in builtin:
-                events.append(writeback.EvaluationEvent(r.name, r.score, r.label, r.explanation, r.evaluator))
+        events.extend(r for r in analysis.evaluations.get(key, ()) if r.failed or r.name not in builtin)
         if label >= 0:
-            events.append(writeback.EvaluationEvent(sc.EVAL_TOPIC, None, names.get(label, str(label)),
-                                                    f"cluster {label}", sc.EVALUATION_SOURCE_ANALYZE))
+            events.append(ev.EvaluationResult(sc.EVAL_TOPIC, None, names.get(label, str(label)),
+                                              f"cluster {label}", sc.EVALUATION_SOURCE_ANALYZE))
     for failure, classification in analysis.classifications:
-        out.setdefault((failure.trace_id, failure.span_id), []).append(writeback.EvaluationEvent(
+        out.setdefault((failure.trace_id, failure.span_id), []).append(ev.EvaluationResult(
             sc.EVAL_PROBLEM_CLASS, 0.0, classification.problem, classification.evidence, sc.EVALUATION_SOURCE_ANALYZE,
         ))
     return out

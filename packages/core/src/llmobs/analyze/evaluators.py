@@ -59,6 +59,18 @@ class EvaluationResult:
         return {"name": self.name, "score": self.score, "label": self.label, "explanation": self.explanation,
                 "evaluator": self.evaluator}
 
+    def attributes(self) -> dict[str, Any]:
+        """The attributes of its ``gen_ai.evaluation.result`` event, as written back by ``llmobs analyze``."""
+        attrs: dict[str, Any] = {sc.EVALUATION_NAME: self.name, sc.EVALUATION_SCORE_LABEL: self.label,
+                                 sc.EVALUATION_SOURCE: sc.EVALUATION_SOURCE_ANALYZE}
+        if self.score is not None:
+            attrs[sc.EVALUATION_SCORE_VALUE] = float(self.score)
+        if self.explanation:
+            attrs[sc.EVALUATION_EXPLANATION] = self.explanation
+        if self.evaluator:
+            attrs[sc.EVALUATION_EVALUATOR] = self.evaluator
+        return attrs
+
 
 class Evaluator(Protocol):
     name: str

@@ -12,39 +12,19 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmobs import semconv as sc
 from llmobs.store import schema
+
+if TYPE_CHECKING:
+    from llmobs.analyze.evaluators import EvaluationResult
 
 #: Spans updated per write transaction.
 CHUNK = 400
 
 SpanKey = tuple[str, str]  # (trace id, span id)
-
-
-@dataclass(frozen=True)
-class EvaluationEvent:
-    """One result to write: the evaluation name, score, label and explanation."""
-
-    name: str
-    score: float | None
-    label: str
-    explanation: str = ""
-    evaluator: str = ""
-
-    def attributes(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {sc.EVALUATION_NAME: self.name, sc.EVALUATION_SCORE_LABEL: self.label,
-                                 sc.EVALUATION_SOURCE: sc.EVALUATION_SOURCE_ANALYZE}
-        if self.score is not None:
-            attrs[sc.EVALUATION_SCORE_VALUE] = float(self.score)
-        if self.explanation:
-            attrs[sc.EVALUATION_EXPLANATION] = self.explanation
-        if self.evaluator:
-            attrs[sc.EVALUATION_EVALUATOR] = self.evaluator
-        return attrs
 
 
 def is_ours(event: Any) -> bool:
@@ -54,7 +34,7 @@ def is_ours(event: Any) -> bool:
     )
 
 
-def write(path: str | Path, analysed: Iterable[SpanKey], results: Mapping[SpanKey, list[EvaluationEvent]], *,
+def write(path: str | Path, analysed: Iterable[SpanKey], results: Mapping[SpanKey, list[EvaluationResult]], *,
           progress: Callable[[int], None] | None = None) -> int:
     """Replace this analysis' events on every ``analysed`` span with ``results``; returns events written."""
     keys = list(dict.fromkeys([*analysed, *results]))
@@ -72,7 +52,7 @@ def write(path: str | Path, analysed: Iterable[SpanKey], results: Mapping[SpanKe
 
 
 def _write_chunk(conn: sqlite3.Connection, keys: list[SpanKey],
-                 results: Mapping[SpanKey, list[EvaluationEvent]]) -> int:
+                 results: Mapping[SpanKey, list[EvaluationResult]]) -> int:
     updates = []
     written = 0
     for trace_id, span_id in keys:
