@@ -14,6 +14,8 @@ Variants:
   messages are scrubbed, capped and serialised to ``gen_ai.*.messages``; llmobs also prices the call
   (three cost attributes and a cost counter) — work ``raw_otel`` does not do.
 * ``llmobs_no_content`` — the same with capture mode NO_CONTENT.
+* ``llmobs_own_metrics`` — ``llmobs`` on a meter provider as ``llmobs.configure()`` installs it for OTLP
+  or Prometheus metrics, where llmobs aggregates its GenAI metrics itself instead of the SDK.
 * ``util_genai`` / ``util_genai_no_content`` — the same call through opentelemetry-util-genai's
   ``TelemetryHandler.inference`` (its default public usage, which attaches the span to the context
   for the duration), content capture SPAN_ONLY as its docs configure it, and off.
@@ -38,8 +40,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
-from llmobs import config
+from llmobs import aggregated_metrics, config
 from llmobs import semconv as sc
+from llmobs.aggregated_metrics import AggregatingInMemoryReader
 from llmobs.content import CaptureMode, message, output_message, text_part
 from llmobs.recorder import Recorder
 
@@ -67,6 +70,14 @@ class NullExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
+
+
+def llmobs_meter_provider() -> MeterProvider:
+    """A meter provider as ``llmobs.configure()`` installs it for OTLP or Prometheus metrics."""
+    reader = AggregatingInMemoryReader()
+    provider = MeterProvider(metric_readers=[reader])
+    aggregated_metrics.register(provider, [reader])
+    return provider
 
 
 def providers() -> tuple[TracerProvider, MeterProvider]:
@@ -206,12 +217,15 @@ def build() -> harness.Bench:
 
     with_content = dataclasses.replace(config.Settings(), capture=CaptureMode.SPAN_ONLY, source="bench")
     no_content = dataclasses.replace(config.Settings(), capture=CaptureMode.NO_CONTENT, source="bench")
-    for name, settings, what in (
-        ("llmobs", with_content, "recorder, content SPAN_ONLY (default)"),
-        ("llmobs_no_content", no_content, "recorder, content NO_CONTENT"),
+    own_meter_provider = llmobs_meter_provider()
+    for name, settings, meters, what in (
+        ("llmobs", with_content, meter_provider, "recorder, content SPAN_ONLY (default)"),
+        ("llmobs_no_content", no_content, meter_provider, "recorder, content NO_CONTENT"),
+        ("llmobs_own_metrics", with_content, own_meter_provider,
+         "recorder, content SPAN_ONLY, on a meter provider llmobs installs (metrics aggregated by llmobs)"),
     ):
         scope = SettingsScope(settings)
-        bench.add(name, llmobs_call(Recorder(tracer_provider, meter_provider)),
+        bench.add(name, llmobs_call(Recorder(tracer_provider, meters)),
                   setup=scope.enter, teardown=scope.exit, description=what)
 
     genai_content, genai_plain = util_genai_handlers(tracer_provider, meter_provider)
@@ -223,6 +237,8 @@ def build() -> harness.Bench:
     bench.compare("llmobs_no_content / util_genai_no_content", "llmobs_no_content", "util_genai_no_content")
     bench.compare("added over raw_otel, llmobs / util_genai (content on)", "llmobs", "util_genai",
                   bare="raw_otel")
+    bench.compare("llmobs_own_metrics / llmobs (metrics aggregated by llmobs vs the SDK)", "llmobs_own_metrics",
+                  "llmobs")
     bench.notes.append("goal: llmobs <= 2.00 x raw_otel")
     return bench
 
