@@ -278,6 +278,11 @@ class Meter:
         self._meter = (provider or metrics).get_meter(name, version)
         self._scope = InstrumentationScope(name, version)
 
+    @property
+    def sdk(self) -> metrics.Meter:
+        """The OTel meter itself, for asynchronous (observable) instruments, which cost nothing per call."""
+        return self._meter
+
     def histogram(self, name: str, unit: str, description: str, bounds: Sequence[float]) -> _Instrument:
         sdk = self._meter.create_histogram(
             name, unit=unit, description=description, explicit_bucket_boundaries_advisory=bounds

@@ -42,7 +42,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 import llmobs.export  # noqa: F401 - imported first so our exit flush (registered below) runs before its shutdown
 from llmobs import __version__ as core_version
-from llmobs import selfstats
+from llmobs import aggregated_metrics, selfstats
 from llmobs import semconv as sc
 from llmobs_vllm._contexts import CONTEXTS, RequestContext, RequestContexts
 
@@ -181,12 +181,12 @@ class EngineTelemetry:
 
     # --- instruments --------------------------------------------------------------------------------
     def _instruments(self, meter_provider: metrics.MeterProvider | None) -> None:
-        meter = (meter_provider or metrics.get_meter_provider()).get_meter(sc.SCOPE_NAME, core_version)
+        # On a provider llmobs installed, the histograms aggregate in llmobs (far cheaper than the SDK's).
+        own = aggregated_metrics.Meter(sc.SCOPE_NAME, core_version, meter_provider)
+        meter = own.sdk
 
         def histogram(name: str, unit: str, buckets: tuple[float, ...], description: str) -> Any:
-            return meter.create_histogram(
-                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
-            )
+            return own.histogram(name, unit, description, buckets)
 
         self._duration = histogram(sc.METRIC_SERVER_REQUEST_DURATION, sc.UNIT_SECONDS, sc.BUCKETS_DURATION,
                                    "Time from the request's arrival at the vLLM front end to its last token")
@@ -210,8 +210,8 @@ class EngineTelemetry:
             ("inference_time", histogram(sc.METRIC_VLLM_REQUEST_INFERENCE_DURATION, sc.UNIT_SECONDS,
                                          sc.BUCKETS_DURATION, "Time from first scheduled to last token")),
         )
-        self._finished = meter.create_counter(sc.METRIC_VLLM_REQUESTS_FINISHED, unit=sc.UNIT_REQUESTS,
-                                              description="Finished requests by finish reason")
+        self._finished = own.counter(sc.METRIC_VLLM_REQUESTS_FINISHED, sc.UNIT_REQUESTS,
+                                     "Finished requests by finish reason")
         engines = self._engine_observations
         meter.create_observable_gauge(sc.METRIC_VLLM_REQUESTS_RUNNING, [engines("running", snapshot=True)],
                                       unit=sc.UNIT_REQUESTS, description="Requests in the engine's running batch")
