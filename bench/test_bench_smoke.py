@@ -66,7 +66,9 @@ def test_openai_bench_quick(tmp_path):
     _check(report["in_process"]["stream"], {"bare", "llmobs"})
     per_process = report["per_process"]
     assert "llmobs" in per_process["variants"]
-    assert set(per_process["variants"]) | set(per_process["unavailable"]) == {"llmobs", "openllmetry", "openai_v2"}
+    assert set(per_process["variants"]) | set(per_process["unavailable"]) == {
+        "llmobs", "llmobs_own_metrics", "openllmetry", "openai_v2"
+    }
     assert json.loads(out.read_text())["per_process"]["variants"].keys() == per_process["variants"].keys()
 
 
