@@ -1,6 +1,6 @@
 """Test wiring: the application's global OTel SDK providers (in-memory exporter and metric reader), real
-promptflow-tracing with ``PF_DISABLE_TRACING=false``, and a loopback OpenAI server for Promptflow's traced
-``openai`` client.
+promptflow-tracing with ``PF_DISABLE_TRACING=false``, and llmobs-openai's loopback OpenAI server for Promptflow's
+traced ``openai`` client.
 
 Alone, this file installs the providers; in the whole suite another package's conftest may have done so
 first, and then the exporter is added to that provider and its in-memory reader is used — as with any
@@ -21,7 +21,7 @@ from promptflow.tracing._integrations._openai_injector import recover_openai_api
 import llmobs_promptflow
 from llmobs import config, selfstats
 from llmobs.testing import FinishedSpans, global_metric_reader, global_tracer_provider, metric_changes
-from llmobs_promptflow.loopback import LoopbackOpenAI
+from llmobs_openai.testing import FakeOpenAIServer
 
 PROVIDER = global_tracer_provider()
 EXPORTER = InMemorySpanExporter()
@@ -74,7 +74,7 @@ def settings():
 
 @pytest.fixture(scope="session")
 def server():
-    with LoopbackOpenAI() as running:
+    with FakeOpenAIServer() as running:
         yield running
 
 

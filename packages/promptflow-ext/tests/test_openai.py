@@ -19,16 +19,17 @@ import llmobs_promptflow
 from llmobs import semconv as sc
 from llmobs.pricing import ModelPrice
 from llmobs.sampling import Promote, SamplingPolicy, SamplingProcessor
+from llmobs_openai import testing as loopback
 from llmobs_promptflow import pipeline
-from llmobs_promptflow.loopback import RATE_LIMITED, words
 
 # Promptflow 1.18 serialises OpenAI responses with pydantic's deprecated .dict(): its warning, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:The `dict` method is deprecated")
 
 QUESTION = "What is the capital of Portugal?"
-ANSWER = f"You said: {QUESTION}"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}]
-PROMPT_TOKENS = words("Be brief.") + words(QUESTION)
+# What the loopback server answers, and the usage it reports for every call
+ANSWER = "".join(loopback.WORDS)
+PROMPT_TOKENS, OUTPUT_TOKENS = loopback.USAGE[:2]
 
 
 @pf_trace
@@ -70,11 +71,11 @@ def test_a_chat_call_is_an_llm_span_under_its_function(traced, client, spans, me
     a = span.attributes
     assert span.kind is SpanKind.CLIENT and span.status.status_code is StatusCode.OK
     assert a[sc.OPERATION_NAME] == sc.OP_CHAT and a[sc.PROVIDER_NAME] == sc.PROVIDER_OPENAI
-    assert (a[sc.REQUEST_MODEL], a[sc.RESPONSE_MODEL]) == ("loop-chat", "loop-chat-0601")
+    assert (a[sc.REQUEST_MODEL], a[sc.RESPONSE_MODEL]) == ("loop-chat", "loop-chat-served")
     assert a[sc.REQUEST_TEMPERATURE] == 0.3 and a[sc.REQUEST_MAX_TOKENS] == 64
     assert list(a[sc.REQUEST_STOP_SEQUENCES]) == ["\n"] and a[sc.REQUEST_STREAM] is False
-    assert list(a[sc.RESPONSE_FINISH_REASONS]) == ["stop"] and a[sc.RESPONSE_ID] == "cmpl-loopback"
-    output_tokens = words(ANSWER)
+    assert list(a[sc.RESPONSE_FINISH_REASONS]) == ["stop"] and a[sc.RESPONSE_ID] == "chatcmpl-1"
+    output_tokens = OUTPUT_TOKENS
     assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (PROMPT_TOKENS, output_tokens)
     assert a[sc.USAGE_TOTAL_TOKENS] == PROMPT_TOKENS + output_tokens and sc.USAGE_SOURCE not in a
     assert a[sc.COST_USD] == pytest.approx((PROMPT_TOKENS * 1.0 + output_tokens * 2.0) / 1e6)
@@ -92,7 +93,7 @@ def test_a_chat_call_is_an_llm_span_under_its_function(traced, client, spans, me
         sc.OPERATION_NAME: sc.OP_CHAT,
         sc.PROVIDER_NAME: sc.PROVIDER_OPENAI,
         sc.REQUEST_MODEL: "loop-chat",
-        sc.RESPONSE_MODEL: "loop-chat-0601",
+        sc.RESPONSE_MODEL: "loop-chat-served",
     }
     (duration,) = metric_points(sc.METRIC_CLIENT_OPERATION_DURATION)
     assert duration.attributes == labels and duration.count == 1
@@ -118,7 +119,7 @@ def test_a_stream_promptflow_could_not_count_says_so_and_invents_nothing(traced,
 def test_a_streams_final_usage_chunk_is_used_although_promptflow_ignores_it(traced, client, spans, metric_points):
     ask(client, "loop-chat", stream=True, stream_options={"include_usage": True})
     a = llm_span(spans).attributes
-    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (PROMPT_TOKENS, words(ANSWER))
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (PROMPT_TOKENS, OUTPUT_TOKENS)
     assert sc.USAGE_SOURCE not in a
     assert {p.attributes[sc.TOKEN_TYPE] for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE)} == {"input", "output"}
 
@@ -162,11 +163,11 @@ def test_embeddings_record_texts_and_counts_never_vectors(traced, client, spans,
     a = span.attributes
     assert span.name == "embeddings loop-embed" and a[sc.OPERATION_NAME] == sc.OP_EMBEDDINGS
     assert a[sc.EMBEDDINGS_INPUT_COUNT] == 2 and a[sc.EMBEDDINGS_DIMENSION_COUNT] == 8
-    assert a[sc.USAGE_INPUT_TOKENS] == 4 and a[sc.RESPONSE_MODEL] == "loop-embed-0601"
+    assert a[sc.USAGE_INPUT_TOKENS] == PROMPT_TOKENS and a[sc.RESPONSE_MODEL] == "loop-embed"
     assert json.loads(a[sc.INPUT_VALUE]) == ["red apples", "green pears"]
     assert "0.1" not in json.dumps(dict(a)) and sc.OUTPUT_VALUE not in a
     tokens = [(p.attributes[sc.TOKEN_TYPE], p.sum) for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE)]
-    assert tokens == [(sc.TOKEN_TYPE_INPUT, 4)]
+    assert tokens == [(sc.TOKEN_TYPE_INPUT, PROMPT_TOKENS)]
 
 
 def test_a_text_completion(traced, client, spans):
@@ -174,12 +175,12 @@ def test_a_text_completion(traced, client, spans):
     span = llm_span(spans)
     assert span.name == "text_completion loop-complete"
     assert json.loads(span.attributes[sc.INPUT_MESSAGES])[0]["parts"][0]["content"] == "Once upon a time"
-    assert json.loads(span.attributes[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == "You said: Once upon a time"
+    assert json.loads(span.attributes[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == ANSWER
 
 
 def test_a_failed_call_is_an_error_in_spans_and_metrics(traced, client, spans, metric_points):
     with pytest.raises(openai.RateLimitError):
-        ask(client, RATE_LIMITED)
+        ask(client, "error-429")  # the loopback server's rate-limit error
     span = llm_span(spans)
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes[sc.ERROR_TYPE] == "RateLimitError"

@@ -20,7 +20,7 @@ import pytest
 
 from llmobs import semconv as sc
 from llmobs.store import TraceStore
-from llmobs_promptflow.loopback import LoopbackOpenAI, words
+from llmobs_openai import testing as loopback
 
 BIN = Path(sys.executable).parent
 QUESTION = "What is the capital of Portugal?"
@@ -74,11 +74,11 @@ def test_an_unmodified_app_under_opentelemetry_instrument_lands_in_llmobs_serve(
     app.write_text(APP)
     instrument = BIN / "opentelemetry-instrument"
     assert instrument.exists(), "opentelemetry-instrument missing: the dev dependencies include opentelemetry-distro"
-    with LoopbackOpenAI() as loopback:
+    with loopback.FakeOpenAIServer() as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))}
         env.update(
             PF_DISABLE_TRACING="false",
-            LOOPBACK_URL=loopback.base_url,
+            LOOPBACK_URL=server.base_url,
             OTEL_SERVICE_NAME="pf-zero-code",
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_METRICS_EXPORTER="none",
@@ -93,7 +93,8 @@ def test_an_unmodified_app_under_opentelemetry_instrument_lands_in_llmobs_serve(
             capture_output=True, text=True, timeout=180,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
-    assert f"YOU SAID: {QUESTION.upper()}" in done.stdout
+    answer = "".join(loopback.WORDS)
+    assert answer.upper() in done.stdout
     with TraceStore(store) as traces:
         (trace,) = traces.list_traces()
         spans = {span.name: span for span in traces.get_trace(trace.trace_id)}
@@ -102,9 +103,9 @@ def test_an_unmodified_app_under_opentelemetry_instrument_lands_in_llmobs_serve(
     assert llm.operation == sc.OP_CHAT and llm.span_kind == sc.KIND_LLM
     # start_trace() overwrites the process's service name with its own (README: a limit of this route)
     assert llm.service == sc.PF_SERVICE_NAME
-    assert (llm.provider, llm.request_model, llm.response_model) == ("openai", "loop-chat", "loop-chat-0601")
-    assert (llm.input_tokens, llm.output_tokens) == (words(QUESTION), words(f"You said: {QUESTION}"))
-    assert json.loads(llm.attributes[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == f"You said: {QUESTION}"
+    assert (llm.provider, llm.request_model, llm.response_model) == ("openai", "loop-chat", "loop-chat-served")
+    assert (llm.input_tokens, llm.output_tokens) == loopback.USAGE[:2]
+    assert json.loads(llm.attributes[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"] == answer
     assert llm.attributes[sc.REQUEST_STREAM] is False and llm.attributes[sc.RESPONSE_FINISH_REASONS] == ["stop"]
     # Promptflow's payloads arrive once, as GenAI content: not as raw attributes, not as events
     assert not {"inputs", "output", "llm.usage.prompt_tokens"} & set(llm.attributes)

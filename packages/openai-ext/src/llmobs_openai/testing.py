@@ -54,18 +54,25 @@ VLLM_METRICS = {
     "tokens_per_second": 80.0,
 }
 TOOL_ARGUMENTS = '{"city": "Paris"}'
+#: The default answer, one word per stream event, and the default usage (input, output, cached input, reasoning).
+WORDS = ("Hello", " from", " the", " loopback", " server.")
+USAGE = (12, 5, 4, 2)
 
 
 class FakeOpenAIServer:
     """A threaded loopback server; use as a context manager, or :meth:`start` / :meth:`stop`.
 
     ``words`` is the answer, streamed one word per event; ``usage`` the token counts it reports
-    (input, output, cached input, reasoning).
+    (input, output, cached input, reasoning). ``reply``, if given, makes the chat and completion answers
+    from the request instead: it is called with the request's messages (a completion's prompt as one user
+    message) and its text is streamed one word per event.
     """
 
-    def __init__(self, words: list[str] | None = None, usage: tuple[int, int, int, int] = (12, 5, 4, 2)) -> None:
-        self.words = words or ["Hello", " from", " the", " loopback", " server."]
+    def __init__(self, words: list[str] | None = None, usage: tuple[int, int, int, int] = USAGE,
+                 reply: Callable[[list[dict[str, Any]]], str] | None = None) -> None:
+        self.words = words or list(WORDS)
         self.usage = usage
+        self.reply = reply
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.before_event: Callable[[int], None] | None = None
         self._server = _Server(("127.0.0.1", 0), _handler(self))
@@ -129,6 +136,13 @@ class FakeOpenAIServer:
             return 200, self._response_events(body) if stream else self._response(body, "completed")
         return 404, {"error": {"message": f"no route {path}", "type": "invalid_request_error", "code": None}}
 
+    def _pieces(self, body: dict[str, Any], chat: bool) -> list[str]:
+        """The answer's text, one word per piece: ``words``, or what ``reply`` makes of the request."""
+        if self.reply is None:
+            return self.words
+        messages = (body.get("messages") or []) if chat else [{"role": "user", "content": body.get("prompt", "")}]
+        return [w if i == 0 else f" {w}" for i, w in enumerate(self.reply(messages).split())]
+
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
         model = body.get("model", "")
         if model == "tools":
@@ -140,7 +154,7 @@ class FakeOpenAIServer:
             message = {"role": "assistant", "content": None, "tool_calls": [call]}
             finish = "tool_calls"
         else:
-            message, finish = {"role": "assistant", "content": "".join(self.words)}, "stop"
+            message, finish = {"role": "assistant", "content": "".join(self._pieces(body, True))}, "stop"
         answer = {
             "id": "chatcmpl-1",
             "object": "chat.completion",
@@ -170,7 +184,7 @@ class FakeOpenAIServer:
                 yield {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             finish = "tool_calls"
         else:
-            for word in self.words:
+            for word in self._pieces(body, True):
                 yield {**head, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
             finish = "stop"
         yield {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
@@ -182,13 +196,13 @@ class FakeOpenAIServer:
         yield "[DONE]"
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        choice = {"index": 0, "text": "".join(self.words), "finish_reason": "length"}
+        choice = {"index": 0, "text": "".join(self._pieces(body, False)), "finish_reason": "length"}
         return {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": body.get("model"),
                 "choices": [choice], "usage": self.usage_object()}  # fmt: skip
 
     def _completion_events(self, body: dict[str, Any]) -> Iterator[Any]:
         head = {"id": "cmpl-1", "object": "text_completion", "created": 1, "model": body.get("model")}
-        for word in self.words:
+        for word in self._pieces(body, False):
             yield {**head, "choices": [{"index": 0, "text": word, "finish_reason": None}]}
         yield {**head, "choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
         if (body.get("stream_options") or {}).get("include_usage"):

@@ -1,5 +1,5 @@
 """``llmobs demo`` for Promptflow: a flex-style travel-desk flow of ``@trace`` functions whose model calls
-go through Promptflow's own traced ``openai`` client to a loopback server — no network, no key.
+go through Promptflow's own traced ``openai`` client to llmobs-openai's loopback server — no network, no key.
 
 Each session asks a question (embedding, retrieval, a chat answer) and a follow-up (a streamed answer
 that asks for its usage chunk), so the store holds Promptflow chains, tasks, embeddings and chat calls
@@ -15,8 +15,8 @@ import openai
 from promptflow.tracing import start_trace, trace
 
 import llmobs
+from llmobs_openai.testing import FakeOpenAIServer
 from llmobs_promptflow import instrument
-from llmobs_promptflow.loopback import LoopbackOpenAI
 
 CHAT_MODEL = "desk-chat-lite"
 EMBED_MODEL = "desk-embed-lite"
@@ -79,7 +79,7 @@ def run(sessions: int) -> list[str]:
         instrument()
         start_trace(collection="llmobs-demo")
         trace_ids = []
-        with LoopbackOpenAI(_reply) as server:
+        with FakeOpenAIServer(reply=_reply) as server:
             client = openai.OpenAI(base_url=server.base_url, api_key="demo-key", max_retries=0)
             for i in range(sessions):
                 session = f"pf-sess-{i + 1:04d}"
