@@ -12,7 +12,7 @@ import pytest
 from opentelemetry import baggage, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -416,3 +416,55 @@ def test_per_key_cap_limits_each_key_to_its_rate():
 def test_non_finite_numbers_are_refused_with_their_name(value):
     with pytest.raises(ValueError, match=r"sampling\.floor"):
         parse({"floor": value})
+
+
+class _OtherSpan(ReadableSpan):
+    """A finished span of another type than the SDK's own, read only through its public properties."""
+
+
+def _other(span: ReadableSpan) -> _OtherSpan:
+    copy = _OtherSpan.__new__(_OtherSpan)
+    copy.__dict__.update(span.__dict__)
+    return copy
+
+
+def test_spans_read_directly_or_through_properties_are_decided_alike():
+    # the SDK's own spans are read field by field on the sampler's path, any other span through its
+    # properties; both must give the same decisions, stamps and counts
+    from llmobs.sampling import processor as sampling_processor
+
+    assert sampling_processor._READABLE is ReadableSpan  # the installed SDK is read directly
+    recorded = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=SeededIds(3))
+    provider.add_span_processor(SimpleSpanProcessor(recorded))
+    recorder = Recorder(provider)
+    for i in range(300):
+        remote = NonRecordingSpan(SpanContext(0x0AF7651916CD43DD8448EB211C803100 + i, 0xB7AD6B7169203331, True,
+                                              TraceFlags(TraceFlags.SAMPLED)))  # fmt: skip
+        root = recorder.start(sc.OP_INVOKE_AGENT, f"agent-{i % 3}", parent=remote if i % 50 == 1 else ROOT)
+        call = recorder.start(sc.OP_CHAT, provider="openai", model=f"m{i % 4}", parent=root)
+        call.set_usage(100, 0 if i % 17 == 0 else 20)
+        if i % 13 == 0:
+            call.set_output(finish_reasons=["length"])
+        if i % 29 == 0:
+            call.set_attribute(sc.PARTIAL, True)
+        call.end(RateLimitError("429") if i % 23 == 0 else None)
+        root.end()
+    spans = recorded.get_finished_spans()
+    assert spans and all(type(s) is ReadableSpan for s in spans)
+    rules = (Rule((("name", "*agent-2"),), 0.0),)
+    outcomes = []
+    for feed in (list(spans), [_other(s) for s in spans]):
+        for pol in (SamplingPolicy(ratio=0.2, floor=2, max_traces_per_minute=100), policy(ratio=0.5, rules=rules)):
+            exporter = InMemorySpanExporter()
+            processor = SamplingProcessor([SimpleSpanProcessor(exporter)], policy=lambda p=pol: p, clock=Clock())
+            selfstats.reset()
+            for span in feed:
+                processor.on_end(span)
+            out = [(s.context.span_id, dict(s.attributes)) for s in exporter.get_finished_spans()]
+            outcomes.append((out, selfstats.snapshot()))
+    assert outcomes[0] == outcomes[2] and outcomes[1] == outcomes[3]
+    assert outcomes[0][0] != outcomes[1][0]
+    reasons = {a[sc.SAMPLING_REASON] for out, _ in outcomes for _, a in out}
+    assert {"parent", "promoted:error", "promoted:finish_reason", "promoted:interrupted"} <= reasons
+    assert any(r.startswith("floor") for r in reasons) and "ratio" in reasons

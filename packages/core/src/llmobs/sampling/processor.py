@@ -31,13 +31,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import baggage
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from llmobs import config, plugins, selfstats, span_copy
 from llmobs import semconv as sc
-from llmobs.sampling.policy import DEFAULT_RATIO, Promote, SamplingPolicy, key_of
+from llmobs.sampling.policy import ALIASES, DEFAULT_RATIO, SERVICE, SPAN_NAME, SamplingPolicy, key_of
 
 _RANDOM_BITS = 56
 _RANDOM_MASK = (1 << _RANDOM_BITS) - 1
@@ -60,6 +62,74 @@ def keeps(trace_id: int, probability: float) -> bool:
     return (trace_id & _RANDOM_MASK) < probability * (1 << _RANDOM_BITS)
 
 
+# --- reading finished spans -----------------------------------------------------------------------
+# The SDK hands span processors a plain ReadableSpan, whose every field is a Python property (and whose
+# attributes are a BoundedAttributes, a read-only view costing two Python calls per lookup). On the
+# sampler's path, where a trace's spans are read several times, the fields behind them are read directly
+# for exactly these two types. Both are checked once against the installed SDK: a release that renamed
+# the fields would make the sampler slower (every span read through its properties), never wrong.
+
+
+def _direct_readable_span() -> type | None:
+    try:
+        context = SpanContext(1, 2, False)
+        status = Status(StatusCode.ERROR)
+        resource = Resource({sc.SERVICE_NAME: "probe"})
+        span = ReadableSpan(
+            "probe", context, parent=context, resource=resource, attributes={"a": 1}, events=(),
+            status=status, start_time=3, end_time=4,
+        )  # fmt: skip
+        direct = (
+            span._name is span.name
+            and span._context is span.context
+            and span._parent is span.parent
+            and span._resource is span.resource
+            and span._status is span.status
+            and span._start_time == span.start_time == 3
+            and span._end_time == span.end_time == 4
+            and span._attributes == dict(span.attributes) == {"a": 1}
+        )
+    except Exception:
+        return None
+    return ReadableSpan if direct else None
+
+
+def _direct_bounded_attributes() -> type | None:
+    try:
+        inner = BoundedAttributes(attributes={"a": 1}, immutable=True)._dict
+    except Exception:
+        return None
+    return BoundedAttributes if type(inner) is dict and inner == {"a": 1} else None
+
+
+_READABLE = _direct_readable_span()
+_BOUNDED = _direct_bounded_attributes()
+
+
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict when the SDK keeps one (its read-only view costs two
+    Python calls per lookup), else the public view."""
+    if type(span) is _READABLE:
+        inner = span._attributes
+        if type(inner) is dict:
+            return inner
+        if type(inner) is _BOUNDED:
+            return inner._dict  # type: ignore[union-attr]
+    try:
+        inner = span._attributes._dict  # type: ignore[attr-defined]
+    except AttributeError:
+        return span.attributes or {}
+    return inner if isinstance(inner, dict) else (span.attributes or {})
+
+
+def _context(span: ReadableSpan) -> SpanContext | None:
+    return span._context if type(span) is _READABLE else span.context
+
+
+def _parent(span: ReadableSpan) -> SpanContext | None:
+    return span._parent if type(span) is _READABLE else span.parent
+
+
 class _Window:
     """Traces seen in a sliding window, estimated from the current and the previous fixed window."""
 
@@ -77,38 +147,58 @@ class _Window:
             self.start = now - (elapsed % width)
             elapsed = now - self.start
         self.current += 1
-        return self.current + self.previous * max(0.0, 1 - elapsed / width)
+        weight = 1 - elapsed / width
+        return self.current + self.previous * (weight if weight > 0.0 else 0.0)
 
 
 class _Rates:
-    """Per-key and global trace rates for floors and the global cap."""
+    """Per-key and global trace rates for floors and the global cap (the processor's lock held)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
+    def __init__(self, now: float) -> None:
         self._keys: dict[tuple[Any, ...], _Window] = {}
-        self._all = _Window(clock())
+        self._all = _Window(now)
 
-    def observe(self, key: tuple[Any, ...], floor_window_s: float) -> tuple[float, float]:
+    def observe(self, key: tuple[Any, ...], now: float, floor_window_s: float) -> tuple[float, float]:
         """(traces of this key in the floor window, traces of all keys in the last minute)."""
-        now = self._clock()
-        with self._lock:
-            window = self._keys.get(key)
-            if window is None:
-                if len(self._keys) >= _KEYS_CAP:
-                    key = ("…",)
-                    window = self._keys.setdefault(key, _Window(now))
-                else:
-                    window = self._keys[key] = _Window(now)
-            return window.add(now, floor_window_s), self._all.add(now, 60.0)
+        window = self._keys.get(key)
+        if window is None:
+            if len(self._keys) >= _KEYS_CAP:
+                key = ("…",)
+                window = self._keys.setdefault(key, _Window(now))
+            else:
+                window = self._keys[key] = _Window(now)
+        return window.add(now, floor_window_s), self._all.add(now, 60.0)
 
 
-class _Trace:
-    __slots__ = ("born", "spans")
+class _Plan:
+    """What deciding needs from a policy, worked out once per policy (policies are frozen)."""
 
-    def __init__(self, born: float) -> None:
-        self.born = born
-        self.spans: list[ReadableSpan] = []
+    __slots__ = (
+        "base", "cost_usd", "empty_output", "error", "finish_reasons", "interrupted", "key", "latency_s",
+        "min_eval_score", "policy", "tokens", "ttft_s",
+    )  # fmt: skip
+
+    def __init__(self, policy: SamplingPolicy) -> None:
+        self.policy = policy
+        promote = policy.promote
+        self.error, self.latency_s, self.ttft_s = promote.error, promote.latency_s, promote.ttft_s
+        self.tokens, self.cost_usd = promote.tokens, promote.cost_usd
+        self.finish_reasons = frozenset(promote.finish_reasons)
+        self.empty_output, self.min_eval_score = promote.empty_output, promote.min_eval_score
+        self.interrupted = promote.interrupted
+        self.base = DEFAULT_RATIO if policy.ratio is None else policy.ratio
+        # the floor key, part by part: (key, the root's attribute it reads, or None for the span name and
+        # the service; whether it is the request model, which the promotion pass collected)
+        self.key = tuple(
+            (key, None if key in (SPAN_NAME, SERVICE) else ALIASES.get(key, key), key in ("model", sc.REQUEST_MODEL))
+            for key in policy.key
+        )
+
+
+class _Trace(list):  # a list made in C: one per trace, on the spans' path
+    """A buffered trace: its spans in the order they ended, and when the first of them arrived (``born``)."""
+
+    __slots__ = ("born",)
 
 
 class SamplingProcessor(SpanProcessor):
@@ -130,7 +220,9 @@ class SamplingProcessor(SpanProcessor):
         self._traces: dict[int, _Trace] = {}  # insertion order: oldest first
         self._spans = 0
         self._decided: dict[int, tuple[str, float] | None] = {}  # insertion order: oldest first
-        self._rates = _Rates(clock)
+        self._rates = _Rates(clock())  # guarded by self._lock
+        self._plan = _Plan(SamplingPolicy())
+        self._service: tuple[Any, Any] = (None, None)  # (resource, its service name), the last one seen
         self._stop = threading.Event()
         self._sweeper_process: int | None = None  # the process generation the sweeper runs in
         ref = weakref.ref(self)
@@ -156,42 +248,53 @@ class SamplingProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            self._on_end(span)
+            if type(span) is _READABLE:
+                context, parent = span._context, span._parent
+            else:
+                context, parent = span.context, span.parent
+            if context is None:
+                return
+            policy = self._policy()
+            enabled = policy.enabled
+            if not (self._auto_enabled if enabled is None else enabled):
+                self._send(span)  # capture-all: nothing to decide, nothing to buffer
+                return
+            trace_id = context.trace_id
+            local_root = parent is None or parent.is_remote
+            spans: list[ReadableSpan] = []
+            evicted: list[tuple[_Trace, bool]] = []
+            with self._lock:
+                decision = self._decided.get(trace_id, _UNDECIDED)
+                if decision is _UNDECIDED:
+                    traces = self._traces
+                    if local_root:  # the local trace is complete: out of the buffer, to be decided
+                        trace = traces.pop(trace_id, None)
+                        if trace is None:
+                            spans.append(span)
+                        else:
+                            spans = trace
+                            spans.append(span)
+                            self._spans -= len(spans) - 1
+                    else:
+                        trace = traces.get(trace_id)
+                        if trace is None:
+                            trace = traces[trace_id] = _Trace()
+                            trace.born = self._clock()
+                        trace.append(span)
+                        self._spans += 1
+                    buffer = policy.buffer
+                    if len(traces) > buffer.max_traces or self._spans > buffer.max_spans:
+                        evicted = self._evict(self._clock(), buffer.max_traces, buffer.max_spans, buffer.max_age_s)
+            if decision is not _UNDECIDED:
+                self._forward_late(span, decision)
+            elif spans:
+                self._decide(spans, False, span, policy, trace_id)
+            for trace, partial in evicted:
+                self._decide(trace, partial)
+            if self._sweeper_process != _process[0]:
+                self._start_sweeper()
         except Exception as exc:
             selfstats.failure("sampling.on_end_failed", exc)
-
-    def _on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None:
-            return
-        policy = self._policy()
-        if not (self._auto_enabled if policy.enabled is None else policy.enabled):
-            self._send(span)  # capture-all: nothing to decide, nothing to buffer
-            return
-        trace_id = context.trace_id
-        parent = span.parent
-        ready: list[tuple[_Trace, bool]] = []
-        with self._lock:
-            decision = self._decided.get(trace_id, _UNDECIDED)
-            if decision is _UNDECIDED:
-                trace = self._traces.get(trace_id)
-                if trace is None:
-                    trace = self._traces[trace_id] = _Trace(self._clock())
-                trace.spans.append(span)
-                self._spans += 1
-                if parent is None or parent.is_remote:
-                    del self._traces[trace_id]
-                    self._spans -= len(trace.spans)
-                    ready.append((trace, False))
-                buffer = policy.buffer
-                if len(self._traces) > buffer.max_traces or self._spans > buffer.max_spans:
-                    ready += self._evict(self._clock(), buffer.max_traces, buffer.max_spans, buffer.max_age_s)
-        if decision is not _UNDECIDED:
-            self._forward_late(span, decision)
-        for trace, partial in ready:
-            self._decide(trace, partial)
-        if self._sweeper_process != _process[0]:
-            self._start_sweeper()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return all(p.force_flush(timeout_millis) for p in self._downstream)
@@ -212,7 +315,7 @@ class SamplingProcessor(SpanProcessor):
             if len(self._traces) <= max_traces and self._spans <= max_spans and now - oldest.born <= max_age_s:
                 break
             del self._traces[trace_id]
-            self._spans -= len(oldest.spans)
+            self._spans -= len(oldest)
             out.append((oldest, True))
             selfstats.count("sampling.partial_traces")
         return out
@@ -243,50 +346,97 @@ class SamplingProcessor(SpanProcessor):
                 selfstats.failure("sampling.sweep_failed", exc)
 
     # --- deciding -------------------------------------------------------------------------------
-    def _decide(self, trace: _Trace, partial: bool) -> None:
-        spans = trace.spans
-        root = _local_root(spans)
-        trace_id = root.context.trace_id
-        policy = self._policy()
-        if not self._enabled(policy):
+    def _decide(
+        self,
+        spans: list[ReadableSpan],
+        partial: bool,
+        root: ReadableSpan | None = None,
+        policy: SamplingPolicy | None = None,
+        trace_id: int = 0,
+    ) -> None:
+        """Keep or drop one local trace (``root``, ``policy``, ``trace_id``: its local root, the policy in
+        force and its trace id, when the caller has them)."""
+        if root is None:
+            root = _local_root(spans)
+            trace_id = _context(root).trace_id  # type: ignore[union-attr]
+        if policy is None:
+            policy = self._policy()
+        key = None
+        enabled = policy.enabled
+        if not (self._auto_enabled if enabled is None else enabled):
             reason, probability = "all", 1.0
         else:
-            promoted, models = _promotions(spans, root, policy.promote)
+            plan = self._plan
+            if plan.policy is not policy:
+                plan = self._plan = _Plan(policy)
+            promoted, models = _promotions(spans, root, plan)
             if promoted:
                 reason, probability = "promoted:" + ",".join(promoted), 1.0
                 for why in promoted:
                     selfstats.count(f"sampling.promoted:{why.split('=')[0]}")
             else:
-                reason, probability = self._head(root, spans, policy, models)
-                if not keeps(trace_id, probability):
-                    self._remember(trace_id, None)
-                    selfstats.count("sampling.dropped_traces")
-                    selfstats.count("sampling.dropped_spans", len(spans))
-                    return
-        if partial:
-            reason = "partial:" + reason
-        adjusted = 1.0 / probability
-        self._remember(trace_id, (reason, adjusted))
+                parent = _parent(root)
+                if parent is not None and parent.is_remote:
+                    reason, probability = "parent", 1.0 if parent.trace_flags.sampled else 0.0
+                else:
+                    service = self._service_of(root)
+                    for index, rule in enumerate(policy.rules):
+                        if rule.matches(spans, service):
+                            reason, probability = f"rule:{index}", rule.ratio
+                            break
+                    else:
+                        reason, probability = "ratio", plan.base  # set with the rates, below
+                        key = self._key(root, spans, plan, service, models)
+        now = self._clock() if key is not None else 0.0
+        with self._lock:  # one critical section: the rates, then the decision remembered
+            if key is not None:
+                reason, probability = self._rated(key, now, policy, plan.base)
+            kept = keeps(trace_id, probability)
+            if kept:
+                if partial:
+                    reason = "partial:" + reason
+                adjusted = 1.0 / probability
+                self._decided[trace_id] = (reason, adjusted)
+            else:
+                self._decided[trace_id] = None
+            if len(self._decided) > _DECIDED_CAP:
+                del self._decided[next(iter(self._decided))]
+        if not kept:
+            selfstats.count("sampling.dropped_traces")
+            selfstats.count("sampling.dropped_spans", len(spans))
+            return
         selfstats.count("sampling.kept_traces")
         for span in spans:
             self._send(_stamped(span, reason, adjusted))
 
-    def _enabled(self, policy: SamplingPolicy) -> bool:
-        return self._auto_enabled if policy.enabled is None else policy.enabled
+    def _service_of(self, span: ReadableSpan) -> str | None:
+        resource = span._resource if type(span) is _READABLE else span.resource
+        last, service = self._service
+        if resource is not last:  # a resource is immutable, and one process has one or a few
+            service = resource.attributes.get(sc.SERVICE_NAME) if resource is not None else None
+            self._service = (resource, service)
+        return service
 
-    def _head(
-        self, root: ReadableSpan, spans: list[ReadableSpan], policy: SamplingPolicy, models: tuple[str, ...]
-    ) -> tuple[str, float]:
-        parent = root.parent
-        if parent is not None and parent.is_remote:
-            return "parent", 1.0 if parent.trace_flags.sampled else 0.0
-        service = _service(root)
-        for index, rule in enumerate(policy.rules):
-            if rule.matches(spans, service):
-                return f"rule:{index}", rule.ratio
-        base = DEFAULT_RATIO if policy.ratio is None else policy.ratio
-        key = key_of(root, spans, policy.key, service, models)
-        seen, per_minute = self._rates.observe(key, policy.floor_window_s)
+    def _key(
+        self, root: ReadableSpan, spans: list[ReadableSpan], plan: _Plan, service: str | None, models: tuple[str, ...]
+    ) -> tuple[Any, ...]:
+        """The trace's floor/rate key, as ``policy.key_of`` makes it (which this follows, faster)."""
+        attributes = _attributes(root)
+        out = []
+        for key, attribute, model in plan.key:
+            if attribute is None:
+                value = service if key == SERVICE else (root._name if type(root) is _READABLE else root.name)
+            else:
+                value = attributes.get(attribute)
+                if value is None:  # the models the trace called, or gathered from the whole trace
+                    value = models if model and models else key_of(root, spans, (key,), service, models)[0]
+            out.append(value)
+        return tuple(out)
+
+    def _rated(self, key: tuple[Any, ...], now: float, policy: SamplingPolicy, base: float) -> tuple[str, float]:
+        """The head probability of a trace with this key: the base ratio, raised by the key's floor,
+        lowered by the rate caps (the lock held: the trace is counted in the rates)."""
+        seen, per_minute = self._rates.observe(key, now, policy.floor_window_s)
         probability, reason = base, "ratio"
         if policy.floor and seen > 0 and policy.floor / seen > base:
             probability, reason = min(1.0, policy.floor / seen), "floor"
@@ -298,12 +448,6 @@ class SamplingProcessor(SpanProcessor):
         if cap and per_minute * probability > cap:
             probability, reason = cap / per_minute, reason + "+cap"
         return reason, probability
-
-    def _remember(self, trace_id: int, decision: tuple[str, float] | None) -> None:
-        with self._lock:
-            self._decided[trace_id] = decision
-            if len(self._decided) > _DECIDED_CAP:
-                del self._decided[next(iter(self._decided))]
 
     def _forward_late(self, span: ReadableSpan, decision: tuple[str, float] | None) -> None:
         if decision is None:
@@ -322,36 +466,22 @@ class SamplingProcessor(SpanProcessor):
 
 def _local_root(spans: list[ReadableSpan]) -> ReadableSpan:
     for span in reversed(spans):
-        if span.parent is None or span.parent.is_remote:
+        parent = _parent(span)
+        if parent is None or parent.is_remote:
             return span
     return spans[0]  # partial trace whose root has not ended: the earliest span stands in
 
 
-def _service(span: ReadableSpan) -> str | None:
-    resource = span.resource
-    return resource.attributes.get(sc.SERVICE_NAME) if resource is not None else None
-
-
-def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
-    """The span's attributes as a plain dict when the SDK keeps one (its read-only view costs two
-    Python calls per lookup), else the public view."""
-    try:
-        inner = span._attributes._dict  # type: ignore[attr-defined]
-    except AttributeError:
-        return span.attributes or {}
-    return inner if isinstance(inner, dict) else (span.attributes or {})
-
-
-def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -> tuple[list[str], tuple[str, ...]]:
+def _promotions(spans: list[ReadableSpan], root: ReadableSpan, plan: _Plan) -> tuple[list[str], tuple[str, ...]]:
     """Why this trace must be kept whatever the ratio (empty: no reason), and the models it called —
     both from one pass over the trace, once per trace (the hot path of the decision: locals only)."""
     reasons: list[str] = []
     models: set[str] = set()
     tokens = 0
     cost = 0.0
-    error = StatusCode.ERROR
-    check_error, ttft_limit, finish_reasons = rules.error, rules.ttft_s, frozenset(rules.finish_reasons)
-    empty_output, min_score, interrupted = rules.empty_output, rules.min_eval_score, rules.interrupted
+    error, readable, bounded = StatusCode.ERROR, _READABLE, _BOUNDED
+    check_error, ttft_limit, finish_reasons = plan.error, plan.ttft_s, plan.finish_reasons
+    empty_output, min_score, interrupted = plan.empty_output, plan.min_eval_score, plan.interrupted
     inference = sc.INFERENCE_OPERATIONS
     force_key, partial_key, operation_key = sc.SAMPLING_FORCE, sc.PARTIAL, sc.OPERATION_NAME
     model_key, ttft_key, finish_key, cost_key = (
@@ -359,18 +489,25 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -
     )  # fmt: skip
     input_key, output_key = sc.USAGE_INPUT_TOKENS, sc.USAGE_OUTPUT_TOKENS
     for span in spans:
-        a = _attributes(span)
+        if type(span) is readable:
+            a = span._attributes
+            a = a._dict if type(a) is bounded else a if type(a) is dict else _attributes(span)
+            status = span._status
+        else:
+            a = _attributes(span)
+            status = span.status
         get = a.get
-        if a.get(force_key):
-            _add(reasons, f"forced={a[force_key]}")
-        if check_error and span.status.status_code is error:
+        forced = get(force_key)
+        if forced:
+            _add(reasons, f"forced={forced}")
+        if check_error and status.status_code is error:
             _add(reasons, "error")
-        if interrupted and partial_key in a and a[partial_key] is True:
+        if interrupted and get(partial_key) is True:
             _add(reasons, "interrupted")
         if get(operation_key) in inference:
             model = get(model_key)
             if model:
-                models.add(str(model))
+                models.add(model if type(model) is str else str(model))
             if ttft_limit is not None:
                 ttft = get(ttft_key)
                 if ttft is not None and isinstance(ttft, _NUMBER) and ttft > ttft_limit:
@@ -381,7 +518,9 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -
             if type(tokens_out) is int:
                 tokens += tokens_out
             price = get(cost_key)
-            if price is not None:
+            if type(price) is float or type(price) is int:
+                cost += price
+            elif price is not None:
                 cost += _float(price)
             finish = get(finish_key)
             if finish and not finish_reasons.isdisjoint(finish):
@@ -390,17 +529,17 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, rules: Promote) -
                 _add(reasons, "empty_output")
         if min_score is not None and span.events and _low_score(span, min_score):
             _add(reasons, "low_score")
-    if rules.latency_s is not None and _duration_s(root) > rules.latency_s:
+    if plan.latency_s is not None and _duration_s(root) > plan.latency_s:
         _add(reasons, "latency")  # the local root spans every call of the trace, slow ones included
-    if rules.tokens is not None and tokens > rules.tokens:
+    if plan.tokens is not None and tokens > plan.tokens:
         _add(reasons, "tokens")
-    if rules.cost_usd is not None and cost > rules.cost_usd:
+    if plan.cost_usd is not None and cost > plan.cost_usd:
         _add(reasons, "cost")
     if plugins.has_hook("llmobs_sampling_vote"):
         for vote in plugins.call("llmobs_sampling_vote", spans=spans) or ():
             if vote:
                 _add(reasons, f"plugin={vote}")
-    return reasons, tuple(sorted(models))
+    return reasons, tuple(sorted(models)) if len(models) > 1 else tuple(models)
 
 
 def _add(reasons: list[str], reason: str) -> None:
@@ -444,9 +583,13 @@ def _low_score(span: ReadableSpan, minimum: float) -> bool:
 
 
 def _duration_s(span: ReadableSpan) -> float:
-    if span.start_time is None or span.end_time is None:
+    if type(span) is _READABLE:
+        start, end = span._start_time, span._end_time
+    else:
+        start, end = span.start_time, span.end_time
+    if start is None or end is None:
         return 0.0
-    return (span.end_time - span.start_time) / 1e9
+    return (end - start) / 1e9
 
 
 _NUMBER = (int, float)
@@ -462,7 +605,6 @@ def _float(value: Any) -> float:
 
 def _stamped(span: ReadableSpan, reason: str, adjusted: float) -> ReadableSpan:
     """A copy of the finished span carrying why it was kept and what it stands for."""
-    attributes = dict(_attributes(span))
-    attributes[sc.SAMPLING_REASON] = reason
-    attributes[sc.SAMPLING_ADJUSTED_COUNT] = adjusted
-    return span_copy.with_attributes(span, attributes)
+    return span_copy.with_attributes(
+        span, {**_attributes(span), sc.SAMPLING_REASON: reason, sc.SAMPLING_ADJUSTED_COUNT: adjusted}
+    )
