@@ -194,32 +194,6 @@ def flush_global() -> None:
     llmobs.flush()
 
 
-class PatchSwitch:
-    """Switches a global instrumentor's patches in and out without its ``uninstrument()``: remembers
-    every attribute of ``owners`` that ``instrument`` replaced, and restores either version on demand."""
-
-    def __init__(self, owners: list[Any], instrument: Callable[[], Any]) -> None:
-        before = [dict(vars(owner)) for owner in owners]
-        instrument()
-        self.changes = [
-            (owner, name, before_vars.get(name), value)
-            for owner, before_vars in zip(owners, before, strict=True)
-            for name, value in vars(owner).items()
-            if before_vars.get(name) is not value
-        ]
-        if not self.changes:
-            raise RuntimeError("the instrumentor patched none of the expected places")
-        self.off()
-
-    def on(self) -> None:
-        for owner, name, _, patched in self.changes:
-            setattr(owner, name, patched)
-
-    def off(self) -> None:
-        for owner, name, original, _ in self.changes:
-            setattr(owner, name, original)
-
-
 def patched_places() -> list[Any]:
     """Where the LangChain anchors patch (those installed here: no langchain, langchain_openai)."""
     import langgraph.prebuilt
@@ -263,12 +237,12 @@ def variant(name: str, port: int) -> Variant:
     if name == "openllmetry":
         from opentelemetry.instrumentation.langchain import LangchainInstrumentor
 
-        switch = PatchSwitch(patched_places(), LangchainInstrumentor().instrument)
+        switch = harness.PatchSwitch(patched_places(), LangchainInstrumentor().instrument)
         return Variant({}, switch.on, switch.off, flush_global)
     if name == "openinference":
         from openinference.instrumentation.langchain import LangChainInstrumentor
 
-        switch = PatchSwitch(patched_places(), LangChainInstrumentor().instrument)
+        switch = harness.PatchSwitch(patched_places(), LangChainInstrumentor().instrument)
         return Variant({}, switch.on, switch.off, flush_global)
     if name == "langfuse":
         from langfuse import Langfuse

@@ -1,25 +1,24 @@
-"""Added latency of tracing OpenAI-API calls: llmobs-openai's transport against a plain httpx client and
-against OpenTelemetry's openai-v2 and OpenLLMetry's OpenAI instrumentations, on a loopback server.
+"""The added latency of tracing OpenAI-API calls: llmobs_openai's transport against OpenLLMetry and openai-v2.
 
-Every variant makes the same calls with the real ``openai`` client to ``llmobs_openai.testing``'s
-OpenAI-compatible server running in a subprocess (so it does not compete for this process's GIL): a
-chat completion (system + user message, temperature, max_tokens; usage and one answer back) and a
-streamed one of ``CHUNKS`` content chunks with usage on the final chunk, read to its end. Spans go to
-an SDK ``TracerProvider`` with a ``SimpleSpanProcessor`` over an exporter that does nothing, metrics
-to an SDK ``MeterProvider`` with an in-memory reader; content capture is on everywhere.
+The real ``openai`` client calls ``llmobs_openai.testing``'s loopback OpenAI-compatible server (in its own
+process, so it does not share this one's GIL): a chat completion, and a streamed one of 50 content chunks
+plus the usage chunk, read to the end. Spans go to the global SDK ``TracerProvider`` with a
+``SimpleSpanProcessor`` over an exporter that counts and drops; content capture is on for every variant
+(OpenLLMetry captures by default; openai-v2 gets ``SPAN_ONLY``).
 
-Two measurements:
+Variants, interleaved batch by batch by the harness in one process: ``bare`` (``httpx.Client()``),
+``llmobs`` (``llmobs_openai.http_client()``), ``llmobs_no_content`` (capture NO_CONTENT) and one anchor,
+``openllmetry`` (opentelemetry-instrumentation-openai) or ``openai_v2``
+(opentelemetry-instrumentation-openai-v2), on the bare client. The anchors patch the openai resource
+classes for the whole process and their ``uninstrument()`` does not restore them cleanly, so an anchor is
+instrumented once and its patches are switched in and out around its own batches
+(``harness.PatchSwitch``); before timing, every variant is checked to record spans, and bare to record
+none with the anchor switched off.
 
-* **in process, interleaved** (the harness): ``bare`` (``httpx.Client()``), ``llmobs``
-  (``llmobs_openai.http_client()``) and ``llmobs_no_content``, per call and per streamed chunk;
-* **one process per round and variant**, for the anchors: they patch the openai client's classes and
-  their ``uninstrument()`` does not restore them cleanly (OpenLLMetry's spans keep coming after it), so
-  no uninstrumented baseline can follow them in the same process. Each round starts a fresh process
-  per variant (``llmobs``, ``llmobs_own_metrics``, ``openllmetry``, ``openai_v2``) that times a batch on
-  the bare client, then installs the variant and times the same batch; the added cost is the paired
-  difference. llmobs is measured this way too, so that all are compared alike: ``llmobs`` on the same
-  SDK meter provider as the anchors, ``llmobs_own_metrics`` on one as ``llmobs.configure()`` installs
-  it for OTLP or Prometheus metrics, where llmobs aggregates its GenAI metrics itself.
+One worker process per anchor and per metrics setup: ``llmobs_provider`` — the global meter provider is
+one as ``llmobs.configure()`` installs it for OTLP or Prometheus metrics (llmobs aggregates its own GenAI
+metrics; the anchors' go through the SDK as always); ``sdk_provider`` — an application's own SDK provider,
+where every variant's metrics go through the SDK.
 
 Goal: llmobs' added cost per call at most 0.5x the best anchor's.
 
@@ -31,10 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,10 +44,10 @@ MESSAGES = [
     {"role": "user", "content": "My password reset worked but login still fails. What should I try first?"},
 ]
 ANCHORS = ("openllmetry", "openai_v2")
-#: llmobs on the application's meter provider, and on one llmobs installs (metrics aggregated by llmobs).
-OURS = ("llmobs", "llmobs_own_metrics")
+#: Where metrics go: a meter provider as llmobs installs it, or an application's own SDK provider.
+METRICS_SETUPS = ("llmobs_provider", "sdk_provider")
 DEFAULTS = harness.Defaults(rounds=15, batch=40, quick_rounds=1, quick_batch=3)
-_CHILD_TIMEOUT_S = 600
+_WORKER_TIMEOUT_S = 1800
 
 
 # --- the calls ----------------------------------------------------------------------------------------
@@ -147,137 +144,92 @@ def _settings_swapper(**changes: Any) -> tuple[Callable[[], None], Callable[[], 
     return setup, teardown
 
 
-def in_process(port: int, rounds: int, batch: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    from llmobs.content import CaptureMode
+def _anchor_switch(anchor: str, tracer_provider: Any, meter_provider: Any) -> harness.PatchSwitch:
+    """``anchor`` instrumented once, its patches of the openai resource classes switched off for now."""
+    import importlib
+    import inspect
+    import pkgutil
 
-    _, _, exporter = _providers()
-    bare, ours = _bare(port), _ours(port)
-    content_on = _settings_swapper()
-    content_off = _settings_swapper(capture=CaptureMode.NO_CONTENT)
-    _call(ours)
-    if exporter.count != 1:
-        raise SystemExit(f"llmobs recorded {exporter.count} spans for one call")
+    import openai.resources
 
-    calls = harness.Bench("openai_call", baseline="bare", unit="call")
-    calls.add("bare", lambda: _call(bare), description="httpx.Client()")
-    calls.add("llmobs", lambda: _call(ours), setup=content_on[0], teardown=content_on[1])
-    calls.add("llmobs_no_content", lambda: _call(ours), setup=content_off[0], teardown=content_off[1])
-    streams = harness.Bench("openai_stream", baseline="bare", unit="chunk")
-    stream_batch = max(1, batch // 4)
-    streams.add("bare", lambda: _stream(bare), batch=stream_batch, units=CHUNKS)
-    streams.add("llmobs", lambda: _stream(ours), setup=content_on[0], teardown=content_on[1], batch=stream_batch,
-                units=CHUNKS)  # fmt: skip
-    return calls.run(rounds, batch), streams.run(rounds, batch)
-
-
-# --- one fresh process per round and variant -----------------------------------------------------------
-
-
-def _instrument(variant: str, port: int, tracer_provider: Any, meter_provider: Any) -> Any:
-    """The client to time for ``variant`` (the anchors patch the openai classes, so: the bare client)."""
-    if variant in OURS:
-        return _ours(port)
-    if variant == "openllmetry":
+    if anchor == "openllmetry":
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-    elif variant == "openai_v2":
+    elif anchor == "openai_v2":
         os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
         os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
     else:
-        raise SystemExit(f"unknown variant {variant}")
-    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    return _bare(port)
+        raise SystemExit(f"unknown anchor {anchor}")
+    owners = []
+    for info in pkgutil.walk_packages(openai.resources.__path__, "openai.resources."):
+        module = importlib.import_module(info.name)
+        owners += [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == info.name]
+    return harness.PatchSwitch(
+        owners, lambda: OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    )
 
 
-def _time(fn: Callable[[], None], calls: int) -> float:
-    fn()  # warm-up
-    started = time.perf_counter_ns()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter_ns() - started) / calls
+def worker(anchor: str, metrics_setup: str, port: int, rounds: int, batch: int) -> dict[str, Any]:
+    """bare, llmobs, llmobs_no_content and ``anchor`` interleaved, per call and per streamed chunk."""
+    from llmobs.content import CaptureMode
 
-
-def child(variant: str, port: int, batch: int) -> dict[str, Any]:
-    """One round in a fresh process: the bare client, then ``variant`` installed; ns per call and per chunk."""
-    tracer_provider, meter_provider, exporter = _providers(own_metrics=variant == "llmobs_own_metrics")
-    bare = _bare(port)
-    streams = max(1, batch // 4)
-    result = {"bare_call": _time(lambda: _call(bare), batch)}
-    result["bare_chunk"] = _time(lambda: _stream(bare), streams) / CHUNKS
-    if exporter.count:
-        raise SystemExit("spans recorded before instrumenting")
+    tracer_provider, meter_provider, exporter = _providers(own_metrics=metrics_setup == "llmobs_provider")
     try:
-        client = _instrument(variant, port, tracer_provider, meter_provider)
-        _call(client)
+        switch = _anchor_switch(anchor, tracer_provider, meter_provider)
     except Exception as exc:  # an anchor that cannot run in this environment
         return {"unavailable": f"{type(exc).__name__}: {exc}"}
-    result["call"] = _time(lambda: _call(client), batch)
-    result["chunk"] = _time(lambda: _stream(client), streams) / CHUNKS
-    result["spans"] = exporter.count
-    return result
+    bare, ours = _bare(port), _ours(port)
+    content_on = _settings_swapper()
+    content_off = _settings_swapper(capture=CaptureMode.NO_CONTENT)
+    for name, client, around in (("bare", bare, None), ("llmobs", ours, None), (anchor, bare, switch)):
+        exporter.count = 0
+        if around:
+            around.on()
+        try:
+            _call(client)
+            _stream(client)
+        except Exception as exc:
+            return {"unavailable": f"{name}: {type(exc).__name__}: {exc}"}
+        finally:
+            if around:
+                around.off()
+        if (exporter.count == 2) is (name == "bare") or exporter.count not in (0, 2):
+            raise SystemExit(f"{name} recorded {exporter.count} spans for one call and one stream")
+
+    def anchor_off() -> None:
+        switch.off()
+
+    calls = harness.Bench(f"openai_call [{anchor}, {metrics_setup}]", baseline="bare", unit="call")
+    calls.add("bare", lambda: _call(bare), description="httpx.Client()")
+    calls.add("llmobs", lambda: _call(ours), setup=content_on[0], teardown=content_on[1])
+    calls.add("llmobs_no_content", lambda: _call(ours), setup=content_off[0], teardown=content_off[1])
+    calls.add(anchor, lambda: _call(bare), setup=switch.on, teardown=anchor_off)
+    streams = harness.Bench(f"openai_stream [{anchor}, {metrics_setup}]", baseline="bare", unit="chunk")
+    stream_batch = max(1, batch // 4)
+    streams.add("bare", lambda: _stream(bare), batch=stream_batch, units=CHUNKS)
+    streams.add("llmobs", lambda: _stream(ours), setup=content_on[0], teardown=content_on[1], batch=stream_batch,
+                units=CHUNKS)  # fmt: skip
+    streams.add(anchor, lambda: _stream(bare), setup=switch.on, teardown=anchor_off, batch=stream_batch,
+                units=CHUNKS)  # fmt: skip
+    for bench in (calls, streams):
+        bench.compare(f"llmobs added / {anchor} added", "llmobs", anchor, bare="bare")
+    return {"call": calls.run(rounds, batch), "stream": streams.run(rounds, batch)}
 
 
-def per_process(port: int, rounds: int, batch: int) -> dict[str, Any]:
-    """Run ``child`` for every variant, interleaved by round; added cost = variant - its own bare batch."""
-    variants = (*OURS, *ANCHORS)
-    samples: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-    unavailable: dict[str, str] = {}
-    for _ in range(rounds):
-        for variant in variants:
-            if variant in unavailable:
-                continue
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", variant, "--port", str(port), "--batch", str(batch)],
-                capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S, check=True,
-            )  # fmt: skip
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            if "unavailable" in result:
-                unavailable[variant] = result["unavailable"]
-            else:
-                samples[variant].append(result)
-    summary: dict[str, Any] = {}
-    for variant, rows in samples.items():
-        if not rows:
+def summary(reports: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["", "summary (each line: one worker process; added = (variant - bare), medians of paired rounds):"]
+    for key, report in reports.items():
+        if "unavailable" in report:
+            lines.append(f"  {key}: unavailable: {report['unavailable']}")
             continue
-        summary[variant] = {
-            "bare_call_ns": statistics.median(r["bare_call"] for r in rows),
-            "call_ns": statistics.median(r["call"] for r in rows),
-            "added_call_ns": statistics.median(r["call"] - r["bare_call"] for r in rows),
-            "bare_chunk_ns": statistics.median(r["bare_chunk"] for r in rows),
-            "chunk_ns": statistics.median(r["chunk"] for r in rows),
-            "added_chunk_ns": statistics.median(r["chunk"] - r["bare_chunk"] for r in rows),
-            "rounds": len(rows),
-            "spans_per_round": rows[0]["spans"],
-            "samples": rows,
-        }
-    return {"variants": summary, "unavailable": unavailable, "rounds": rounds, "batch": batch}
-
-
-def per_process_table(report: dict[str, Any]) -> str:
-    lines = [
-        f"one process per round and variant: {report['rounds']} rounds; medians; added = paired (variant - bare)",
-        f"{'variant':<18} {'bare/call':>10} {'call':>10} {'added/call':>11} {'bare/chunk':>11} {'chunk':>10} "
-        f"{'added/chunk':>12}",
-    ]
-    for name, row in report["variants"].items():
-        cells = [harness.format_ns(row[k]) for k in ("bare_call_ns", "call_ns", "added_call_ns", "bare_chunk_ns",
-                                                      "chunk_ns", "added_chunk_ns")]  # fmt: skip
-        lines.append(f"{name:<18} {cells[0]:>10} {cells[1]:>10} {cells[2]:>11} {cells[3]:>11} {cells[4]:>10} "
-                     f"{cells[5]:>12}")  # fmt: skip
-    anchors = {k: v for k, v in report["variants"].items() if k in ANCHORS}
-    for name in OURS:
-        ours = report["variants"].get(name)
-        if not (ours and anchors):
-            continue
-        best = min(anchors, key=lambda k: anchors[k]["added_call_ns"])
-        ratio = ours["added_call_ns"] / anchors[best]["added_call_ns"]
-        report.setdefault("goal", {})[name] = {"best_anchor": best, "added_call_ratio": ratio}
-        lines.append(f"{name} added per call / {best} added per call: {ratio:.2f}  (goal <= 0.5)")
-        for anchor, row in anchors.items():
-            lines.append(f"{name} added per chunk / {anchor} added per chunk: "
-                         f"{ours['added_chunk_ns'] / row['added_chunk_ns']:.2f}")  # fmt: skip
-    lines += [f"unavailable: {name}: {why}" for name, why in report["unavailable"].items()]
-    return "\n".join(lines)
+        for unit in ("call", "stream"):
+            ratio = report[unit]["comparisons"][0]["ratio"]
+            rows = report[unit]["variants"]
+            llmobs_x = rows["llmobs"]["paired_ratio"]
+            lines.append(f"  {key:<30} per {unit if unit == 'call' else 'chunk':<5} llmobs x bare {llmobs_x:.2f}  "
+                         f"llmobs added / anchor added {ratio:.2f}")  # fmt: skip
+    lines.append("goal: llmobs added per call <= 0.5 x the best anchor's")
+    return lines
 
 
 # --- command line ----------------------------------------------------------------------------------------
@@ -292,29 +244,36 @@ def _server() -> tuple[subprocess.Popen, int]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = harness.parser(__doc__.split("\n\n")[0], DEFAULTS)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=2, metavar=("ANCHOR", "METRICS"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--no-anchors", action="store_true", help="skip the one-process-per-round measurement")
+    parser.add_argument("--anchors", default=",".join(ANCHORS), help="comma-separated anchors to run")
     args = parser.parse_args(argv)
     rounds, batch = harness.resolve(args)
-    if args.child:
-        print(json.dumps(child(args.child, args.port, batch)))
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.port, rounds, batch), default=str))
         return {}
     server, port = _server()
+    reports: dict[str, dict[str, Any]] = {}
     try:
-        calls, streams = in_process(port, rounds, batch)
-        print(harness.table(calls))
-        print(harness.table(streams))
-        report: dict[str, Any] = {"bench": "openai", "in_process": {"call": calls, "stream": streams}}
-        if not args.no_anchors:
-            report["per_process"] = per_process(port, rounds, batch)
-            print(per_process_table(report["per_process"]))
+        for anchor in [a for a in args.anchors.split(",") if a]:
+            for metrics_setup in METRICS_SETUPS:  # one at a time: they are timed
+                out = subprocess.run(
+                    [sys.executable, __file__, "--worker", anchor, metrics_setup, "--port", str(port),
+                     "--rounds", str(rounds), "--batch", str(batch)],
+                    capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S, check=True,
+                )  # fmt: skip
+                report = reports[f"{anchor}, {metrics_setup}"] = json.loads(out.stdout.strip().splitlines()[-1])
+                for unit in ("call", "stream"):
+                    if unit in report:
+                        print(harness.table(report[unit]) + "\n")
     finally:
         server.terminate()
         server.wait()
+    print("\n".join(summary(reports)))
+    result = {"bench": "openai", "workers": reports, "run": harness.machine_info()}
     if args.json:
-        harness.write_json(report, args.json)
-    return report
+        harness.write_json(result, args.json)
+    return result
 
 
 if __name__ == "__main__":

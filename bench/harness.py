@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Bench", "Comparison", "Variant", "environment", "parser", "rss_bytes", "rss_growth"]
+__all__ = ["Bench", "Comparison", "PatchSwitch", "Variant", "environment", "parser", "rss_bytes", "rss_growth"]
 
 
 @dataclass
@@ -313,6 +313,36 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+# --- switching an instrumentor's patches ----------------------------------------------------------------
+
+
+class PatchSwitch:
+    """Switches a global instrumentor's patches in and out without its ``uninstrument()`` (which, for
+    several anchors, does not remove everything): remembers every attribute of ``owners`` that
+    ``instrument`` replaced, and restores either version on demand. Starts switched off."""
+
+    def __init__(self, owners: Sequence[Any], instrument: Callable[[], Any]) -> None:
+        before = [dict(vars(owner)) for owner in owners]
+        instrument()
+        self.changes = [
+            (owner, name, before_vars.get(name), value)
+            for owner, before_vars in zip(owners, before, strict=True)
+            for name, value in vars(owner).items()
+            if before_vars.get(name) is not value
+        ]
+        if not self.changes:
+            raise RuntimeError("the instrumentor patched none of the expected places")
+        self.off()
+
+    def on(self) -> None:
+        for owner, name, _, patched in self.changes:
+            setattr(owner, name, patched)
+
+    def off(self) -> None:
+        for owner, name, original, _ in self.changes:
+            setattr(owner, name, original)
 
 
 # --- memory ------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def _check(report: dict, expected: set[str]) -> None:
 @pytest.mark.parametrize(
     ("module", "variants"),
     [
-        ("bench_recorder", {"raw_otel", "llmobs", "llmobs_no_content", "util_genai", "util_genai_no_content"}),
+        ("bench_recorder", {"raw_otel", "llmobs", "llmobs_no_content", "llmobs_own_metrics", "util_genai", "util_genai_no_content"}),
         ("bench_store", {"export_512", "export_64", "sqlite_512"}),
         ("bench_serve", {"serve_512", "serve_512_x2", "serve_foreign_512", "export_512"}),
         ("bench_analyze", {"read_evaluate", "analyze"}),
@@ -58,18 +58,22 @@ def test_bench_quick(module, variants, tmp_path, capsys):
 
 
 def test_openai_bench_quick(tmp_path):
-    """Loopback server, the in-process variants and one fresh process per variant all run; an anchor that
-    cannot run in this environment says why instead of failing the bench."""
+    """Loopback server and one worker per anchor and metrics setup run; every variant is timed, per call and
+    per chunk, or the anchor says why it cannot run in this environment instead of failing the bench."""
     out = tmp_path / "report.json"
     report = _bench("bench_openai").main(["--quick", "--json", str(out)])
-    _check(report["in_process"]["call"], {"bare", "llmobs", "llmobs_no_content"})
-    _check(report["in_process"]["stream"], {"bare", "llmobs"})
-    per_process = report["per_process"]
-    assert "llmobs" in per_process["variants"]
-    assert set(per_process["variants"]) | set(per_process["unavailable"]) == {
-        "llmobs", "llmobs_own_metrics", "openllmetry", "openai_v2"
-    }
-    assert json.loads(out.read_text())["per_process"]["variants"].keys() == per_process["variants"].keys()
+    workers = report["workers"]
+    assert set(workers) == {f"{a}, {m}" for a in ("openllmetry", "openai_v2")
+                            for m in ("llmobs_provider", "sdk_provider")}
+    assert "unavailable" not in workers["openllmetry, llmobs_provider"]
+    for key, worker in workers.items():
+        if "unavailable" in worker:
+            assert worker["unavailable"], key
+            continue
+        anchor = key.split(",")[0]
+        _check(worker["call"], {"bare", "llmobs", "llmobs_no_content", anchor})
+        _check(worker["stream"], {"bare", "llmobs", anchor})
+    assert json.loads(out.read_text())["workers"].keys() == workers.keys()
 
 
 def test_recorder_bench_leaves_settings_as_found():
