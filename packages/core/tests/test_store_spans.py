@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from opentelemetry.trace import Status, StatusCode
 from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs.store import SQLiteSpanExporter, TraceStore, default_path
+from llmobs.store import exporter as exporter_module
 from llmobs.store.queries import weighted_percentile
 from llmobs.store.schema import SCHEMA_VERSION
 
@@ -154,6 +156,32 @@ def test_odd_attribute_types_are_coerced_not_dropped(tmp_path):
     assert row["adjusted_count"] == 4.0
     assert row["span_kind"] == "1"
     assert selfstats.snapshot() == {}
+
+
+def test_attribute_json_is_what_the_standard_encoder_writes(tmp_path):
+    """The fast encoder keeps the standard one's values where the two differ: non-finite numbers stay
+    NaN/Infinity (not null), integers past 64 bits and non-string keys are still written."""
+    odd = [
+        {"nan": float("nan"), "inf": (1.0, float("-inf")), "null text": '{"a":null}'},
+        {"big": 2**70, "neg": -(2**64)},
+        {1: "int key", "nested": {"x": [1, {"y": float("inf")}]}},
+        {"text": "é \u2028 \x00 \x7f \" \\ 😀", "floats": (1.5e-7, 1e16, -0.0), "bool": True},
+        {"obj": Path("p")},  # not JSON: its str()
+        [],
+    ]
+    for value in odd:
+        encoded = exporter_module._encode(value)
+        # Values compared with NaN/Infinity read as their names: a null in their place would differ.
+        assert json.loads(encoded, parse_constant=str) == json.loads(
+            exporter_module._encode_std(value), parse_constant=str)
+    assert exporter_module._encode(odd[0]) == '{"nan":NaN,"inf":[1.0,-Infinity],"null text":"{\\"a\\":null}"}'
+
+    path = tmp_path / "t.db"
+    exporter = SQLiteSpanExporter(path)
+    assert exporter.export(_spans(**{"score": float("nan"), "limits": (1.0, float("inf"))})) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    attributes = json.loads(rows(path)["s0"]["attributes"])
+    assert math.isnan(attributes["score"]) and attributes["limits"] == [1.0, math.inf]
 
 
 def test_failure_returns_failure_and_counts_drops(tmp_path):

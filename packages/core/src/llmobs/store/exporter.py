@@ -21,9 +21,11 @@ from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
 from typing import Any
 
+import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.semconv.attributes.exception_attributes import EXCEPTION_TYPE
+from opentelemetry.trace import StatusCode
 
 from llmobs import selfstats
 from llmobs import semconv as sc
@@ -77,10 +79,16 @@ class SQLiteSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         rows = _rows(spans)
-        if rows and not self._write(rows):
-            selfstats.count("store.dropped_spans", len(rows))
+        if rows and not self.write_rows(rows):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS if len(rows) == len(spans) else SpanExportResult.FAILURE
+
+    def write_rows(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Commit rows made by :func:`span_row` in one transaction; False (counted as dropped) if it failed."""
+        if self._write(rows):
+            return True
+        selfstats.count("store.dropped_spans", len(rows))
+        return False
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered here: every export is committed before it returns."""
@@ -199,17 +207,22 @@ def _rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
     """Convert spans to rows; a span that cannot be converted is counted and skipped."""
     resources: dict[int, tuple[str, Any]] = {}
     rows = []
+    append = rows.append
     for span in spans:
         try:
-            rows.append(_row(span, resources))
+            append(_row(span, resources))
         except Exception as exc:
-            selfstats.count("store.dropped_spans")
-            selfstats.failure("store.convert_failed", exc)
+            convert_failed(exc)
     return rows
 
 
+def convert_failed(exc: BaseException) -> None:
+    """Count a span that could not be turned into a row (it is dropped)."""
+    selfstats.count("store.dropped_spans")
+    selfstats.failure("store.convert_failed", exc)
+
+
 def _row(span: ReadableSpan, resources: dict[int, tuple[str, Any]]) -> tuple[Any, ...]:
-    """One span in :data:`_INSERT` order. Numbers are bound as found; the INSERT casts them."""
     ctx = span.context
     try:
         attrs = span.attributes.copy()  # the SDK's BoundedAttributes copies its dict far faster than dict()
@@ -217,32 +230,57 @@ def _row(span: ReadableSpan, resources: dict[int, tuple[str, Any]]) -> tuple[Any
         attrs = None
     if not isinstance(attrs, dict):
         attrs = dict(span.attributes)
-    get = attrs.get
     resource = span.resource
     cached = resources.get(id(resource))
     if cached is None:
-        res_attrs = dict(resource.attributes) if resource is not None else {}
-        cached = resources[id(resource)] = (_encode(res_attrs), res_attrs.get(sc.SERVICE_NAME))
+        cached = resources[id(resource)] = resource_columns(resource.attributes if resource is not None else {})
     start = span.start_time or 0
-    end = span.end_time or start
-    status = span.status.status_code.name
+    parent = span.parent
+    scope = span.instrumentation_scope
     events = span.events
+    return span_row(
+        f"{ctx.trace_id:032x}",
+        f"{ctx.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None else None,
+        span.name,
+        attrs,
+        cached,
+        start,
+        span.end_time or start,
+        _STATUS_NAMES.get(span.status.status_code) or span.status.status_code.name,
+        [(e.name, e.timestamp, e.attributes) for e in events] if events else None,
+        scope.name if scope is not None else None,
+    )
+
+
+def resource_columns(attributes: Any) -> tuple[str, Any]:
+    """The ``resource`` JSON and the service name of a resource's attributes, for :func:`span_row`."""
+    attrs = dict(attributes)
+    return _encode(attrs), attrs.get(sc.SERVICE_NAME)
+
+
+def span_row(trace_id: str, span_id: str, parent_span_id: str | None, name: str, attrs: dict[str, Any],
+        resource: tuple[str, Any], start: int, end: int, status: str,
+        events: list[tuple[str, int, Any]] | None, scope: str | None) -> tuple[Any, ...]:
+    """One span in :data:`_INSERT` order, from its parts: ids in hex, ``attrs`` (not copied), ``resource`` from
+    :func:`resource_columns`, the status code's name, ``events`` as (name, time ns, attributes) or None.
+    Numbers are bound as found; the INSERT casts them. The one span-to-row mapping, for SDK spans
+    (:meth:`SQLiteSpanExporter.export`) and for received OTLP spans alike."""
+    get = attrs.get
     error_type = get(sc.ERROR_TYPE)
-    if error_type is None and status == "ERROR":
-        error_type = next((e.attributes[EXCEPTION_TYPE] for e in events
-                           if e.attributes and EXCEPTION_TYPE in e.attributes), None)
+    if error_type is None and status == "ERROR" and events:
+        error_type = next((e[2][EXCEPTION_TYPE] for e in events if e[2] and EXCEPTION_TYPE in e[2]), None)
     ttft = get(sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS)
     if ttft is None:
         ttft = _seconds_to_ns(get(sc.RESPONSE_TIME_TO_FIRST_CHUNK))
-    scope = span.instrumentation_scope
     return (
-        f"{ctx.trace_id:032x}",
-        f"{ctx.span_id:016x}",
-        f"{span.parent.span_id:016x}" if span.parent is not None else None,
-        span.name,
+        trace_id,
+        span_id,
+        parent_span_id,
+        name,
         get(sc.SPAN_KIND),
         get(sc.OPERATION_NAME),
-        cached[1],
+        resource[1],
         get(sc.PROVIDER_NAME),
         get(sc.REQUEST_MODEL),
         get(sc.RESPONSE_MODEL),
@@ -260,10 +298,9 @@ def _row(span: ReadableSpan, resources: dict[int, tuple[str, Any]]) -> tuple[Any
         get(sc.USER_ID),
         get(sc.SAMPLING_ADJUSTED_COUNT),
         _encode(attrs),
-        _encode([{"name": e.name, "time_ns": e.timestamp, "attributes": dict(e.attributes or {})}
-                 for e in events]) if events else "[]",
-        cached[0],
-        scope.name if scope is not None else None,
+        _encode([{"name": n, "time_ns": t, "attributes": dict(a or {})} for n, t, a in events]) if events else "[]",
+        resource[0],
+        scope,
     )
 
 
@@ -322,5 +359,37 @@ def _json_encoder() -> Callable[[Any], str]:
     return lambda obj: "".join(fast(obj, 0))
 
 
+#: The reference encoding (the standard library's); :func:`_encode` gives the same JSON values, faster.
+_encode_std = _json_encoder()
+#: Types orjson would render its own way (an object, ISO text) where the standard encoder calls ``str``.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _encode(obj: Any) -> str:
+    """Compact JSON keeping non-ASCII text, as :data:`_encode_std` writes it, by orjson where it agrees.
+
+    orjson refuses what the standard encoder accepts (integers past 64 bits, non-string keys, lone
+    surrogates): those go to the standard encoder. It writes a non-finite float as ``null`` where the
+    standard encoder writes ``NaN``/``Infinity``: only JSON with a ``null`` in it needs that checked.
+    """
+    try:
+        out = orjson.dumps(obj, default=str, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return _encode_std(obj)
+    if b"null" in out and _has_non_finite(obj):
+        return _encode_std(obj)
+    return out.decode()
+
+
+def _has_non_finite(obj: Any) -> bool:
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        obj = obj.values()
+    elif not isinstance(obj, list | tuple):
+        return False
+    return any(_has_non_finite(v) for v in obj)
+
+
+_STATUS_NAMES = {code: code.name for code in StatusCode}
 _INSERT = _insert_sql()
-_encode = _json_encoder()
