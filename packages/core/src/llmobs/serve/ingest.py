@@ -16,6 +16,7 @@ from llmobs import semconv as sc
 from llmobs.content import CaptureMode, ContentPolicy
 from llmobs.pricing import ModelPrice
 from llmobs.serve import otlp
+from llmobs.store import SQLiteSpanExporter
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Result:
 
 class Ingestor:
     """Normalises received spans and writes them with the store's exporter.
+
+    With the store's own exporter, spans go from the protobuf straight to its rows (:func:`otlp.decode_rows`);
+    any other exporter is handed SDK spans (:func:`otlp.decode`).
 
     Content follows ``settings`` (capture mode, size cap, redactors from plugins, PII redaction) just
     as in an instrumented process. Spans from llmobs' own recorder (scope ``llmobs``) were already made
@@ -65,6 +69,10 @@ class Ingestor:
         return interop.normalise_event(name, attributes, self.policy)
 
     def ingest(self, request: ExportTraceServiceRequest) -> Result:
+        if isinstance(self.exporter, SQLiteSpanExporter):  # the store's rows straight from the protobuf
+            rows = otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
+            stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
+            return Result(len(rows.rows) + rows.failed, rows.rejected, rows.reason, stored)
         decoded = otlp.decode(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
         stored = not decoded.spans or self.exporter.export(decoded.spans) is SpanExportResult.SUCCESS
         return Result(len(decoded.spans), decoded.rejected, decoded.reason, stored)

@@ -1,10 +1,11 @@
-"""OTLP/HTTP trace payloads: requests (protobuf or JSON) into SDK spans, and the spec's responses.
+"""OTLP/HTTP trace payloads: requests (protobuf or JSON) into SDK spans or store rows, and the spec's responses.
 
-Received spans become ordinary SDK ``ReadableSpan`` objects so the store's own row conversion
-(:class:`~llmobs.store.SQLiteSpanExporter`) writes them: there is one span-to-row mapping, not two.
-Attribute values are reduced to what an SDK span can hold (scalars and homogeneous arrays; a key-value
-list becomes JSON text, bytes base64, non-finite doubles their name), so whatever arrives can be
-stored, listed and served as strict JSON.
+Received spans become ordinary SDK ``ReadableSpan`` objects (:func:`decode`, for re-export) or, for the
+receiver's own store, rows made by the store's one span-to-row mapping
+(:func:`llmobs.store.exporter.span_row`) straight from the protobuf (:func:`decode_rows`); both read the
+same attributes the same way. Attribute values are reduced to what an SDK span can hold (scalars and
+homogeneous arrays; a key-value list becomes JSON text, bytes base64, non-finite doubles their name), so
+whatever arrives can be stored, listed and served as strict JSON.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from llmobs.store import exporter as store_exporter
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -176,6 +179,84 @@ def _decode_span(span: Any, resource: Resource, scope: InstrumentationScope, spa
     ))
 
 
+@dataclass
+class DecodedRows:
+    """The store rows of one request; spans rejected as invalid (with the first reason) and spans whose
+    row could not be made (counted by the store as dropped: the request is not stored in full)."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: int = 0
+    reason: str = ""
+    failed: int = 0
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        self.reason = self.reason or reason
+
+
+def decode_rows(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
+                event_attributes: EventAttributes, resource_attributes: ResourceAttributes) -> DecodedRows:
+    """Store rows for every valid span of ``request``: what :func:`decode` and then the store's exporter make
+    of it, read straight from the protobuf without SDK spans in between (the receiver's hot path)."""
+    out = DecodedRows()
+    span_row = store_exporter.span_row
+    for resource_spans in request.resource_spans:
+        try:
+            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
+        except Exception as exc:  # as in decode(): its spans are rejected, not the request
+            for scope_spans in resource_spans.scope_spans:
+                for _ in scope_spans.spans:
+                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
+            continue
+        columns = None
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope.name
+            for span in scope_spans.spans:
+                try:
+                    parts = _span_parts(span, scope, span_attributes, event_attributes, out)
+                except Exception as exc:
+                    out.reject(f"span attributes could not be read ({type(exc).__name__})")
+                    continue
+                if parts is None:
+                    continue
+                try:
+                    if columns is None:
+                        columns = store_exporter.resource_columns(resource.attributes)
+                    out.rows.append(span_row(*parts[:5], columns, *parts[5:]))
+                except Exception as exc:  # as the exporter counts a span it cannot convert
+                    store_exporter.convert_failed(exc)
+                    out.failed += 1
+    return out
+
+
+def _span_parts(span: Any, scope: str, span_attributes: SpanAttributes, event_attributes: EventAttributes,
+                out: DecodedRows) -> tuple[Any, ...] | None:
+    """:func:`~llmobs.store.exporter.span_row`'s arguments but the resource; None if the span is rejected."""
+    trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
+    if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+        out.reject("invalid trace or span id")
+        return None
+    if parent_id and (len(parent_id) != 8 or not any(parent_id)):
+        out.reject("invalid parent span id")
+        return None
+    start = span.start_time_unix_nano
+    events = None
+    if len(span.events):
+        events = []
+        for event in span.events:
+            attrs = event_attributes(event.name, _attributes(event.attributes))
+            if attrs is not None:
+                events.append((event.name, event.time_unix_nano or start, attrs))
+    code = span.status.code
+    status = _STATUS_NAMES[code] if 0 <= code < len(_STATUS_NAMES) else "UNSET"
+    name, attributes = span_attributes(_attributes(span.attributes), span.name, scope)
+    return (trace_id.hex(), span_id.hex(), parent_id.hex() if parent_id else None, name, attributes,
+            start, max(span.end_time_unix_nano, start), status, events, scope)
+
+
+_STATUS_NAMES = tuple(code.name for code in _STATUS)
+
+
 _SCALARS = frozenset({"string_value", "int_value", "bool_value"})
 
 
@@ -183,8 +264,12 @@ def _attributes(pairs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         value = pair.value
+        text = value.string_value
+        if text:  # nearly every attribute: the hot path of ingest, without the costly WhichOneof
+            out[pair.key] = text
+            continue
         kind = value.WhichOneof("value")
-        if kind in _SCALARS:  # nearly every attribute: read it inline, the hot path of ingest
+        if kind in _SCALARS:
             out[pair.key] = getattr(value, kind)
         elif kind is not None:
             converted = _value(value)
