@@ -262,6 +262,7 @@ def decision_cost_ns(spans: list[ReadableSpan], rounds: int) -> dict[str, float]
         else:
             base_cpu, base_wall = timed(without_sampler)
             sampler_cpu, sampler_wall = timed(with_sampler)
+        processor.shutdown()  # its sweeper thread ends with the round: one sampler at a time, as in production
         cpu.append((sampler_cpu - base_cpu) / len(spans))
         wall.append((sampler_wall - base_wall) / len(spans))
         baseline.append(base_cpu / len(spans))

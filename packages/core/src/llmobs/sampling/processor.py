@@ -94,6 +94,15 @@ def _direct_readable_span() -> type | None:
     return ReadableSpan if direct else None
 
 
+def _direct_span_context() -> type | None:
+    try:
+        context = SpanContext(5, 6, True)
+        direct = context[0] == context.trace_id == 5 and context[2] is context.is_remote is True
+    except Exception:
+        return None
+    return SpanContext if direct else None
+
+
 def _direct_bounded_attributes() -> type | None:
     try:
         inner = BoundedAttributes(attributes={"a": 1}, immutable=True)._dict
@@ -103,6 +112,7 @@ def _direct_bounded_attributes() -> type | None:
 
 
 _READABLE = _direct_readable_span()
+_CONTEXT = _direct_span_context()  # a tuple: (trace id, span id, is remote, ...)
 _BOUNDED = _direct_bounded_attributes()
 
 
@@ -259,10 +269,14 @@ class SamplingProcessor(SpanProcessor):
             if not (self._auto_enabled if enabled is None else enabled):
                 self._send(span)  # capture-all: nothing to decide, nothing to buffer
                 return
-            trace_id = context.trace_id
-            local_root = parent is None or parent.is_remote
-            spans: list[ReadableSpan] = []
-            evicted: list[tuple[_Trace, bool]] = []
+            if type(context) is _CONTEXT:
+                trace_id = context[0]
+                local_root = parent is None or (parent[2] if type(parent) is _CONTEXT else parent.is_remote)
+            else:
+                trace_id = context.trace_id
+                local_root = parent is None or parent.is_remote
+            spans: list[ReadableSpan] | None = None
+            evicted: list[tuple[_Trace, bool]] | None = None
             with self._lock:
                 decision = self._decided.get(trace_id, _UNDECIDED)
                 if decision is _UNDECIDED:
@@ -270,7 +284,7 @@ class SamplingProcessor(SpanProcessor):
                     if local_root:  # the local trace is complete: out of the buffer, to be decided
                         trace = traces.pop(trace_id, None)
                         if trace is None:
-                            spans.append(span)
+                            spans = [span]
                         else:
                             spans = trace
                             spans.append(span)
@@ -287,10 +301,11 @@ class SamplingProcessor(SpanProcessor):
                         evicted = self._evict(self._clock(), buffer.max_traces, buffer.max_spans, buffer.max_age_s)
             if decision is not _UNDECIDED:
                 self._forward_late(span, decision)
-            elif spans:
+            elif spans is not None:
                 self._decide(spans, False, span, policy, trace_id)
-            for trace, partial in evicted:
-                self._decide(trace, partial)
+            if evicted:
+                for trace, partial in evicted:
+                    self._decide(trace, partial)
             if self._sweeper_process != _process[0]:
                 self._start_sweeper()
         except Exception as exc:
@@ -482,7 +497,7 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, plan: _Plan) -> t
     error, readable, bounded = StatusCode.ERROR, _READABLE, _BOUNDED
     check_error, ttft_limit, finish_reasons = plan.error, plan.ttft_s, plan.finish_reasons
     empty_output, min_score, interrupted = plan.empty_output, plan.min_eval_score, plan.interrupted
-    inference = sc.INFERENCE_OPERATIONS
+    inference, embeddings = sc.INFERENCE_OPERATIONS, sc.OP_EMBEDDINGS
     force_key, partial_key, operation_key = sc.SAMPLING_FORCE, sc.PARTIAL, sc.OPERATION_NAME
     model_key, ttft_key, finish_key, cost_key = (
         sc.REQUEST_MODEL, sc.RESPONSE_TIME_TO_FIRST_CHUNK, sc.RESPONSE_FINISH_REASONS, sc.COST_USD
@@ -504,7 +519,8 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, plan: _Plan) -> t
             _add(reasons, "error")
         if interrupted and get(partial_key) is True:
             _add(reasons, "interrupted")
-        if get(operation_key) in inference:
+        operation = get(operation_key)
+        if operation in inference:
             model = get(model_key)
             if model:
                 models.add(model if type(model) is str else str(model))
@@ -525,7 +541,12 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, plan: _Plan) -> t
             finish = get(finish_key)
             if finish and not finish_reasons.isdisjoint(finish):
                 _add(reasons, "finish_reason")
-            if empty_output and not (type(tokens_out) is int and tokens_out > 0) and _empty_output(span, a):
+            if (
+                empty_output
+                and not (type(tokens_out) is int and tokens_out > 0)
+                and operation != embeddings  # never an empty answer (as _empty_output says, sooner)
+                and _empty_output(span, a)
+            ):
                 _add(reasons, "empty_output")
         if min_score is not None and span.events and _low_score(span, min_score):
             _add(reasons, "low_score")
