@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sqlite3
@@ -414,3 +415,33 @@ def test_store_file_without_schema_reads_as_empty(tmp_path):
         assert store.model_stats() == []
         with pytest.raises(KeyError):
             store.get_trace("ab")
+
+
+def test_checkpoints_run_on_a_background_thread_that_ends_with_the_exporter(tmp_path, monkeypatch):
+    path = tmp_path / "t.db"
+    exporter = SQLiteSpanExporter(path)
+    assert exporter.export(_spans(50, payload="x" * 2000)) is SpanExportResult.SUCCESS
+    checkpointer = exporter._checkpointer
+    assert checkpointer is not None and checkpointer._thread.is_alive()
+    assert exporter._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == exporter_module.WRITER_AUTOCHECKPOINT
+    deadline = time.monotonic() + 10
+    while checkpointer.runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert checkpointer.runs >= 1
+    assert exporter.export(_spans(3)) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert not checkpointer._thread.is_alive()
+    assert not Path(f"{path}-wal").exists()  # the writer closed last and cleaned up
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 53
+    conn.close()
+    assert selfstats.snapshot() == {}
+
+    monkeypatch.setattr(exporter_module, "_IDLE_CHECK_S", 0.05)
+    dropped = SQLiteSpanExporter(tmp_path / "dropped.db")
+    assert dropped.export(_spans(2)) is SpanExportResult.SUCCESS
+    thread = dropped._checkpointer._thread
+    del dropped
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()  # an exporter dropped without shutdown() does not leave its thread behind
