@@ -434,7 +434,7 @@ def test_spans_read_directly_or_through_properties_are_decided_alike():
     from llmobs.sampling import processor as sampling_processor
 
     assert sampling_processor._READABLE is ReadableSpan  # the installed SDK is read directly
-    assert sampling_processor._CONTEXT is SpanContext
+    assert sampling_processor._CONTEXT is SpanContext and sampling_processor._STATUS is not None
     recorded = InMemorySpanExporter()
     provider = TracerProvider(id_generator=SeededIds(3))
     provider.add_span_processor(SimpleSpanProcessor(recorded))

@@ -43,6 +43,7 @@ from llmobs.sampling.policy import ALIASES, DEFAULT_RATIO, SERVICE, SPAN_NAME, S
 
 _RANDOM_BITS = 56
 _RANDOM_MASK = (1 << _RANDOM_BITS) - 1
+_RANDOM_SCALE = 1 << _RANDOM_BITS
 _DECIDED_CAP = 100_000  # remembered decisions, for spans ending after their trace was decided
 _KEYS_CAP = 10_000  # distinct floor keys; beyond, keys share one bucket
 FORCE_BAGGAGE = "llmobs.force"
@@ -59,7 +60,7 @@ os.register_at_fork(after_in_child=_forked)
 
 def keeps(trace_id: int, probability: float) -> bool:
     """Consistent decision: the same trace id and probability give the same answer in every process."""
-    return (trace_id & _RANDOM_MASK) < probability * (1 << _RANDOM_BITS)
+    return (trace_id & _RANDOM_MASK) < probability * _RANDOM_SCALE
 
 
 # --- reading finished spans -----------------------------------------------------------------------
@@ -103,6 +104,15 @@ def _direct_span_context() -> type | None:
     return SpanContext if direct else None
 
 
+def _direct_status() -> type | None:
+    try:
+        status = Status(StatusCode.ERROR)
+        direct = status._status_code is status.status_code is StatusCode.ERROR
+    except Exception:
+        return None
+    return Status if direct else None
+
+
 def _direct_bounded_attributes() -> type | None:
     try:
         inner = BoundedAttributes(attributes={"a": 1}, immutable=True)._dict
@@ -113,6 +123,7 @@ def _direct_bounded_attributes() -> type | None:
 
 _READABLE = _direct_readable_span()
 _CONTEXT = _direct_span_context()  # a tuple: (trace id, span id, is remote, ...)
+_STATUS = _direct_status()
 _BOUNDED = _direct_bounded_attributes()
 
 
@@ -406,7 +417,7 @@ class SamplingProcessor(SpanProcessor):
         with self._lock:  # one critical section: the rates, then the decision remembered
             if key is not None:
                 reason, probability = self._rated(key, now, policy, plan.base)
-            kept = keeps(trace_id, probability)
+            kept = (trace_id & _RANDOM_MASK) < probability * _RANDOM_SCALE  # keeps(trace_id, probability)
             if kept:
                 if partial:
                     reason = "partial:" + reason
@@ -494,7 +505,7 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, plan: _Plan) -> t
     models: set[str] = set()
     tokens = 0
     cost = 0.0
-    error, readable, bounded = StatusCode.ERROR, _READABLE, _BOUNDED
+    error, readable, bounded, status_type = StatusCode.ERROR, _READABLE, _BOUNDED, _STATUS
     check_error, ttft_limit, finish_reasons = plan.error, plan.ttft_s, plan.finish_reasons
     empty_output, min_score, interrupted = plan.empty_output, plan.min_eval_score, plan.interrupted
     inference, embeddings = sc.INFERENCE_OPERATIONS, sc.OP_EMBEDDINGS
@@ -515,7 +526,7 @@ def _promotions(spans: list[ReadableSpan], root: ReadableSpan, plan: _Plan) -> t
         forced = get(force_key)
         if forced:
             _add(reasons, f"forced={forced}")
-        if check_error and status.status_code is error:
+        if check_error and (status._status_code if type(status) is status_type else status.status_code) is error:
             _add(reasons, "error")
         if interrupted and get(partial_key) is True:
             _add(reasons, "interrupted")
