@@ -168,3 +168,21 @@ def test_nothing_is_lost_when_a_collection_has_no_sdk_metrics(temporality):
     provider.get_meter("app").create_observable_gauge("app.gauge", callbacks=[lambda options: [Observation(1)]])
     points = _points(reader)
     assert [v["count"] for k, v in points.items() if k[0] == sc.METRIC_CLIENT_OPERATION_DURATION] == [1]
+
+
+def test_on_an_application_provider_a_counter_reports_totals_kept_here():
+    """Counters cost a dict update on the SDK path too: an observable counter reads the totals."""
+    selfstats.reset()
+    reader = InMemoryMetricReader()
+    counter = aggregated_metrics.Meter("t", None, MeterProvider(metric_readers=[reader])).counter("c", "1", "")
+    counter.add(1.5, {"a": "x"})
+    counter.add(1.5, {"a": "x"})
+    counter.add(2, {"a": "y"})
+    counter.add(-1, {"a": "x"})
+    counter.add(float("nan"), {"a": "x"})
+    points = _points(reader)
+    assert points[("c", frozenset({("a", "x")}))]["value"] == 3.0
+    assert points[("c", frozenset({("a", "y")}))]["value"] == 2
+    assert selfstats.snapshot()["metrics.invalid_value"] == 2
+    counter.add(1, {"a": "y"})
+    assert _points(reader)[("c", frozenset({("a", "y")}))]["value"] == 3  # cumulative

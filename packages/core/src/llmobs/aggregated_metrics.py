@@ -251,6 +251,9 @@ class _Instrument:
         self._global = provider is None
         self._fixed = None if provider is None else _providers.get(provider)
 
+    def _aggregations(self) -> tuple[_Aggregation, ...] | None:
+        return _global if self._global else self._fixed
+
     def _measure(self, value: float, attributes: Mapping[str, Any]) -> None:
         aggregations = _global if self._global else self._fixed
         if aggregations is None:
@@ -290,5 +293,37 @@ class Meter:
         return _Instrument(sdk, _Spec(self._scope, name, unit, description, bounds), self._provider)
 
     def counter(self, name: str, unit: str, description: str) -> _Instrument:
-        sdk = self._meter.create_counter(name, unit=unit, description=description)
-        return _Instrument(sdk, _Spec(self._scope, name, unit, description, None), self._provider)
+        """A monotonic counter. On the SDK path it is an observable counter over totals kept here, so an
+        ``add`` costs a dict update there too; the SDK reads the totals at collection."""
+        totals = _Totals()
+        instrument = _Instrument(totals, _Spec(self._scope, name, unit, description, None), self._provider)
+        totals.instrument = instrument
+        self._meter.create_observable_counter(name, callbacks=[totals.observe], unit=unit, description=description)
+        return instrument
+
+
+class _Totals:
+    """Cumulative sums per attribute set, reported by an observable counter's callback."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sums: dict[frozenset[tuple[str, Any]], float] = {}
+        self.instrument: _Instrument | None = None
+
+    def add(self, value: float, attributes: Mapping[str, Any]) -> None:
+        if value != value or value < 0:
+            selfstats.count("metrics.invalid_value")
+            return
+        key = frozenset(attributes.items())
+        with self.lock:
+            if key not in self.sums and len(self.sums) >= CARDINALITY_LIMIT:
+                key = _OVERFLOW
+            self.sums[key] = self.sums.get(key, 0) + value
+
+    def observe(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        instrument = self.instrument
+        if instrument is not None and instrument._aggregations() is not None:
+            return []  # the provider aggregates here now: the merged points report this counter
+        with self.lock:
+            items = list(self.sums.items())
+        return [metrics.Observation(total, dict(key)) for key, total in items]
