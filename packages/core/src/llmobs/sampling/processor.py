@@ -124,6 +124,8 @@ def _direct_bounded_attributes() -> type | None:
 _READABLE = _direct_readable_span()
 _CONTEXT = _direct_span_context()  # a tuple: (trace id, span id, is remote, ...)
 _STATUS = _direct_status()
+# the property every span type of the SDK reads its parent with (the live spans on_start sees included)
+_PARENT_PROPERTY = ReadableSpan.parent if _READABLE is not None else None
 _BOUNDED = _direct_bounded_attributes()
 
 
@@ -259,8 +261,8 @@ class SamplingProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """A request that asks for its trace to be kept (baggage ``llmobs.force``) marks the local root."""
         try:
-            parent = span.parent
-            if parent is None or parent.is_remote:
+            parent = span._parent if type(span).parent is _PARENT_PROPERTY else span.parent
+            if parent is None or (parent[2] if type(parent) is _CONTEXT else parent.is_remote):
                 forced = baggage.get_baggage(FORCE_BAGGAGE, parent_context)
                 if forced and str(forced).lower() not in ("0", "false", "no"):
                     span.set_attribute(sc.SAMPLING_FORCE, "request")
