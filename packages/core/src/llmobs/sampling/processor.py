@@ -408,7 +408,7 @@ class SamplingProcessor(SpanProcessor):
                     reason, probability = "parent", 1.0 if parent.trace_flags.sampled else 0.0
                 else:
                     service = self._service_of(root)
-                    for index, rule in enumerate(policy.rules):
+                    for index, rule in enumerate(policy.rules) if policy.rules else ():
                         if rule.matches(spans, service):
                             reason, probability = f"rule:{index}", rule.ratio
                             break
@@ -434,8 +434,9 @@ class SamplingProcessor(SpanProcessor):
             selfstats.count("sampling.dropped_spans", len(spans))
             return
         selfstats.count("sampling.kept_traces")
+        send = self._send
         for span in spans:
-            self._send(_stamped(span, reason, adjusted))
+            send(_stamped(span, reason, adjusted))
 
     def _service_of(self, span: ReadableSpan) -> str | None:
         resource = span._resource if type(span) is _READABLE else span.resource
