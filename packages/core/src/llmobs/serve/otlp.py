@@ -264,9 +264,15 @@ def _attributes(pairs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         value = pair.value
+        # The hot path of ingest: a non-default value of a oneof field is the one set, which reads far
+        # faster than asking WhichOneof. Strings are nearly every attribute, then integers.
         text = value.string_value
-        if text:  # nearly every attribute: the hot path of ingest, without the costly WhichOneof
+        if text:
             out[pair.key] = text
+            continue
+        number = value.int_value
+        if number:
+            out[pair.key] = number
             continue
         kind = value.WhichOneof("value")
         if kind in _SCALARS:
