@@ -422,6 +422,9 @@ def test_checkpoints_run_on_a_background_thread_that_ends_with_the_exporter(tmp_
     exporter = SQLiteSpanExporter(path)
     assert exporter.export(_spans(50, payload="x" * 2000)) is SpanExportResult.SUCCESS
     checkpointer = exporter._checkpointer
+    time.sleep(0.05)
+    assert checkpointer.runs == 0  # 100 KB: not worth an fsync yet
+    assert exporter.export(_spans(500, payload="x" * 2000)) is SpanExportResult.SUCCESS
     assert checkpointer is not None and checkpointer._thread.is_alive()
     assert exporter._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == exporter_module.WRITER_AUTOCHECKPOINT
     deadline = time.monotonic() + 10
@@ -433,7 +436,7 @@ def test_checkpoints_run_on_a_background_thread_that_ends_with_the_exporter(tmp_
     assert not checkpointer._thread.is_alive()
     assert not Path(f"{path}-wal").exists()  # the writer closed last and cleaned up
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 53
+    assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 553
     conn.close()
     assert selfstats.snapshot() == {}
 

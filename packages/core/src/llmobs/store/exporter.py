@@ -60,6 +60,9 @@ _DELETE_CHUNK = 5000
 #: WAL pages at which the writer checkpoints by itself, in export(); below it the background checkpointer
 #: keeps the WAL short (SQLite's default, 1000, would often beat it to the work).
 WRITER_AUTOCHECKPOINT = 2000
+#: Attribute JSON committed (bytes) after which the background checkpointer is woken: a busy writer's every
+#: batch (a checkpoint that keeps up lets the WAL restart), but not a quiet application's every few spans.
+CHECKPOINT_AFTER_BYTES = 256 * 1024
 #: How often an idle checkpointer thread checks that its exporter still exists.
 _IDLE_CHECK_S = 30.0
 
@@ -80,6 +83,7 @@ class SQLiteSpanExporter(SpanExporter):
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: _Checkpointer | None = None
+        self._uncheckpointed = 0  # attribute JSON bytes committed since the checkpointer was last woken
         self._pid = os.getpid()
         self._retention_due = 0.0
         self._shut_down = False
@@ -120,7 +124,10 @@ class SQLiteSpanExporter(SpanExporter):
                 self._close()  # reopen on the next batch, in case the connection itself is broken
                 return False
             if self._checkpointer is not None:
-                self._checkpointer.poke()
+                self._uncheckpointed += sum(map(len, [row[_ATTRIBUTES] for row in rows]))
+                if self._uncheckpointed >= CHECKPOINT_AFTER_BYTES:
+                    self._uncheckpointed = 0
+                    self._checkpointer.poke()
             self._maybe_apply_retention(conn)
             return True
 
@@ -173,7 +180,8 @@ class SQLiteSpanExporter(SpanExporter):
 
 
 class _Checkpointer:
-    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own thread and connection after each commit it is told of.
+    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own thread and connection when the writer has committed
+    :data:`CHECKPOINT_AFTER_BYTES` more.
 
     A passive checkpoint never blocks the writer nor waits for readers; SQLite releases the GIL for the whole
     of it, so its page copies and fsyncs overlap the next batch's conversion and insert. The WAL restarts
@@ -473,4 +481,5 @@ def _has_non_finite(obj: Any) -> bool:
 
 
 _STATUS_NAMES = {code: code.name for code in StatusCode}
+_ATTRIBUTES = schema.COLUMNS.index("attributes")
 _INSERT = _insert_sql()
