@@ -80,6 +80,9 @@ class Bench:
     variants: list[Variant] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: What a batch is timed with: wall time by default; ``time.process_time_ns`` measures the CPU this
+    #: process spends (all its threads), which leaves out waiting on another process, e.g. a server's.
+    clock: Callable[[], int] = time.perf_counter_ns
 
     def add(
         self,
@@ -113,19 +116,20 @@ class Bench:
                 raise ValueError(f"unknown variant {name!r}")
         if warmup:
             for variant in self.variants:
-                _time_batch(variant, variant.batch or batch)
+                _time_batch(variant, variant.batch or batch, self.clock)
         samples: dict[str, list[float]] = {v.name: [] for v in self.variants}
         started = time.perf_counter()
         for r in range(rounds):
             for variant in self.variants:
                 calls = variant.batch or batch
-                elapsed = _time_batch(variant, calls)
+                elapsed = _time_batch(variant, calls, self.clock)
                 samples[variant.name].append(elapsed / (calls * variant.units))
             if progress:
                 print(f"  round {r + 1}/{rounds}", file=sys.stderr, end="\r", flush=True)
         if progress:
             print(file=sys.stderr)
-        return self.report(samples, rounds=rounds, batch=batch, wall_s=time.perf_counter() - started)
+        clock = "cpu" if self.clock is time.process_time_ns else "wall"
+        return self.report(samples, rounds=rounds, batch=batch, wall_s=time.perf_counter() - started, clock=clock)
 
     def report(self, samples: dict[str, list[float]], **run_info: Any) -> dict[str, Any]:
         """Summaries (median, p10, p90 in ns per operation; ratios) from per-round samples."""
@@ -154,13 +158,20 @@ class Bench:
         comparisons = []
         for c in self.comparisons:
             v, o = rows[c.variant]["median_ns"], rows[c.other]["median_ns"]
+            paired = None
             if c.bare is None:
                 ratio = v / o
             else:
                 b = rows[c.bare]["median_ns"]
                 ratio = (v - b) / (o - b) if o != b else float("nan")
+                # Added costs paired within each round, then their medians: steadier when the bare
+                # time itself drifts between rounds by more than the costs being compared.
+                bare_samples = samples[c.bare]
+                added_v = statistics.median(x - y for x, y in zip(samples[c.variant], bare_samples, strict=True))
+                added_o = statistics.median(x - y for x, y in zip(samples[c.other], bare_samples, strict=True))
+                paired = added_v / added_o if added_o else float("nan")
             comparisons.append({"label": c.label, "variant": c.variant, "other": c.other, "bare": c.bare,
-                                "ratio": ratio})
+                                "ratio": ratio, "paired_ratio": paired})
         return {
             "bench": self.name,
             "unit": self.unit,
@@ -172,17 +183,17 @@ class Bench:
         }
 
 
-def _time_batch(variant: Variant, calls: int) -> int:
-    """Nanoseconds for ``calls`` calls of the variant, setup and teardown excluded."""
+def _time_batch(variant: Variant, calls: int, clock: Callable[[], int] = time.perf_counter_ns) -> int:
+    """Nanoseconds (of ``clock``) for ``calls`` calls of the variant, setup and teardown excluded."""
     fn = variant.fn
     if variant.setup is not None:
         variant.setup()
     try:
         gc.collect()
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for _ in range(calls):
             fn()
-        return time.perf_counter_ns() - t0
+        return clock() - t0
     finally:
         if variant.teardown is not None:
             variant.teardown()
@@ -242,13 +253,15 @@ def table(report: dict[str, Any], *, extra: dict[str, Callable[[dict[str, Any]],
         padded = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
         return "  ".join(padded)
 
-    out = [f"{report['bench']}: {report['run'].get('rounds')} rounds, interleaved; times per {unit}",
+    clock = " (CPU time of this process)" if report["run"].get("clock") == "cpu" else ""
+    out = [f"{report['bench']}: {report['run'].get('rounds')} rounds, interleaved; times per {unit}{clock}",
            fmt(headers), fmt(["-" * w for w in widths])]
     out += [fmt(line) for line in lines]
     for c in report["comparisons"]:
         how = f"({c['variant']} - {c['bare']}) / ({c['other']} - {c['bare']})" if c["bare"] else \
             f"{c['variant']} / {c['other']}"
-        out.append(f"{c['label']}: {c['ratio']:.2f}  [{how}]")
+        paired = f", paired {c['paired_ratio']:.2f}" if c.get("paired_ratio") is not None else ""
+        out.append(f"{c['label']}: {c['ratio']:.2f}{paired}  [{how}]")
     out += [f"note: {n}" for n in report["notes"]]
     return "\n".join(out)
 

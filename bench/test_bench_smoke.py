@@ -72,8 +72,9 @@ def test_openai_bench_quick(tmp_path):
             assert worker["unavailable"], key
             continue
         anchor = key.split(",")[0]
-        _check(worker["call"], {"bare", "llmobs", "llmobs_no_content", anchor})
-        _check(worker["stream"], {"bare", "llmobs", anchor})
+        for clock in ("cpu", "wall"):
+            _check(worker[clock]["call"], {"bare", "llmobs", "llmobs_no_content", anchor})
+            _check(worker[clock]["stream"], {"bare", "llmobs", anchor})
     assert json.loads(out.read_text())["workers"].keys() == workers.keys()
 
 
