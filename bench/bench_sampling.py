@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics import MeterProvider
@@ -225,12 +226,13 @@ def metric_totals(reader: InMemoryMetricReader) -> tuple[int, int, int]:
     return calls, tokens_in, tokens_out
 
 
-def decision_cost_ns(spans: list[ReadableSpan], rounds: int) -> dict[str, float]:
+def decision_cost_ns(spans: list[ReadableSpan], rounds: int, warmup: int = 2) -> dict[str, Any]:
     """The sampler's own cost per span: recorded spans through a fresh default-policy sampler (its
     ``on_start`` and ``on_end``, as the SDK calls them), minus the same spans handed straight to the same
     no-op downstream (no sampler), the two interleaved round by round. Times are the thread's CPU time, so
     waiting for a CPU on a loaded machine is not counted; wall time is reported beside them.
-    Median over rounds of the paired difference, ns per span."""
+    Median over rounds of the paired difference, ns per span, after ``warmup`` rounds not counted (the
+    first rounds in a process also pay for its memory growing and its code warming up)."""
 
     class Null(SpanProcessor):
         def on_end(self, span: ReadableSpan) -> None:
@@ -248,7 +250,7 @@ def decision_cost_ns(spans: list[ReadableSpan], rounds: int) -> dict[str, float]
 
     default = SamplingPolicy()
     cpu, wall, baseline = [], [], []
-    for _ in range(rounds):
+    for index in range(warmup + rounds):
         processor = SamplingProcessor([Null()], policy=lambda: default)  # the production clock
 
         def with_sampler(processor: SamplingProcessor = processor) -> None:
@@ -256,13 +258,15 @@ def decision_cost_ns(spans: list[ReadableSpan], rounds: int) -> dict[str, float]
                 processor.on_start(span, None)  # type: ignore[arg-type]  # a finished span: no baggage to read
                 processor.on_end(span)
 
-        if len(cpu) % 2:  # alternate which goes first
+        if index % 2:  # alternate which goes first
             sampler_cpu, sampler_wall = timed(with_sampler)
             base_cpu, base_wall = timed(without_sampler)
         else:
             base_cpu, base_wall = timed(without_sampler)
             sampler_cpu, sampler_wall = timed(with_sampler)
         processor.shutdown()  # its sweeper thread ends with the round: one sampler at a time, as in production
+        if index < warmup:
+            continue
         cpu.append((sampler_cpu - base_cpu) / len(spans))
         wall.append((sampler_wall - base_wall) / len(spans))
         baseline.append(base_cpu / len(spans))
@@ -271,6 +275,8 @@ def decision_cost_ns(spans: list[ReadableSpan], rounds: int) -> dict[str, float]
         "wall": statistics.median(wall),
         "no_sampler_cpu": statistics.median(baseline),
         "rounds": rounds,
+        "warmup_rounds": warmup,
+        "cpu_per_round": cpu,
     }
 
 
@@ -337,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"sampler decision cost: {cost / 1000:.2f} us per span of CPU time (goal <= 5 us)")
     print(
         f"  sampler minus no sampler over {len(everything.kept):,} recorded spans, median of {cost_detail['rounds']} "
-        f"interleaved rounds; wall time {cost_detail['wall'] / 1000:.2f} us; load average {load:.2f}"
+        f"interleaved rounds after {cost_detail['warmup_rounds']} not counted; "
+        f"wall time {cost_detail['wall'] / 1000:.2f} us; load average {load:.2f}"
     )
     print(
         f"  the day's run took {record_ns / 1000:.1f} us per span (recording, both samplers, OTLP encoding): "
