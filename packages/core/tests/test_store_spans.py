@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import enum
 import gc
 import json
 import math
@@ -159,6 +161,17 @@ def test_odd_attribute_types_are_coerced_not_dropped(tmp_path):
     assert selfstats.snapshot() == {}
 
 
+class Float(float):  # as NumPy's float64 is
+    pass
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
 def test_attribute_json_is_what_the_standard_encoder_writes(tmp_path):
     """The fast encoder keeps the standard one's values where the two differ: non-finite numbers stay
     NaN/Infinity (not null), integers past 64 bits and non-string keys are still written."""
@@ -168,6 +181,8 @@ def test_attribute_json_is_what_the_standard_encoder_writes(tmp_path):
         {1: "int key", "nested": {"x": [1, {"y": float("inf")}]}},
         {"text": "é \u2028 \x00 \x7f \" \\ 😀", "floats": (1.5e-7, 1e16, -0.0), "bool": True},
         {"obj": Path("p")},  # not JSON: its str()
+        {"float subclass": Float(0.5), "nan subclass": Float("nan"), "named tuple": Pair(1, Float(2.5)),
+         "enum": Level.HIGH},
         [],
     ]
     for value in odd:

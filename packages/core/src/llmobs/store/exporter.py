@@ -462,12 +462,22 @@ def _encode(obj: Any) -> str:
     standard encoder writes ``NaN``/``Infinity``: only JSON with a ``null`` in it needs that checked.
     """
     try:
-        out = orjson.dumps(obj, default=str, option=_ORJSON_OPTIONS)
+        out = orjson.dumps(obj, default=_orjson_default, option=_ORJSON_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError
         return _encode_std(obj)
     if b"null" in out and _has_non_finite(obj):
         return _encode_std(obj)
     return out.decode()
+
+
+def _orjson_default(obj: Any) -> Any:
+    """What the standard encoder makes of a value orjson does not take natively: subclasses of float
+    (NumPy's float64) and of tuple (named tuples) as numbers and arrays, anything else as ``str``."""
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    return str(obj)
 
 
 def _has_non_finite(obj: Any) -> bool:
