@@ -133,6 +133,18 @@ def build(model_dir: Path) -> harness.Bench:
 
     hot, total, total_no_spans = logger(True), logger(True), logger(False)
 
+    # The same telemetry on a meter provider as llmobs.configure() installs it (metrics aggregated by llmobs).
+    from llmobs import aggregated_metrics
+    from llmobs_vllm._telemetry import EngineTelemetry
+
+    own_reader = aggregated_metrics.AggregatingInMemoryReader()
+    own_provider = MeterProvider(metric_readers=[own_reader])
+    aggregated_metrics.register(own_provider, [own_reader])
+    own = EngineTelemetry("tiny", spans="own", meter_provider=own_provider, start_thread=False)
+
+    def own_record(scheduler: Any, iteration: Any, mm_cache_stats: Any = None, engine_idx: int = 0) -> None:
+        own.record(scheduler, iteration, engine_idx)
+
     bench = harness.Bench("bench_vllm", baseline="vllm_prometheus", unit="step")
     bench.add("vllm_prometheus", stepper(prometheus.record, steps),
               description="PrometheusStatLogger.record(): every latency observed one by one")
@@ -142,6 +154,8 @@ def build(model_dir: Path) -> harness.Bench:
               description="record() + flush of the step: OTel measurements and spans, all timed")
     bench.add("llmobs_total_no_spans", stepper(total_no_spans.record, steps, total_no_spans.telemetry.flush),
               description="record() + flush, per-request spans off")
+    bench.add("llmobs_total_own_metrics", stepper(own_record, steps, own.flush),
+              description="llmobs_total on a meter provider llmobs installs: its metrics aggregated by llmobs")
     bench.notes.append(f"{RUNNING} running requests per step; 4 finish every 4th step; ITL sample 1 in "
                        f"{hot.telemetry.itl_sample_every}")
     bench.notes.append("goal: llmobs_record <= 0.50 x vllm_prometheus")

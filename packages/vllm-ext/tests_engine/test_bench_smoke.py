@@ -20,7 +20,8 @@ def test_bench_vllm_quick(tmp_path):
                            "--json", str(report_path)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(report_path.read_text())
-    assert set(report["variants"]) == {"vllm_prometheus", "llmobs_record", "llmobs_total", "llmobs_total_no_spans"}
+    assert set(report["variants"]) == {"vllm_prometheus", "llmobs_record", "llmobs_total", "llmobs_total_no_spans",
+                                       "llmobs_total_own_metrics"}
     for name, row in report["variants"].items():
         assert row["median_ns"] > 0, name
     assert "llmobs_record" in done.stdout
