@@ -15,7 +15,7 @@ import binascii
 import json
 import math
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,14 +126,7 @@ def decode(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
            event_attributes: EventAttributes, resource_attributes: ResourceAttributes) -> Decoded:
     """SDK spans for every valid span of ``request``; a span with invalid ids is rejected, not stored."""
     out = Decoded()
-    for resource_spans in request.resource_spans:
-        try:
-            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
-        except Exception as exc:  # e.g. RecursionError on an absurdly nested key: its spans, not the request
-            for scope_spans in resource_spans.scope_spans:
-                for _ in scope_spans.spans:
-                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
-            continue
+    for resource, resource_spans in _resources(request, resource_attributes, out):
         for scope_spans in resource_spans.scope_spans:
             scope = InstrumentationScope(scope_spans.scope.name, scope_spans.scope.version or None)
             for span in scope_spans.spans:
@@ -144,14 +137,36 @@ def decode(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
     return out
 
 
+def _resources(request: ExportTraceServiceRequest, resource_attributes: ResourceAttributes,
+               out: Decoded | DecodedRows) -> Iterator[tuple[Resource, Any]]:
+    """Each resource of ``request`` with its spans; the spans of one whose attributes cannot be read (e.g.
+    RecursionError on an absurdly nested key) are rejected, not the request."""
+    for resource_spans in request.resource_spans:
+        try:
+            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
+        except Exception as exc:
+            for scope_spans in resource_spans.scope_spans:
+                for _ in scope_spans.spans:
+                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
+            continue
+        yield resource, resource_spans
+
+
+def _id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> str | None:
+    """Why a span's ids make it unstorable, or None."""
+    if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+        return "invalid trace or span id"
+    if parent_id and (len(parent_id) != 8 or not any(parent_id)):
+        return "invalid parent span id"
+    return None
+
+
 def _decode_span(span: Any, resource: Resource, scope: InstrumentationScope, span_attributes: SpanAttributes,
                  event_attributes: EventAttributes, out: Decoded) -> None:
     trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
-    if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
-        out.reject("invalid trace or span id")
-        return
-    if parent_id and (len(parent_id) != 8 or not any(parent_id)):
-        out.reject("invalid parent span id")
+    problem = _id_problem(trace_id, span_id, parent_id)
+    if problem is not None:
+        out.reject(problem)
         return
     trace_int = int.from_bytes(trace_id, "big")
     flags = TraceFlags(span.flags & 0xFF)
@@ -200,14 +215,7 @@ def decode_rows(request: ExportTraceServiceRequest, span_attributes: SpanAttribu
     of it, read straight from the protobuf without SDK spans in between (the receiver's hot path)."""
     out = DecodedRows()
     span_row = store_exporter.span_row
-    for resource_spans in request.resource_spans:
-        try:
-            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
-        except Exception as exc:  # as in decode(): its spans are rejected, not the request
-            for scope_spans in resource_spans.scope_spans:
-                for _ in scope_spans.spans:
-                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
-            continue
+    for resource, resource_spans in _resources(request, resource_attributes, out):
         columns = None
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
@@ -233,11 +241,9 @@ def _span_parts(span: Any, scope: str, span_attributes: SpanAttributes, event_at
                 out: DecodedRows) -> tuple[Any, ...] | None:
     """:func:`~llmobs.store.exporter.span_row`'s arguments but the resource; None if the span is rejected."""
     trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
-    if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
-        out.reject("invalid trace or span id")
-        return None
-    if parent_id and (len(parent_id) != 8 or not any(parent_id)):
-        out.reject("invalid parent span id")
+    problem = _id_problem(trace_id, span_id, parent_id)
+    if problem is not None:
+        out.reject(problem)
         return None
     start = span.start_time_unix_nano
     events = None

@@ -124,7 +124,7 @@ class SQLiteSpanExporter(SpanExporter):
                 self._close()  # reopen on the next batch, in case the connection itself is broken
                 return False
             if self._checkpointer is not None:
-                self._uncheckpointed += sum(map(len, [row[_ATTRIBUTES] for row in rows]))
+                self._uncheckpointed += sum(len(row[_ATTRIBUTES]) for row in rows)
                 if self._uncheckpointed >= CHECKPOINT_AFTER_BYTES:
                     self._uncheckpointed = 0
                     self._checkpointer.poke()
