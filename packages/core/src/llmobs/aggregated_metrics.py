@@ -241,15 +241,20 @@ def unregister_global() -> None:
 
 
 class _Instrument:
-    """A histogram or counter that aggregates here on a registered provider, else records through the SDK."""
+    """A histogram or counter that aggregates here on a registered provider, else records through the SDK.
 
-    __slots__ = ("_fixed", "_global", "_sdk", "_spec")
+    A counter on the SDK path keeps its totals here too (``totals``), which an observable counter reports:
+    an ``add`` costs a dict update on every provider.
+    """
+
+    __slots__ = ("_fixed", "_global", "_sdk", "_spec", "totals")
 
     def __init__(self, sdk: Any, spec: _Spec, provider: Any) -> None:
         self._sdk = sdk
         self._spec = spec
         self._global = provider is None
         self._fixed = None if provider is None else _providers.get(provider)
+        self.totals = _Aggregation(AggregationTemporality.CUMULATIVE) if spec.bounds is None else None
 
     def _aggregations(self) -> tuple[_Aggregation, ...] | None:
         return _global if self._global else self._fixed
@@ -257,17 +262,23 @@ class _Instrument:
     def _measure(self, value: float, attributes: Mapping[str, Any]) -> None:
         aggregations = _global if self._global else self._fixed
         if aggregations is None:
-            if self._spec.bounds is None:
-                self._sdk.add(value, attributes)
-            else:
+            if self.totals is None:
                 self._sdk.record(value, attributes)
-            return
+                return
+            aggregations = (self.totals,)
         if value != value or (self._spec.bounds is None and value < 0):  # NaN; a counter never goes down
             selfstats.count("metrics.invalid_value")
             return
         key = frozenset(attributes.items())
         for aggregation in aggregations:
             aggregation.add(self._spec, value, key)
+
+    def observe_totals(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        """A counter's totals kept on the SDK path, for its observable counter."""
+        if self.totals is None or self._aggregations() is not None:
+            return []  # the provider aggregates here: the merged points report this counter
+        points, _, _ = self.totals.take()
+        return [metrics.Observation(point[0], dict(key)) for key, point in points.get(self._spec, {}).items()]
 
     record = _measure
     add = _measure
@@ -295,35 +306,8 @@ class Meter:
     def counter(self, name: str, unit: str, description: str) -> _Instrument:
         """A monotonic counter. On the SDK path it is an observable counter over totals kept here, so an
         ``add`` costs a dict update there too; the SDK reads the totals at collection."""
-        totals = _Totals()
-        instrument = _Instrument(totals, _Spec(self._scope, name, unit, description, None), self._provider)
-        totals.instrument = instrument
-        self._meter.create_observable_counter(name, callbacks=[totals.observe], unit=unit, description=description)
+        instrument = _Instrument(None, _Spec(self._scope, name, unit, description, None), self._provider)
+        self._meter.create_observable_counter(
+            name, callbacks=[instrument.observe_totals], unit=unit, description=description
+        )
         return instrument
-
-
-class _Totals:
-    """Cumulative sums per attribute set, reported by an observable counter's callback."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.sums: dict[frozenset[tuple[str, Any]], float] = {}
-        self.instrument: _Instrument | None = None
-
-    def add(self, value: float, attributes: Mapping[str, Any]) -> None:
-        if value != value or value < 0:
-            selfstats.count("metrics.invalid_value")
-            return
-        key = frozenset(attributes.items())
-        with self.lock:
-            if key not in self.sums and len(self.sums) >= CARDINALITY_LIMIT:
-                key = _OVERFLOW
-            self.sums[key] = self.sums.get(key, 0) + value
-
-    def observe(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
-        instrument = self.instrument
-        if instrument is not None and instrument._aggregations() is not None:
-            return []  # the provider aggregates here now: the merged points report this counter
-        with self.lock:
-            items = list(self.sums.items())
-        return [metrics.Observation(total, dict(key)) for key, total in items]
