@@ -10,7 +10,7 @@ temporary directory, in export calls of a fixed size:
 * ``export_64`` — batches of 64, as with a small processor batch or a quiet application.
 * ``sqlite_512`` — same-run anchor: plain ``sqlite3`` ``executemany`` of the same number of rows
   of the same width (27 columns, attributes as one JSON text) into a bare table (no key, no index,
-  no casts), 512 rows per transaction, same journal settings (WAL, ``synchronous = NORMAL``). The
+  no casts), 512 rows per transaction, same page size and journal settings (WAL, ``synchronous = NORMAL``). The
   rows are built before timing, so the ratio ``export_512 / sqlite_512`` is everything the exporter
   adds over SQLite's own insert cost: span-to-row conversion, JSON encoding, the primary key and
   three indexes, type casts. One difference goes the other way: the exporter copies WAL pages into
@@ -223,6 +223,7 @@ class SqliteVariant:
         self.rounds += 1
         self.path = self.directory / f"plain-{id(self):x}-{self.rounds}.db"
         conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute(f"PRAGMA page_size = {schema.PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode = WAL").fetchone()
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"CREATE TABLE spans ({', '.join(schema.COLUMNS)})")

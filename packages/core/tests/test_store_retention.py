@@ -60,7 +60,12 @@ def test_size_deletes_oldest_whole_traces_and_frees_pages(tmp_path):
     path = tmp_path / "t.db"
     t0 = time.time_ns() - 10**12
     spans = make_traces([[t0 + i * 10**9 + j for j in range(5)] for i in range(10)], payload=8 * KB)
-    limit = 150 * KB  # about a third of the ~400 KB written
+    unlimited = SQLiteSpanExporter(tmp_path / "all.db", retention=None)
+    unlimited.export(spans)
+    unlimited.shutdown()
+    conn = sqlite3.connect(tmp_path / "all.db")
+    limit = used_bytes(conn) // 2  # about half of what all ten traces take
+    conn.close()
     exporter = SQLiteSpanExporter(path, retention=Retention(max_age_days=None, max_bytes=limit, check_every_s=0))
     exporter.export(spans)
     exporter.shutdown()

@@ -21,7 +21,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from llmobs import selfstats
 from llmobs import semconv as sc
-from llmobs.store import SQLiteSpanExporter, TraceStore, default_path
+from llmobs.store import SQLiteSpanExporter, TraceStore, default_path, schema
 from llmobs.store import exporter as exporter_module
 from llmobs.store.queries import weighted_percentile
 from llmobs.store.schema import SCHEMA_VERSION
@@ -140,6 +140,22 @@ def test_reexport_is_idempotent_and_schema_is_versioned(tmp_path):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == schema.PAGE_SIZE
+    conn.close()
+
+
+def test_an_existing_store_keeps_its_page_size(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA page_size = 4096")
+    old.execute("CREATE TABLE unrelated (x)")
+    old.close()
+    exporter = SQLiteSpanExporter(path)
+    assert exporter.export(_spans(3)) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 3
     conn.close()
 
 

@@ -24,6 +24,11 @@ BUSY_TIMEOUT_S = 5.0
 LOCK_RETRIES = 5
 #: Cap on the WAL file size kept after a checkpoint.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: Page size of new store files. A span row carries 1-3 KB of attributes: SQLite's default 4 KiB pages hold
+#: one or two, so a batch writes (to the WAL, then again at checkpoint) pages that are half empty; 16 KiB
+#: pages took the same inserts 1.3-1.5x less time, in a fresh store and in one holding 200 000 spans.
+#: Existing files keep the page size they were created with.
+PAGE_SIZE = 16 * 1024
 
 #: Column order of the ``spans`` table, of the exporter's rows and of the reader's records.
 COLUMNS = (
@@ -122,8 +127,9 @@ def open_writer(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     try:
-        # Must precede the first write of a new file (the WAL switch writes its header); it lets
-        # retention hand freed pages back to the file system with ``PRAGMA incremental_vacuum``.
+        # Both must precede the first write of a new file (the WAL switch writes its header); auto_vacuum
+        # lets retention hand freed pages back to the file system with ``PRAGMA incremental_vacuum``.
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
         conn.execute("PRAGMA synchronous = NORMAL")
