@@ -259,6 +259,9 @@ def test_shared_references_to_a_huge_string_are_never_serialised_whole():
     """[msg] * 1000 with a 10 MB message is 10 GB of JSON if dumped before capping: memory stays bounded."""
     import tracemalloc
 
+    class Text(str):
+        pass
+
     big = "x" * 10_000_000
     policy = ContentPolicy()
     tracemalloc.start()
@@ -266,10 +269,11 @@ def test_shared_references_to_a_huge_string_are_never_serialised_whole():
         messages = policy.render([{"role": "user", "content": big}] * 1000)
         arguments = policy.render_text({"args": [big] * 1000})
         capped = dumps_capped([big] * 1000, 8192)
+        subclassed = policy.render([{"role": "user", "content": Text(big)}] * 1000)  # a str subclass, shared
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    for text in (messages, arguments, capped):
+    for text in (messages, arguments, capped, subclassed):
         assert len(text.encode()) <= 8192
         json.loads(text)
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB while rendering"

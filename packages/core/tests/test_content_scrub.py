@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmobs.content import is_secret_key, scrub_text
+from llmobs.content import ContentPolicy, is_secret_key, scrub, scrub_text
+from llmobs.content.scrub import might_hold_secrets
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
@@ -98,3 +99,32 @@ def test_secret_keys(key):
 )  # fmt: skip
 def test_not_secret_keys(key):
     assert not is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    sorted(scrub._SECRET_KEYS) + [f"my{suffix}" for suffix in scrub._SECRET_SUFFIXES] + ["Passphrase", "X-Api-Key"],
+)
+def test_every_secret_key_is_redacted_in_rendered_content(key):
+    """Plain content skips the cleaning walk; a secret key anywhere in it must still be redacted."""
+    assert is_secret_key(key)
+    policy = ContentPolicy()
+    for value in ({key: "hunter2"}, [{"role": "tool", "parts": [{"type": "text", "meta": {key: "hunter2"}}]}]):
+        rendered = policy.render(value)
+        assert "hunter2" not in rendered
+        assert scrub.REDACTED in rendered
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: x", "a cookie", "Bearer x", "eyJhbGci", "sk-abc", "AKIA", "ASIA", "ghp_", "gho_", "ghu_",
+        "ghs_", "ghr_", "github_pat_", "https://x", "a=b",
+    ],
+)  # fmt: skip
+def test_every_trigger_takes_the_full_path(text):
+    assert might_hold_secrets(text)
+
+
+def test_plain_prose_skips_the_full_path():
+    assert not might_hold_secrets("List the three most likely causes, shortest first. The GitHub page says hi.")

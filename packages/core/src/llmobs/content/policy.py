@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmobs import selfstats
 from llmobs.content.scrub import REDACTED, is_secret_key, might_hold_secrets, scrub_text
-from llmobs.content.serialize import cap_text, dumps_capped, surely_longer, to_jsonable
+from llmobs.content.serialize import cap_text, dumps_capped, plain_json, to_jsonable
 
 # Strings are pre-cut this far past the cap: a secret straddling the pre-cut point might escape the
 # scrubber, but the final cap always removes everything within this distance of it.
@@ -60,7 +59,6 @@ class CaptureMode(enum.Enum):
 
 
 _SCRUB_ONLY = (scrub_text,)
-_PLAIN_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +86,13 @@ class ContentPolicy:
             return _unserialisable(self.max_bytes)
 
     def _render_plain(self, value: Any) -> str | None:
-        """The common case at the cost of one ``json.dumps``: plain JSON data (e.g. GenAI messages)
-        that fits the cap and shows no sign of a secret needs no walk. None means: take the full path."""
+        """The common case at the cost of one encoding: plain JSON data (e.g. GenAI messages) that fits
+        the cap, has no secret key and no text the scrubber would change needs no cleaning walk. None
+        means: take the full path."""
         if self.redactors != _SCRUB_ONLY or type(value) not in (list, dict):
             return None
-        if surely_longer(value, self.max_bytes):
-            return None  # too big for the cap: never encoded whole (shared references can multiply it)
-        try:
-            text = _PLAIN_JSON.encode(value)
-            if len(text) > self.max_bytes or len(text.encode()) > self.max_bytes or might_hold_secrets(text):
-                return None
-        except (TypeError, ValueError, RecursionError):  # non-JSON types, NaN, cycles, lone surrogates
+        text = plain_json(value, self.max_bytes, is_secret_key)
+        if text is None or might_hold_secrets(text):
             return None
         return text
 

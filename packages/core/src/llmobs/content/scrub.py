@@ -13,9 +13,14 @@ import re
 
 REDACTED = "[REDACTED]"
 
-# Lower-cased text matching none of these cannot match a rule below, so ordinary prose costs one
-# lower() and one scan rather than a regex per rule. ("=" is checked separately, for _PARAM.)
-_TRIGGER = re.compile(r"authorization|cookie|bearer|eyj|sk-|akia|asia|gh[pousr]_|github_pat_|://")
+# Lower-cased text containing none of these cannot match a rule below, so ordinary prose costs one
+# lower() and a few substring scans rather than a regex per rule ("=" is checked separately, for
+# _PARAM). Substring tests, not one alternation regex: Python's regex engine tries every alternative at
+# every position, which took ~7 us on a 350-character prompt against ~1 us for these.
+_TRIGGERS = (
+    "authorization", "cookie", "bearer", "eyj", "sk-", "akia", "asia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "github_pat_", "://",
+)  # fmt: skip
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # Header values first: they may contain any of the token shapes below.
     (
@@ -74,24 +79,24 @@ def _param(m: re.Match[str]) -> str:
     return m.group(0)
 
 
-# A JSON object key that may name a credential (is_secret_key decides exactly on the full path).
-_SECRET_KEY_HINT = re.compile(
-    r'"[^"]{0,48}(?:key|secret|passw|pwd|token|auth|cookie|credential|signature|bearer)[^"]{0,48}"\s*:'
-)
+def _contains_any(lowered: str, words: tuple[str, ...]) -> bool:
+    for word in words:  # noqa: SIM110 - a loop: any() over a generator costs twice as much here
+        if word in lowered:
+            return True
+    return False
 
 
 def might_hold_secrets(text: str) -> bool:
-    """Cheap pre-check: False guarantees neither :func:`scrub_text` nor a secret key would change
-    ``text`` (plain or JSON); True only means the full scrubbing path must look."""
-    lowered = text.lower()
-    return bool("=" in text or _TRIGGER.search(lowered) or _SECRET_KEY_HINT.search(lowered))
+    """Cheap pre-check: False guarantees :func:`scrub_text` would leave ``text`` unchanged; True only means
+    it must look. (Secret *keys* of structured content are checked where its dicts are walked.)"""
+    return "=" in text or _contains_any(text.lower(), _TRIGGERS)
 
 
 def scrub_text(text: str) -> str:
     """Replace credentials in free text with ``[REDACTED]``: authorization and cookie headers,
     bearer tokens, JWTs, OpenAI/Anthropic/DashScope ``sk-`` keys, AWS access key ids, GitHub tokens,
     ``user:password@`` in URLs and secret query/assignment parameters (``api_key=``, ``token=`` ...)."""
-    if _TRIGGER.search(text.lower()):
+    if _contains_any(text.lower(), _TRIGGERS):
         for pattern, replacement in _RULES:
             text = pattern.sub(replacement, text)
     if "=" in text:

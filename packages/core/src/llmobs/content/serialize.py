@@ -25,6 +25,8 @@ from itertools import islice
 from pathlib import PurePath
 from typing import Any
 
+import orjson
+
 from llmobs import selfstats
 
 _INF = 1 << 62
@@ -338,6 +340,56 @@ def dumps_capped(obj: Any, max_bytes: int) -> str:
         return text
     selfstats.count("content.truncated")
     return _shrink_to_fit(obj, max_bytes) or _fallback(len(text), max_bytes)
+
+
+def plain_json(obj: Any, max_bytes: int, refuse_key: Callable[[str], bool]) -> str | None:
+    """Compact JSON of ``obj`` if it is plain data that fits ``max_bytes`` UTF-8 bytes and has no dict key
+    that ``refuse_key`` refuses, by orjson (~10x the standard encoder). None when it needs
+    :func:`dumps_capped`'s care: too long, objects, integers past 64 bits, non-string or refused keys, lone
+    surrogates, NaN or infinities, nesting deeper than orjson's 254 levels.
+
+    A walk first counts a lower bound of the JSON's length and stops as soon as it passes ``max_bytes``
+    (so its work is bounded, whatever the object holds: shared references, cycles), checking keys. Data
+    with floats is encoded by the standard encoder, whose float notation (``1e-05``) the full path keeps."""
+    total = 0
+    floats = False
+    stack = [obj]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            total += len(item) + 2
+        elif kind is dict:
+            total += 2 + len(item)
+            for key, value in item.items():
+                if type(key) is not str or refuse_key(key):
+                    return None
+                total += len(key) + 3
+                push(value)
+        elif kind is list or kind is tuple:
+            total += 1 + len(item)
+            extend(item)
+        elif kind is int or kind is bool or item is None:
+            total += 1
+        elif kind is float:
+            floats = True
+            total += 1
+        else:  # objects and subclasses (a str subclass could be shared, and huge): the full path
+            return None
+        if total > max_bytes:
+            return None
+    if floats:
+        try:
+            text = _dumps(obj)
+        except (TypeError, ValueError, RecursionError):  # NaN, infinities, objects
+            return None
+        return text if _utf8_len(text) <= max_bytes else None
+    try:
+        raw = orjson.dumps(obj)
+    except TypeError:  # orjson.JSONEncodeError: integers past 64 bits, lone surrogates, deep nesting
+        return None
+    return raw.decode() if len(raw) <= max_bytes else None
 
 
 def surely_longer(obj: Any, limit: int) -> bool:
