@@ -206,3 +206,26 @@ def test_console_script(store):
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert [t["trace_id"] for t in json.loads(result.stdout)] == ids[::-1]
+
+
+def test_the_cli_starts_without_numpy_or_the_otel_sdk():
+    """Listing commands read SQLite: building the parser and the readers must not import analysis or export."""
+    code = (
+        "import sys; from llmobs.cli import _parser; from llmobs.store import TraceStore; _parser();"
+        " print(sorted(m for m in ('numpy', 'opentelemetry.sdk.trace') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_lazy_package_attributes_resolve_and_unknown_names_raise():
+    import llmobs
+    import llmobs.analyze
+    import llmobs.store
+
+    assert llmobs.store.SQLiteSpanExporter.__name__ == "SQLiteSpanExporter"
+    assert llmobs.analyze.EvaluationResult.__module__ == "llmobs.analyze.evaluators"
+    assert callable(llmobs.configure)
+    for module in (llmobs, llmobs.store, llmobs.analyze):
+        with pytest.raises(AttributeError, match="no_such_name"):
+            module.no_such_name  # noqa: B018

@@ -7,20 +7,11 @@ is set); ``llmobs.span`` / ``llmobs.trace`` make custom spans; framework package
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmobs import lazy
 
 __version__ = "0.1.0"
-
-_LAZY = {
-    "configure": ("llmobs.export", "configure"),
-    "flush": ("llmobs.export", "flush"),
-    "shutdown": ("llmobs.export", "shutdown"),
-    "span": ("llmobs.api", "span"),
-    "trace": ("llmobs.api", "trace"),
-    "get_recorder": ("llmobs.recorder", "get_recorder"),
-    "ROOT": ("llmobs.recorder", "ROOT"),
-    "hookimpl": ("llmobs.plugins", "hookimpl"),
-}
 
 if TYPE_CHECKING:
     from llmobs.api import span, trace
@@ -28,17 +19,10 @@ if TYPE_CHECKING:
     from llmobs.plugins import hookimpl
     from llmobs.recorder import ROOT, get_recorder
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module_name, attribute = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'llmobs' has no attribute {name!r}") from None
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), attribute)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.exports(__name__, {
+    "configure": "export", "flush": "export", "shutdown": "export", "span": "api", "trace": "api",
+    "get_recorder": "recorder", "ROOT": "recorder", "hookimpl": "plugins",
+})  # fmt: skip
 
 
 __all__ = ["ROOT", "__version__", "configure", "flush", "get_recorder", "hookimpl", "shutdown", "span", "trace"]

@@ -17,10 +17,25 @@ What it does, in order (:func:`analyze`):
 Needs the ``analysis`` extra (scikit-learn): ``pip install 'llmobs[analysis]'``.
 """
 
-from llmobs.analyze.analysis import Analysis, ClusterSummary, analyze
-from llmobs.analyze.embedding import AnalysisUnavailable
-from llmobs.analyze.evaluators import EvaluationResult, Evaluator
-from llmobs.analyze.records import Document, Failure, LLMCall, Retrieval
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llmobs import lazy
+
+if TYPE_CHECKING:
+    from llmobs.analyze.analysis import Analysis, ClusterSummary, analyze
+    from llmobs.analyze.embedding import AnalysisUnavailable
+    from llmobs.analyze.evaluators import EvaluationResult, Evaluator
+    from llmobs.analyze.records import Document, Failure, LLMCall, Retrieval
+
+# Every ``llmobs`` command builds its argument parser with llmobs.analyze.command, which must not cost
+# them NumPy's import (a third of a second).
+__getattr__ = lazy.exports(__name__, {
+    "Analysis": "analysis", "ClusterSummary": "analysis", "analyze": "analysis",
+    "AnalysisUnavailable": "embedding", "EvaluationResult": "evaluators", "Evaluator": "evaluators",
+    "Document": "records", "Failure": "records", "LLMCall": "records", "Retrieval": "records",
+})  # fmt: skip
 
 __all__ = [
     "Analysis",
