@@ -11,6 +11,7 @@ import pytest
 import llmobs_openai
 from llmobs import selfstats
 from llmobs import semconv as sc
+from llmobs_openai import payloads
 from llmobs_openai.sse import SSEParser
 
 USER = [{"role": "user", "content": "Hello?"}]
@@ -106,6 +107,22 @@ def test_a_request_body_that_is_not_json_is_still_sent(spans):
     assert sent == [b"\xff\xfe not json"]
     assert selfstats.snapshot().get("openai.start_failed") == 1
     assert spans() == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"a": [1, 2.5, "x", null, true], "b": {}}', b'{"t": NaN, "u": -Infinity}', b'\xef\xbb\xbf{"a": 1}',
+     b'{"s": "\\ud800"}', '{"a": "\u00e9"}'],
+    ids=["plain", "nan", "bom", "lone surrogate", "str"],
+)  # fmt: skip
+def test_json_is_read_as_the_standard_parser_reads_it(data):
+    assert repr(payloads.loads(data)) == repr(json.loads(data))
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"\xff", b'{"a": 1} x'])
+def test_json_neither_parser_reads_raises_value_error(data):
+    with pytest.raises(ValueError):
+        payloads.loads(data)
 
 
 def test_transport_keyword_arguments_reach_the_wrapped_transport():

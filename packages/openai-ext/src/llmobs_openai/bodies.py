@@ -96,7 +96,7 @@ def finish_span(handle: SpanHandle, api: Api, status: int, tap: BodyTap, capture
 
 def _loads(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        return payloads.loads(data)
     except ValueError:
         return None
 

@@ -9,7 +9,6 @@ failures (counted in ``llmobs.selfstats``): the application's request and bytes 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -38,7 +37,7 @@ def start(
     """Start tracing a recognised request (``url`` an httpx URL); None (counted) if that failed."""
     handle = None
     try:
-        body = json.loads(content) if content else {}
+        body = payloads.loads(content) if content else {}
         if not isinstance(body, dict):
             body = {}
         api = route.api

@@ -11,7 +11,6 @@ the whole response.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from llmobs.recorder import SpanHandle
@@ -111,7 +110,7 @@ class ChatStream:
         if data.startswith(_DONE):
             self.done = True
             return
-        event = json.loads(data)
+        event = payloads.loads(data)
         if not isinstance(event, dict):
             return
         if self.response_id is None:
@@ -213,7 +212,7 @@ class ResponsesStream:
         if data.startswith(_TEXT_DELTA_PREFIX):  # the most frequent event, as OpenAI orders its keys
             self.handle.chunk()
             return
-        event = json.loads(data)
+        event = payloads.loads(data)
         if not isinstance(event, dict):
             return
         kind = event.get("type")
