@@ -12,18 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from opentelemetry import propagate
-
 from llmobs import config, get_recorder, selfstats
 from llmobs import semconv as sc
 from llmobs.recorder import SpanHandle
-from llmobs_openai import bodies, messages, payloads, routes
+from llmobs_openai import bodies, messages, payloads, propagation, routes
 from llmobs_openai.routes import Api, Route
 from llmobs_openai.sse import SSEParser
 from llmobs_openai.streams import ChatStream, ResponsesStream
 
 FRAMEWORK = "openai"
-_TRACE_HEADERS = ("traceparent", "tracestate")
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -45,11 +42,10 @@ def start(
         if not isinstance(model, str):
             model = routes.azure_deployment(url.path)
         host = url.host
-        parent = {k: headers[k] for k in _TRACE_HEADERS if k in headers} or None
         recorder = get_recorder()
         handle = recorder.start(
-            route.operation, parent=parent, provider=provider or routes.provider_of(host), model=model,
-            framework=FRAMEWORK,
+            route.operation, parent=propagation.incoming(headers), provider=provider or routes.provider_of(host),
+            model=model, framework=FRAMEWORK,
         )  # fmt: skip
         params = payloads.request_params(body, api)
         handle.set_request(server_address=host, server_port=url.port or _DEFAULT_PORTS.get(url.scheme), **params)
@@ -59,9 +55,7 @@ def start(
         capture = handle.is_recording and (mode.on_span or mode.on_event)
         if capture:
             messages.set_input(handle, body, api)
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=handle.context)
-        headers.update(carrier)
+        propagation.inject(headers, handle)
         return Call(handle, api, capture, params.get("stream") is True)
     except Exception as exc:
         selfstats.failure("openai.start_failed", exc)
