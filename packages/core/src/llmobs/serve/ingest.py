@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +69,18 @@ class Ingestor:
     def event_attributes(self, name: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
         return interop.normalise_event(name, attributes, self.policy)
 
-    def ingest(self, request: ExportTraceServiceRequest) -> Result:
+    def ingest(self, request: ExportTraceServiceRequest, share: range | None = None,
+               write_lock: AbstractContextManager[Any] | None = None) -> Result:
+        """Store the spans of ``request`` (only those at the positions in ``share``, if given; the store's
+        exporter only), writing while holding ``write_lock`` if given."""
         if isinstance(self.exporter, SQLiteSpanExporter):  # the store's rows straight from the protobuf
-            rows = otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
-            stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
+            rows = otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource,
+                                    share)
+            with write_lock or nullcontext():
+                stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
             return Result(len(rows.rows) + rows.failed, rows.rejected, rows.reason, stored)
+        if share is not None:
+            raise ValueError("only the store's exporter ingests a share of a request")
         decoded = otlp.decode(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
         stored = not decoded.spans or self.exporter.export(decoded.spans) is SpanExportResult.SUCCESS
         return Result(len(decoded.spans), decoded.rejected, decoded.reason, stored)
