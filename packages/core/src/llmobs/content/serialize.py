@@ -346,43 +346,15 @@ def plain_json(obj: Any, max_bytes: int, refuse_key: Callable[[str], bool]) -> s
     """Compact JSON of ``obj`` if it is plain data that fits ``max_bytes`` UTF-8 bytes and has no dict key
     that ``refuse_key`` refuses, by orjson (~10x the standard encoder). None when it needs
     :func:`dumps_capped`'s care: too long, objects, integers past 64 bits, non-string or refused keys, lone
-    surrogates, NaN or infinities, nesting deeper than orjson's 254 levels.
-
-    A walk first counts a lower bound of the JSON's length and stops as soon as it passes ``max_bytes``
-    (so its work is bounded, whatever the object holds: shared references, cycles), checking keys. Data
-    with floats is encoded by the standard encoder, whose float notation (``1e-05``) the full path keeps."""
-    total = 0
-    floats = False
-    stack = [obj]
-    pop, push, extend = stack.pop, stack.append, stack.extend
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is str:
-            total += len(item) + 2
-        elif kind is dict:
-            total += 2 + len(item)
-            for key, value in item.items():
-                if type(key) is not str or refuse_key(key):
-                    return None
-                total += len(key) + 3
-                push(value)
-        elif kind is list or kind is tuple:
-            total += 1 + len(item)
-            extend(item)
-        elif kind is int or kind is bool or item is None:
-            total += 1
-        elif kind is float:
-            floats = True
-            total += 1
-        else:  # objects and subclasses (a str subclass could be shared, and huge): the full path
-            return None
-        if total > max_bytes:
-            return None
-    if floats:
+    surrogates, NaN or infinities, nesting deeper than orjson's 254 levels. Data with floats is encoded by
+    the standard encoder, whose float notation (``1e-05``) the full path keeps."""
+    walked = _walk(obj, max_bytes, refuse_key)
+    if walked < 0:
+        return None
+    if walked == _FLOATS:
         try:
             text = _dumps(obj)
-        except (TypeError, ValueError, RecursionError):  # NaN, infinities, objects
+        except (TypeError, ValueError, RecursionError):  # NaN, infinities
             return None
         return text if _utf8_len(text) <= max_bytes else None
     try:
@@ -393,10 +365,24 @@ def plain_json(obj: Any, max_bytes: int, refuse_key: Callable[[str], bool]) -> s
 
 
 def surely_longer(obj: Any, limit: int) -> bool:
-    """Whether the JSON of ``obj`` is certainly longer than ``limit`` bytes, from a walk that counts a lower
-    bound of its length (a string's characters, one per value or entry) and stops as soon as it knows —
-    so its work is bounded by ``limit``, whatever the object holds (shared references, cycles)."""
+    """Whether the JSON of ``obj`` is certainly longer than ``limit`` bytes (see :func:`_walk`)."""
+    return _walk(obj, limit, None) == _LONGER
+
+
+_LONGER, _NOT_PLAIN, _FLOATS = -1, -2, 1
+
+
+def _walk(obj: Any, limit: int, refuse_key: Callable[[str], bool] | None) -> int:
+    """Count a lower bound of the length of ``obj``'s JSON (a string's characters, one per value or entry),
+    stopping with :data:`_LONGER` as soon as it passes ``limit`` — so the work is bounded by ``limit``,
+    whatever ``obj`` holds (shared references, cycles). Else :data:`_FLOATS` if it holds a float, 0 if not.
+
+    With ``refuse_key`` the walk is strict: :data:`_NOT_PLAIN` at a key that is not a string or that
+    ``refuse_key`` refuses, or at a value not exactly of a JSON type (objects, and subclasses: a str
+    subclass could be shared, and huge). Without, subclasses count as their bases and objects as 1."""
     total = 0
+    found = 0
+    strict = refuse_key is not None
     stack = [obj]
     pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
@@ -407,11 +393,25 @@ def surely_longer(obj: Any, limit: int) -> bool:
         elif kind is dict:
             total += 2 + len(item)
             for key, value in item.items():
-                total += len(key) + 3 if type(key) is str else 3
+                if type(key) is str:
+                    if strict and refuse_key(key):
+                        return _NOT_PLAIN
+                    total += len(key) + 3
+                elif strict:
+                    return _NOT_PLAIN
+                else:
+                    total += 3
                 push(value)
         elif kind is list or kind is tuple:
             total += 1 + len(item)
             extend(item)
+        elif kind is float:
+            found = _FLOATS
+            total += 1
+        elif kind is int or kind is bool or item is None:
+            total += 1
+        elif strict:
+            return _NOT_PLAIN
         elif isinstance(item, str | dict | list | tuple):  # subclasses: the same, the slow way
             total += len(item) + 2
             if isinstance(item, dict):
@@ -421,8 +421,8 @@ def surely_longer(obj: Any, limit: int) -> bool:
         else:
             total += 1
         if total > limit:
-            return True
-    return False
+            return _LONGER
+    return found
 
 
 def _shrink_to_fit(obj: Any, max_bytes: int) -> str | None:
