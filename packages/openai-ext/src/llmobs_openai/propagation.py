@@ -4,7 +4,7 @@ With OpenTelemetry's default propagators (W3C trace context, then W3C baggage) a
 ``traceparent`` and ``tracestate`` are written straight from the span's context: what those propagators
 write, for a fraction of their cost (``propagate.inject`` resolves the span from a context and goes
 through a setter per header; merging its carrier into httpx's headers builds another ``Headers``). Any
-other configuration, or baggage, goes through ``propagate.inject``.
+other configuration, baggage, or a span context that is not valid goes through ``propagate.inject``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from functools import lru_cache
 
-from opentelemetry import baggage, propagate, trace
+from opentelemetry import baggage, propagate
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
@@ -20,6 +20,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from llmobs.recorder import SpanHandle
 
+_FLAGS = [f"{flags:02x}" for flags in range(256)]  # formatting TraceFlags itself is slow
 _W3C_ONLY = ([TraceContextTextMapPropagator], [TraceContextTextMapPropagator, W3CBaggagePropagator])
 
 
@@ -37,20 +38,18 @@ def incoming(headers: Mapping[str, str]) -> dict[str, str] | None:
 
 def inject(headers: MutableMapping[str, str], handle: SpanHandle) -> None:
     """Put the span's trace context into the request headers, as the global propagator would."""
-    context = handle.context
-    if not _w3c_only(propagate.get_global_textmap()) or baggage.get_all(context):
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=context)
-        for key, value in carrier.items():
-            headers[key] = value
-        return
     span_context = handle.span.get_span_context()
-    if span_context == trace.INVALID_SPAN_CONTEXT:
+    # The handle's context is the current one with the span in it: the baggage is the current context's.
+    if span_context.is_valid and _w3c_only(propagate.get_global_textmap()) and not baggage.get_all():
+        trace_id, span_id = span_context.trace_id.to_bytes(16, "big"), span_context.span_id.to_bytes(8, "big")
+        headers["traceparent"] = f"00-{trace_id.hex()}-{span_id.hex()}-{_FLAGS[span_context.trace_flags]}"
+        if span_context.trace_state:
+            headers["tracestate"] = span_context.trace_state.to_header()
         return
-    trace_id, span_id, flags = span_context.trace_id, span_context.span_id, span_context.trace_flags
-    headers["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
-    if span_context.trace_state:
-        headers["tracestate"] = span_context.trace_state.to_header()
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=handle.context)
+    for key, value in carrier.items():
+        headers[key] = value
 
 
 @lru_cache(maxsize=8)
