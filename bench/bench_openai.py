@@ -15,6 +15,9 @@ instrumented once and its patches are switched in and out around its own batches
 (``harness.PatchSwitch``); before timing, every variant is checked to record spans, and bare to record
 none with the anchor switched off.
 
+openai-v2's worker runs with util-genai 1.1b0 (:data:`OPENAI_V2_UTIL_GENAI`) ahead on its path, installed on
+first use into ``.cache/bench``: the workspace's util-genai is too new for openai-v2's latest release.
+
 One worker process per anchor and per metrics setup: ``llmobs_provider`` — the global meter provider is
 one as ``llmobs.configure()`` installs it for OTLP or Prometheus metrics (llmobs aggregates its own GenAI
 metrics; the anchors' go through the SDK as always); ``sdk_provider`` — an application's own SDK provider,
@@ -35,10 +38,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -54,6 +59,11 @@ ANCHORS = ("openllmetry", "openai_v2")
 METRICS_SETUPS = ("llmobs_provider", "sdk_provider")
 DEFAULTS = harness.Defaults(rounds=30, batch=40, quick_rounds=1, quick_batch=3)
 _WORKER_TIMEOUT_S = 1800
+#: openai-v2 2.4b0, its latest release, imports ``opentelemetry.util.genai.instruments``, which util-genai
+#: dropped in 1.2b0, while the workspace locks util-genai 1.3b0 (``bench_recorder.py``'s anchor). Its worker
+#: runs with the util-genai release it was built against, installed once beside the workspace.
+OPENAI_V2_UTIL_GENAI = "opentelemetry-util-genai==1.1b0"
+_OPENAI_V2_PATH = Path(__file__).resolve().parents[1] / ".cache" / "bench" / "util-genai-1.1b0"
 
 
 # --- the calls ----------------------------------------------------------------------------------------
@@ -254,6 +264,26 @@ def _server() -> tuple[subprocess.Popen, int]:
     return server, int(server.stdout.readline())
 
 
+def _worker_environment(anchor: str) -> dict[str, str]:
+    """The environment of ``anchor``'s worker; raises RuntimeError (why) if it cannot be prepared."""
+    env = dict(os.environ)
+    if anchor != "openai_v2":
+        return env
+    if not (_OPENAI_V2_PATH / "opentelemetry" / "util" / "genai" / "instruments.py").is_file():
+        staging = _OPENAI_V2_PATH.with_name(_OPENAI_V2_PATH.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        base = getattr(sys, "_base_executable", None) or sys.executable  # the venv has no pip; its base does
+        done = subprocess.run([base, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(staging),
+                               OPENAI_V2_UTIL_GENAI], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"installing {OPENAI_V2_UTIL_GENAI} for openai-v2 failed: "
+                               f"{(done.stderr or done.stdout).strip()[-300:]}")
+        shutil.rmtree(_OPENAI_V2_PATH, ignore_errors=True)
+        staging.rename(_OPENAI_V2_PATH)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_OPENAI_V2_PATH), env.get("PYTHONPATH")) if p)
+    return env
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = harness.parser(__doc__.split("\n\n")[0], DEFAULTS)
     parser.add_argument("--worker", nargs=2, metavar=("ANCHOR", "METRICS"), help=argparse.SUPPRESS)
@@ -268,11 +298,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     reports: dict[str, dict[str, Any]] = {}
     try:
         for anchor in [a for a in args.anchors.split(",") if a]:
+            try:
+                env = _worker_environment(anchor)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                for metrics_setup in METRICS_SETUPS:
+                    reports[f"{anchor}, {metrics_setup}"] = {"unavailable": str(exc)}
+                continue
             for metrics_setup in METRICS_SETUPS:  # one at a time: they are timed
                 out = subprocess.run(
                     [sys.executable, __file__, "--worker", anchor, metrics_setup, "--port", str(port),
                      "--rounds", str(rounds), "--batch", str(batch)],
-                    capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S, check=True,
+                    capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S, check=True, env=env,
                 )  # fmt: skip
                 report = reports[f"{anchor}, {metrics_setup}"] = json.loads(out.stdout.strip().splitlines()[-1])
                 for clock in ("cpu", "wall"):
