@@ -28,15 +28,32 @@ def chain(scripted, reply):
     return prompt | scripted(reply("fine", usage=(2, 1)), repeat=True, model="m") | StrOutputParser()
 
 
-def test_every_callback_is_wrapped_once():
-    callbacks = [name for name in vars(LLMObsCallbackHandler) if name.startswith("on_")]
-    assert len(callbacks) >= 17
-    for name in callbacks:
-        method = getattr(LLMObsCallbackHandler, name)
-        assert method.__qualname__.startswith("LLMObsCallbackHandler.on_"), name
-        assert not hasattr(method.__wrapped__, "__wrapped__"), f"{name} wrapped twice"
+class _BrokenId:
+    """A run id whose every use fails: each callback reaches it first thing."""
+
+    @property
+    def int(self) -> int:
+        raise RuntimeError("handler bug")
+
+
+CALLBACKS = sorted(name for name in vars(LLMObsCallbackHandler) if name.startswith("on_"))
+
+
+def test_every_callback_keeps_langchain_signature():
+    assert len(CALLBACKS) >= 17
+    for name in CALLBACKS:
         base = getattr(BaseCallbackHandler, name)  # LangChain calls them by its own signature
+        method = getattr(LLMObsCallbackHandler, name)
         assert list(inspect.signature(base).parameters)[:2] == list(inspect.signature(method).parameters)[:2]
+
+
+@pytest.mark.parametrize("name", CALLBACKS)
+def test_every_callback_swallows_and_counts_its_own_failure(name):
+    params = list(inspect.signature(getattr(BaseCallbackHandler, name)).parameters.values())[1:]
+    args = [None for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    broken = _BrokenId()
+    getattr(LLMObsCallbackHandler(), name)(*args, run_id=broken, parent_run_id=broken)
+    assert selfstats.snapshot() == {f"langchain.{name}_failed": 1}
 
 
 @pytest.mark.parametrize(

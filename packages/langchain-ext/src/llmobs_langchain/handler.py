@@ -7,17 +7,18 @@ call it in the caller's task rather than on an executor thread — which also si
 run's parent is its ``parent_run_id``'s span, and a root run's parent is the span current when it
 starts (e.g. a web request), so nothing leaks into the caller after sync or async runs.
 
-Every ``on_*`` callback is wrapped once, by :func:`_fail_open`: whatever goes wrong inside is counted in
-``llmobs.selfstats`` and never reaches the application.
+Every ``on_*`` callback is fail-open: its body is one ``try`` whose ``except`` counts what went wrong in
+``llmobs.selfstats`` (``langchain.<callback>_failed``), so it never reaches the application. Written
+out in each callback rather than by a wrapping decorator: a wrapper re-packs LangChain's keyword
+arguments on every call, which cost more than the body of a streamed chunk's callback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -38,30 +39,9 @@ _SESSION_KEYS = ("session_id", "thread_id", "conversation_id")  # the keys LangS
 _CANCELLED = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
 _INTERRUPT_TYPES = frozenset({"GraphInterrupt", "NodeInterrupt"})  # LangGraph: a pause, not a failure
 _BUBBLE_UP = "GraphBubbleUp"  # LangGraph control flow (interrupts, Command(graph=PARENT))
-
-C = TypeVar("C", bound=type)
-
-
-def _fail_open(cls: C) -> C:
-    """Wrap every ``on_*`` callback of ``cls`` so that nothing it raises reaches LangChain (counted)."""
-    for name, fn in list(vars(cls).items()):
-        if name.startswith("on_") and callable(fn):
-            setattr(cls, name, _guarded(fn, f"langchain.{name}_failed"))
-    return cls
+_monotonic = time.monotonic
 
 
-def _guarded(fn: Callable[..., None], kind: str) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def callback(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            fn(self, *args, **kwargs)
-        except Exception as exc:
-            selfstats.failure(kind, exc)
-
-    return callback
-
-
-@_fail_open
 class LLMObsCallbackHandler(BaseCallbackHandler):
     """Traces LangChain runs (chains, LangGraph graphs and nodes, chat models, LLMs, tools, retrievers,
     agents) as OpenTelemetry GenAI spans with metrics.
@@ -90,54 +70,69 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        metadata = metadata or _EMPTY
-        parent = self._runs.get(parent_run_id)
-        name = kwargs.get("name") or _name(serialized) or "chain"
-        agent = metadata.get(_AGENT_KEY)
-        operation = _chain_operation(name, metadata, agent, parent)
-        if operation == sc.OP_INVOKE_AGENT and agent:
-            name = str(agent)
-        handle = self._open(run_id, parent, operation, name, tags, metadata, agent=agent)
-        if handle is None:
-            return
-        if operation == sc.OP_INVOKE_AGENT:
-            handle.set_request(agent_name=name)
-        elif operation == sc.OP_INVOKE_WORKFLOW:
-            handle.set_request(workflow_name=name)
-        if _capturing(handle):
-            handle.set_input(value=translate.compact(inputs))
+        try:
+            metadata = metadata or _EMPTY
+            parent = self._runs.get(parent_run_id)
+            name = kwargs.get("name") or _name(serialized) or "chain"
+            agent = metadata.get(_AGENT_KEY)
+            operation = _chain_operation(name, metadata, agent, parent)
+            if operation == sc.OP_INVOKE_AGENT and agent:
+                name = str(agent)
+            handle = self._open(run_id, parent, operation, name, tags, metadata, agent=agent)
+            if handle is None:
+                return
+            if operation == sc.OP_INVOKE_AGENT:
+                handle.set_request(agent_name=name)
+            elif operation == sc.OP_INVOKE_WORKFLOW:
+                handle.set_request(workflow_name=name)
+            if _capturing(handle):
+                handle.set_input(value=translate.compact(inputs))
+        except Exception as exc:
+            selfstats.failure("langchain.on_chain_start_failed", exc)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, self)
-        if run is None:
-            return
-        handle = run.handle
         try:
-            if _capturing(handle):
-                if "inputs" in kwargs:  # streamed runs learn their input only at the end
-                    handle.set_input(value=translate.compact(kwargs["inputs"]))
-                handle.set_output(value=translate.compact(outputs))
-        finally:
-            handle.end()  # even when translating fails: a run off the table is never swept
+            run = self._runs.pop(run_id, self)
+            if run is None:
+                return
+            handle = run.handle
+            try:
+                if _capturing(handle):
+                    if "inputs" in kwargs:  # streamed runs learn their input only at the end
+                        handle.set_input(value=translate.compact(kwargs["inputs"]))
+                    handle.set_output(value=translate.compact(outputs))
+            finally:
+                handle.end()  # even when translating fails: a run off the table is never swept
+        except Exception as exc:
+            selfstats.failure("langchain.on_chain_end_failed", exc)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error, kwargs.get("inputs"))
+        try:
+            self._fail(run_id, error, kwargs.get("inputs"))
+        except Exception as exc:
+            selfstats.failure("langchain.on_chain_error_failed", exc)
 
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._owned(run_id)
-        if run is not None:
-            attributes = {sc.TOOL_NAME: getattr(action, "tool", None) or ""}
-            if _capturing(run.handle):
-                attributes[sc.TOOL_CALL_ARGUMENTS] = _render(getattr(action, "tool_input", None))
-            run.handle.add_event(sc.EVENT_AGENT_ACTION, attributes)
+        try:
+            run = self._owned(run_id)
+            if run is not None:
+                attributes = {sc.TOOL_NAME: getattr(action, "tool", None) or ""}
+                if _capturing(run.handle):
+                    attributes[sc.TOOL_CALL_ARGUMENTS] = _render(getattr(action, "tool_input", None))
+                run.handle.add_event(sc.EVENT_AGENT_ACTION, attributes)
+        except Exception as exc:
+            selfstats.failure("langchain.on_agent_action_failed", exc)
 
     def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._owned(run_id)
-        if run is not None:
-            attributes = {}
-            if _capturing(run.handle):
-                attributes[sc.OUTPUT_VALUE] = _render(getattr(finish, "return_values", None))
-            run.handle.add_event(sc.EVENT_AGENT_FINISH, attributes)
+        try:
+            run = self._owned(run_id)
+            if run is not None:
+                attributes = {}
+                if _capturing(run.handle):
+                    attributes[sc.OUTPUT_VALUE] = _render(getattr(finish, "return_values", None))
+                run.handle.add_event(sc.EVENT_AGENT_FINISH, attributes)
+        except Exception as exc:
+            selfstats.failure("langchain.on_agent_finish_failed", exc)
 
     # --- models ---------------------------------------------------------------------------------------
     def on_chat_model_start(
@@ -151,11 +146,14 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        handle = self._open_model(sc.OP_CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs)
-        if handle is not None and _capturing(handle):
-            inputs, system = translate.input_messages(messages)
-            tools = translate.tool_definitions((kwargs.get("invocation_params") or _EMPTY).get("tools"))
-            handle.set_input(inputs, system=system or None, tools=tools)
+        try:
+            handle = self._open_model(sc.OP_CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs)
+            if handle is not None and _capturing(handle):
+                inputs, system = translate.input_messages(messages)
+                tools = translate.tool_definitions((kwargs.get("invocation_params") or _EMPTY).get("tools"))
+                handle.set_input(inputs, system=system or None, tools=tools)
+        except Exception as exc:
+            selfstats.failure("langchain.on_chat_model_start_failed", exc)
 
     def on_llm_start(
         self,
@@ -168,27 +166,36 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        handle = self._open_model(sc.OP_TEXT_COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs)
-        if handle is not None and _capturing(handle):
-            handle.set_input(translate.prompt_messages(prompts))
+        try:
+            handle = self._open_model(sc.OP_TEXT_COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs)
+            if handle is not None and _capturing(handle):
+                handle.set_input(translate.prompt_messages(prompts))
+        except Exception as exc:
+            selfstats.failure("langchain.on_llm_start_failed", exc)
 
     def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
-        run = self._owned(run_id)
-        if run is None:
-            return
-        run.streamed = True
-        run.touched = time.monotonic()
-        if _bears_content(token, chunk):
-            run.handle.chunk()
+        try:  # once per streamed chunk: kept to a dict lookup and a few attribute writes
+            run = self._runs.get(run_id)
+            if run is None or run.owner is not self:
+                return
+            run.streamed = True
+            run.touched = _monotonic()
+            if (token and isinstance(token, str)) or _bears_content(token, chunk):
+                run.handle.chunk()
+        except Exception as exc:
+            selfstats.failure("langchain.on_llm_new_token_failed", exc)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, self)
-        if run is None:
-            return
         try:
-            self._llm_end(run, response)
-        finally:
-            run.handle.end()  # a no-op when it ended; else translating failed, and the run is off the table
+            run = self._runs.pop(run_id, self)
+            if run is None:
+                return
+            try:
+                self._llm_end(run, response)
+            finally:
+                run.handle.end()  # a no-op when it ended; else translating failed, and the run is off the table
+        except Exception as exc:
+            selfstats.failure("langchain.on_llm_end_failed", exc)
 
     def _llm_end(self, run: Run, response: LLMResult) -> None:
         handle = run.handle
@@ -216,7 +223,10 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         handle.end()
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error)
+        try:
+            self._fail(run_id, error)
+        except Exception as exc:
+            selfstats.failure("langchain.on_llm_error_failed", exc)
 
     # --- tools and retrievers -------------------------------------------------------------------------
     def on_tool_start(
@@ -231,35 +241,45 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        serialized = serialized or _EMPTY
-        name = kwargs.get("name") or serialized.get("name") or "tool"
-        handle = self._open(run_id, self._runs.get(parent_run_id), sc.OP_EXECUTE_TOOL, name, tags, metadata or _EMPTY)
-        if handle is None:
-            return
-        handle.set_request(
-            tool_name=name,
-            tool_call_id=kwargs.get("tool_call_id"),
-            tool_description=serialized.get("description"),
-            tool_type="function",
-        )
-        if _capturing(handle):
-            handle.set_input(value=inputs if inputs is not None else input_str)
+        try:
+            serialized = serialized or _EMPTY
+            name = kwargs.get("name") or serialized.get("name") or "tool"
+            parent = self._runs.get(parent_run_id)
+            handle = self._open(run_id, parent, sc.OP_EXECUTE_TOOL, name, tags, metadata or _EMPTY)
+            if handle is None:
+                return
+            handle.set_request(
+                tool_name=name,
+                tool_call_id=kwargs.get("tool_call_id"),
+                tool_description=serialized.get("description"),
+                tool_type="function",
+            )
+            if _capturing(handle):
+                handle.set_input(value=inputs if inputs is not None else input_str)
+        except Exception as exc:
+            selfstats.failure("langchain.on_tool_start_failed", exc)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, self)
-        if run is None:
-            return
-        handle = run.handle
         try:
-            if _capturing(handle):
-                handle.set_output(value=translate.tool_result(output))
-            # A tool that handled its own exception returns a ToolMessage with status "error".
-            handle.end("tool_error" if getattr(output, "status", None) == "error" else None)
-        finally:
-            handle.end()  # a no-op when it ended; else translating failed, and the run is off the table
+            run = self._runs.pop(run_id, self)
+            if run is None:
+                return
+            handle = run.handle
+            try:
+                if _capturing(handle):
+                    handle.set_output(value=translate.tool_result(output))
+                # A tool that handled its own exception returns a ToolMessage with status "error".
+                handle.end("tool_error" if getattr(output, "status", None) == "error" else None)
+            finally:
+                handle.end()  # a no-op when it ended; else translating failed, and the run is off the table
+        except Exception as exc:
+            selfstats.failure("langchain.on_tool_end_failed", exc)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error)
+        try:
+            self._fail(run_id, error)
+        except Exception as exc:
+            selfstats.failure("langchain.on_tool_error_failed", exc)
 
     def on_retriever_start(
         self,
@@ -272,44 +292,59 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        metadata = metadata or _EMPTY
-        name = kwargs.get("name") or _name(serialized) or "retriever"
-        handle = self._open(run_id, self._runs.get(parent_run_id), sc.OP_RETRIEVAL, name, tags, metadata)
-        if handle is None:
-            return
-        handle.set_request(data_source_id=metadata.get("ls_vector_store_provider"))
-        if _capturing(handle):
-            handle.set_input(value=query)
+        try:
+            metadata = metadata or _EMPTY
+            name = kwargs.get("name") or _name(serialized) or "retriever"
+            handle = self._open(run_id, self._runs.get(parent_run_id), sc.OP_RETRIEVAL, name, tags, metadata)
+            if handle is None:
+                return
+            handle.set_request(data_source_id=metadata.get("ls_vector_store_provider"))
+            if _capturing(handle):
+                handle.set_input(value=query)
+        except Exception as exc:
+            selfstats.failure("langchain.on_retriever_start_failed", exc)
 
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, self)
-        if run is None:
-            return
         try:
-            if _capturing(run.handle):
-                run.handle.set_output(value=[translate.compact(doc) for doc in translate.listed(documents)])
-        finally:
-            run.handle.end()
+            run = self._runs.pop(run_id, self)
+            if run is None:
+                return
+            try:
+                if _capturing(run.handle):
+                    run.handle.set_output(value=[translate.compact(doc) for doc in translate.listed(documents)])
+            finally:
+                run.handle.end()
+        except Exception as exc:
+            selfstats.failure("langchain.on_retriever_end_failed", exc)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._fail(run_id, error)
+        try:
+            self._fail(run_id, error)
+        except Exception as exc:
+            selfstats.failure("langchain.on_retriever_error_failed", exc)
 
     # --- events on a run ------------------------------------------------------------------------------
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._owned(run_id)
-        if run is not None:
-            attributes = {sc.EVENT_DATA: _render(data)} if _capturing(run.handle) and data is not None else {}
-            run.handle.add_event(str(name), attributes)
+        try:
+            run = self._owned(run_id)
+            if run is not None:
+                attributes = {sc.EVENT_DATA: _render(data)} if _capturing(run.handle) and data is not None else {}
+                run.handle.add_event(str(name), attributes)
+        except Exception as exc:
+            selfstats.failure("langchain.on_custom_event_failed", exc)
 
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._owned(run_id)
-        if run is None:
-            return
-        attributes: dict[str, Any] = {sc.RETRY_ATTEMPT: retry_state.attempt_number}
-        outcome = retry_state.outcome
-        if outcome is not None and outcome.failed:
-            attributes[sc.ERROR_TYPE] = type(outcome.exception()).__qualname__
-        run.handle.add_event(sc.EVENT_RETRY, attributes)
+        try:
+            run = self._owned(run_id)
+            if run is None:
+                return
+            attributes: dict[str, Any] = {sc.RETRY_ATTEMPT: retry_state.attempt_number}
+            outcome = retry_state.outcome
+            if outcome is not None and outcome.failed:
+                attributes[sc.ERROR_TYPE] = type(outcome.exception()).__qualname__
+            run.handle.add_event(sc.EVENT_RETRY, attributes)
+        except Exception as exc:
+            selfstats.failure("langchain.on_retry_failed", exc)
 
     # --- plumbing -------------------------------------------------------------------------------------
     def _open_model(
