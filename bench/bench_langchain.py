@@ -5,7 +5,9 @@ and streams like a provider; no network): ``chain`` — ``prompt | chat | parser
 the same chain streamed (~40 chunks); ``agent`` — a LangGraph tool-calling loop (model → tool → model).
 
 Variants: ``bare`` (no callbacks), ``noop`` (a do-nothing inline handler: LangChain's own callback cost),
-``llmobs`` (``llmobs_langchain.instrument()``, content capture on), and one anchor: ``openllmetry``
+``sdk_floor`` (an inline handler that makes one bare SDK span per run, parented like the runs, exported
+like every variant's: the least any OpenTelemetry-based tracer pays), ``llmobs``
+(``llmobs_langchain.instrument()``, content capture on), and one anchor: ``openllmetry``
 (opentelemetry-instrumentation-langchain), ``openinference`` (openinference-instrumentation-langchain)
 or ``langfuse`` (Langfuse's CallbackHandler), each with its default content capture (on).
 
@@ -230,6 +232,8 @@ def variant(name: str, port: int) -> Variant:
                 pass
 
         return Variant({"callbacks": [Noop()]})
+    if name == "sdk_floor":
+        return Variant({"callbacks": [sdk_floor_handler()]}, flush=flush_global)
     if name == "llmobs":
         import llmobs_langchain
 
@@ -257,6 +261,60 @@ def variant(name: str, port: int) -> Variant:
     raise ValueError(f"unknown variant {name!r}")
 
 
+def sdk_floor_handler() -> Any:
+    """One SDK span per LangChain run, parented as the runs are, with no attribute, no content, no metric:
+    the least any OpenTelemetry-based LangChain tracer pays (the same global providers and OTLP export)."""
+    from langchain_core.callbacks import BaseCallbackHandler
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("bench.sdk_floor")
+    spans: dict[Any, Any] = {}
+
+    def start(name: str, run_id: Any, parent_run_id: Any) -> None:
+        parent = spans.get(parent_run_id)
+        spans[run_id] = tracer.start_span(name, context=trace.set_span_in_context(parent) if parent else None)
+
+    def end(run_id: Any) -> None:
+        span = spans.pop(run_id, None)
+        if span is not None:
+            span.end()
+
+    class Floor(BaseCallbackHandler):
+        run_inline = True
+
+        def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: Any, parent_run_id: Any = None,
+                           **kwargs: Any) -> None:
+            start("chain", run_id, parent_run_id)
+
+        def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, parent_run_id: Any = None,
+                                **kwargs: Any) -> None:
+            start("chat", run_id, parent_run_id)
+
+        def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: Any, parent_run_id: Any = None,
+                          **kwargs: Any) -> None:
+            start("tool", run_id, parent_run_id)
+
+        def on_chain_end(self, outputs: Any, *, run_id: Any, **kwargs: Any) -> None:
+            end(run_id)
+
+        def on_llm_end(self, response: Any, *, run_id: Any, **kwargs: Any) -> None:
+            end(run_id)
+
+        def on_tool_end(self, output: Any, *, run_id: Any, **kwargs: Any) -> None:
+            end(run_id)
+
+        def on_chain_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+            end(run_id)
+
+        def on_llm_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+            end(run_id)
+
+        def on_tool_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+            end(run_id)
+
+    return Floor()
+
+
 def check_traced(variants: dict[str, Variant], calls: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
     """Before timing: each variant runs every scenario and records spans (bare and noop none), and an
     anchor switched off leaves no patch behind (the next variant would record its spans)."""
@@ -278,10 +336,10 @@ def check_traced(variants: dict[str, Variant], calls: dict[str, Callable[[dict[s
 
 
 def timing_worker(anchor: str, port: int, rounds: int, batch: int) -> dict[str, Any]:
-    """Interleave bare, noop, llmobs and ``anchor`` on every scenario; one report per scenario."""
+    """Interleave bare, noop, sdk_floor, llmobs and ``anchor`` on every scenario; one report per scenario."""
     configure_exports(port)
     calls = scenarios()
-    names = ("bare", "noop", "llmobs", anchor)
+    names = ("bare", "noop", "sdk_floor", "llmobs", anchor)
     variants = {name: variant(name, port) for name in names}
     check_traced(variants, calls)
     reports = {}
@@ -293,6 +351,7 @@ def timing_worker(anchor: str, port: int, rounds: int, batch: int) -> dict[str, 
                       batch=max(1, batch // 4) if scenario == "agent" else batch)  # fmt: skip
         bench.compare(f"llmobs added / {anchor} added", "llmobs", anchor, bare="bare")
         bench.compare("llmobs added / noop added", "llmobs", "noop", bare="bare")
+        bench.compare("llmobs added / sdk_floor added", "llmobs", "sdk_floor", bare="bare")
         reports[scenario] = bench.run(rounds, batch)
     return reports
 
@@ -343,6 +402,7 @@ def summary(timings: dict[str, dict[str, Any]], memory: dict[str, dict[str, Any]
             lines.append(
                 f"  {scenario:<6} {anchor:<13} llmobs x bare {rows['llmobs']['paired_ratio']:.2f}  "
                 f"{anchor} x bare {rows[anchor]['paired_ratio']:.2f}  noop x bare {rows['noop']['paired_ratio']:.2f}  "
+                f"sdk_floor x bare {rows['sdk_floor']['paired_ratio']:.2f}  "
                 f"llmobs added / {anchor} added {added:.2f}"
             )
     lines.append(f"goals: llmobs added <= {GOAL_ADDED} x openllmetry added; llmobs <= {GOAL_TOTAL} x bare")
@@ -367,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with Sink() as sink:
         port = str(sink.port)
         for anchor in anchors:  # one at a time: they are timed
-            print(f"timing: bare, noop, llmobs, {anchor} ...", file=sys.stderr, flush=True)
+            print(f"timing: bare, noop, sdk_floor, llmobs, {anchor} ...", file=sys.stderr, flush=True)
             worker = Worker("--timing-worker", anchor, "--port", port, "--rounds", str(rounds), "--batch", str(batch))
             timings[anchor] = worker.result()
             for report in timings[anchor].values():

@@ -117,7 +117,7 @@ def test_langchain_bench_quick(tmp_path):
     report = _bench("bench_langchain").main([*argv, "--json", str(out)])
     for anchor in ("openllmetry", "langfuse"):
         for scenario in ("chain", "stream", "agent"):
-            _check(report["timings"][anchor][scenario], {"bare", "noop", "llmobs", anchor})
+            _check(report["timings"][anchor][scenario], {"bare", "noop", "sdk_floor", "llmobs", anchor})
     assert set(report["memory"]) == {"bare", "llmobs", "openllmetry", "langfuse"}
     assert report["memory"]["llmobs"]["runs_in_flight"] == 0
     assert json.loads(out.read_text())["memory"].keys() == report["memory"].keys()
