@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +128,32 @@ def test_close_stops_the_workers(tmp_path):
     assert all(process.is_alive() for process in processes)
     server.close()
     assert not any(process.is_alive() for process in processes)
+
+
+def test_ctrl_c_stops_the_server_and_its_workers(tmp_path):
+    """Ctrl-C signals the whole process group: the workers leave it to the server, which stops them in order."""
+    llmobs = Path(sys.executable).with_name("llmobs")
+    command = [str(llmobs), "serve", "--port", "0", "--workers", "2", "--store", str(tmp_path / "c.db")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        url = process.stdout.readline().split()[-1].rstrip("/")
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        conn.request("POST", "/v1/traces", _request(), {"Content-Type": "application/x-protobuf"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # every process of the group gone
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("worker processes outlived the server")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert len(_rows(tmp_path / "c.db")) == SPANS - len(INVALID)

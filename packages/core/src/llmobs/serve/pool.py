@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from contextlib import suppress
 from multiprocessing.connection import Connection
@@ -159,6 +160,7 @@ class _Worker:
 
 def _work(conn: Connection, path: Path, settings: config.Settings, write_lock: Any) -> None:
     """A worker's life: decode and write the shares it is sent until told to stop (None)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops its workers
     config.swap(settings)
     ingestor = Ingestor.for_store(path, settings)
     conn.send("ready")
@@ -175,7 +177,7 @@ def _work(conn: Connection, path: Path, settings: config.Settings, write_lock: A
             except Exception as exc:  # answered, so the pool gives up instead of waiting
                 reply = f"{type(exc).__name__}: {exc}"
             conn.send(reply)
-    except (EOFError, OSError, KeyboardInterrupt):  # the server went away
+    except (EOFError, OSError):  # the server went away
         return
     finally:
         ingestor.shutdown()
