@@ -155,3 +155,66 @@ def test_no_content_mode_keeps_metadata_but_no_messages(client, spans, settings)
     assert sc.INPUT_MESSAGES not in a and sc.OUTPUT_MESSAGES not in a
     assert tuple(a[sc.RESPONSE_FINISH_REASONS]) == ("stop",) and a[sc.USAGE_OUTPUT_TOKENS] == 5
     assert sc.RESPONSE_TIME_TO_FIRST_CHUNK in a
+
+
+class _Handle:
+    """Counts chunks and keeps what the stream hands over at its end."""
+
+    def __init__(self):
+        self.chunks = 0
+        self.output = None
+
+    def chunk(self):
+        self.chunks += 1
+
+    def set_output(self, messages=None, **metadata):
+        self.output = messages, metadata
+
+    def set_usage(self, *args, **kwargs):
+        pass
+
+    def set_attribute(self, key, value):
+        pass
+
+
+def _chat_stream(deltas, capture=True, budget=1000):
+    from llmobs_openai.routes import Api
+    from llmobs_openai.streams import ChatStream
+
+    handle = _Handle()
+    stream = ChatStream(handle, Api.CHAT, capture, budget)
+    for choices in deltas:
+        stream.event(json.dumps({"id": "c1", "model": "m", "choices": choices}).encode())
+    return stream, handle
+
+
+def test_every_kind_of_delta_is_folded_per_choice():
+    call = {"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{"}}
+    stream, handle = _chat_stream([
+        [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+        [{"index": 0, "delta": {"reasoning_content": "think "}}],
+        [{"index": 0, "delta": {"reasoning": "more"}}],
+        [{"index": 0, "delta": {"content": "Hel"}}, {"index": 1, "delta": {"role": "assistant", "refusal": "No"}}],
+        [{"index": 0, "delta": {"content": "lo", "reasoning_content": None, "tool_calls": None}}],
+        [{"index": 1, "delta": {"tool_calls": [call]}}],
+        [{"index": 1, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]}}],
+        [{"index": 0, "delta": {}, "finish_reason": "stop"}, {"index": 1, "delta": {}, "finish_reason": "tool_calls"}],
+    ])  # fmt: skip
+    assert handle.chunks == 6, "the role-only and the final deltas carry no content"
+    assert stream.choices[0].message() == {"role": "assistant", "content": "Hello", "reasoning_content": "think more"}
+    assert stream.choices[1].message() == {
+        "role": "assistant", "content": None, "refusal": "No",
+        "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+    }  # fmt: skip
+    assert stream.finish == {0: "stop", 1: "tool_calls"}
+
+
+def test_deltas_are_not_folded_without_content_capture_but_still_timed():
+    deltas = [[{"delta": {"content": "a"}}], [{"delta": {"content": "b"}, "finish_reason": "stop"}]]
+    stream, handle = _chat_stream(deltas, capture=False)
+    assert handle.chunks == 2 and stream.choices == {} and stream.finish == {0: "stop"}
+
+
+def test_folded_text_beyond_the_budget_is_counted():
+    stream, _ = _chat_stream([[{"delta": {"content": "abcd"}}], [{"delta": {"content": "efgh"}}]], budget=6)
+    assert stream.choices[0].message()["content"] == "abcdef…[+2 chars]"

@@ -45,11 +45,14 @@ class _Choice:
             self.dropped += len(value) - self.budget
             self.budget = 0
 
-    def fold(self, delta: dict[str, Any]) -> None:
+    def fold(self, delta: dict[str, Any], text: Any) -> None:
+        """Fold a delta whose ``content`` is ``text``."""
+        self.take(self.text, text)
+        if text and len(delta) == 1:
+            return  # the usual delta: a piece of text and nothing else
         role = delta.get("role")
         if role and self.role is None:
             self.role = role
-        self.take(self.text, delta.get("content"))
         self.take(self.reasoning, delta.get("reasoning_content") or delta.get("reasoning"))
         self.take(self.refusal, delta.get("refusal"))
         for call in delta.get("tool_calls") or ():
@@ -130,28 +133,30 @@ class ChatStream:
         bearing = False
         for choice in choices:
             if self.completions:
-                content = choice.get("text")
-                delta = {"content": content} if content else None
+                text = choice.get("text")
+                delta = {"content": text} if text else None
+                content = text
             else:
                 delta = choice.get("delta")
+                text = delta and delta.get("content")
                 content = delta and (
-                    delta.get("content")
+                    text
                     or delta.get("tool_calls")
                     or delta.get("reasoning_content")
                     or delta.get("reasoning")
                     or delta.get("refusal")
                 )
-            index = choice.get("index", 0)
             if content:
                 bearing = True
                 if self.capture:
+                    index = choice.get("index", 0)
                     state = self.choices.get(index)
                     if state is None:
                         state = self.choices[index] = _Choice(self.budget)
-                    state.fold(delta)
+                    state.fold(delta, text)
             reason = choice.get("finish_reason")
             if reason:
-                self.finish[index] = reason
+                self.finish[choice.get("index", 0)] = reason
         if bearing:
             self.handle.chunk()
 
