@@ -27,13 +27,11 @@ _W3C_ONLY = ([TraceContextTextMapPropagator], [TraceContextTextMapPropagator, W3
 def incoming(headers: Mapping[str, str]) -> dict[str, str] | None:
     """The trace context the application sent with the request, to parent the span on; None without a
     ``traceparent`` (the ambient span is the parent then)."""
-    traceparent = headers.get("traceparent")
-    if traceparent is None:
+    if "traceparent" not in headers:  # the usual case: a membership test, no lookup failing with KeyError
         return None
-    tracestate = headers.get("tracestate")
-    if tracestate is None:
-        return {"traceparent": traceparent}
-    return {"traceparent": traceparent, "tracestate": tracestate}
+    if "tracestate" not in headers:
+        return {"traceparent": headers["traceparent"]}
+    return {"traceparent": headers["traceparent"], "tracestate": headers["tracestate"]}
 
 
 def inject(headers: MutableMapping[str, str], handle: SpanHandle) -> None:
