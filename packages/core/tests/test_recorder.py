@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
+import weakref
 
 import pytest
 from opentelemetry import context as otel_context
@@ -137,6 +139,38 @@ def test_streaming_ttft_time_per_chunk_and_entry_ttft(rig):
     ((_, per_chunk),) = rig.points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
     assert per_chunk.count == 2 and per_chunk.sum == pytest.approx(0.12)
     assert attrs[sc.REQUEST_MODEL] == "gpt-4o"
+
+
+def test_chunk_intervals_are_one_series_with_the_calls_final_attributes(rig):
+    """Intervals are kept on the handle and recorded at end, under the attributes of the call's duration."""
+    t0 = 1_700_000_000_000_000_000
+    llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o", provider="openai", start_time_ns=t0)
+    for ms in range(100, 1100, 100):  # ten chunks: nine intervals of 100 ms
+        llm.chunk(at_ns=t0 + ms * 10**6)
+    assert rig.points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK) == []  # nothing recorded per chunk
+    llm.set_output(response_model="gpt-4o-2024-08-06")
+    llm.end(end_time_ns=t0 + 1200 * 10**6)
+    ((attrs, per_chunk),) = rig.points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    assert per_chunk.count == 9 and per_chunk.sum == pytest.approx(0.9)
+    ((duration_attrs, _),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert attrs == duration_attrs and attrs[sc.RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+
+
+def test_a_root_handle_is_freed_without_the_cycle_collector(rig):
+    """No reference cycle through the root: a framework dropping its handles frees them (and their spans) at once."""
+    gc.collect()
+    gc.disable()
+    try:
+        root = rig.recorder.start(sc.OP_CHAIN, "app")
+        child = rig.recorder.start(sc.OP_CHAT, model="m", parent=root)
+        child.chunk()
+        child.end()
+        root.end()
+        spans = weakref.ref(root.span), weakref.ref(child.span)
+        del root, child
+        assert [ref() for ref in spans] == [None, None]
+    finally:
+        gc.enable()
 
 
 def test_no_ttft_without_streaming(rig):

@@ -73,7 +73,8 @@ class _Aggregation:
         self.points: dict[_Spec, dict[frozenset[tuple[str, Any]], list[Any]]] = {}
         self.start_ns = time.time_ns()
 
-    def add(self, spec: _Spec, value: float, key: frozenset[tuple[str, Any]]) -> None:
+    def add(self, spec: _Spec, values: Sequence[float], key: frozenset[tuple[str, Any]]) -> None:
+        """Add ``values`` (at least one) to the point of ``key``, under one lock."""
         with self.lock:
             by_key = self.points.get(spec)
             if by_key is None:
@@ -85,17 +86,20 @@ class _Aggregation:
                     point = by_key.get(key)
                 if point is None:
                     bounds = spec.bounds
-                    point = by_key[key] = [0] if bounds is None else [0, 0, value, value] + [0] * (len(bounds) + 1)
-            if spec.bounds is None:
-                point[0] += value
+                    first = values[0]
+                    point = by_key[key] = [0] if bounds is None else [0, 0, first, first] + [0] * (len(bounds) + 1)
+            bounds = spec.bounds
+            if bounds is None:
+                point[0] += sum(values)
                 return
-            point[0] += 1
-            point[1] += value
-            if value < point[2]:
-                point[2] = value
-            if value > point[3]:
-                point[3] = value
-            point[4 + bisect_left(spec.bounds, value)] += 1
+            for value in values:
+                point[0] += 1
+                point[1] += value
+                if value < point[2]:
+                    point[2] = value
+                if value > point[3]:
+                    point[3] = value
+                point[4 + bisect_left(bounds, value)] += 1
 
     def take(self) -> tuple[dict[_Spec, dict[frozenset[tuple[str, Any]], list[Any]]], int, int]:
         """The points to report now, their start and collection time; a delta reader starts afresh."""
@@ -260,18 +264,26 @@ class _Instrument:
         return _global if self._global else self._fixed
 
     def _measure(self, value: float, attributes: Mapping[str, Any]) -> None:
+        self.record_many((value,), attributes)
+
+    def record_many(self, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
+        """Record measurements that share attributes (one, or a stream's chunk intervals): one attribute key
+        and one lock per aggregation here, one SDK record each on the SDK path."""
         aggregations = _global if self._global else self._fixed
         if aggregations is None:
             if self.totals is None:
-                self._sdk.record(value, attributes)
+                for value in values:
+                    self._sdk.record(value, attributes)
                 return
             aggregations = (self.totals,)
-        if value != value or (self._spec.bounds is None and value < 0):  # NaN; a counter never goes down
-            selfstats.count("metrics.invalid_value")
-            return
-        key = frozenset(attributes.items())
-        for aggregation in aggregations:
-            aggregation.add(self._spec, value, key)
+        counter = self._spec.bounds is None
+        valid = [v for v in values if v == v and not (counter and v < 0)]  # NaN; a counter never goes down
+        if len(valid) < len(values):
+            selfstats.count("metrics.invalid_value", len(values) - len(valid))
+        if valid:
+            key = frozenset(attributes.items())
+            for aggregation in aggregations:
+                aggregation.add(self._spec, valid, key)
 
     def observe_totals(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
         """A counter's totals kept on the SDK path, for its observable counter."""

@@ -309,7 +309,7 @@ class SpanHandle:
 
     __slots__ = (
         "__weakref__",
-        "_chunk_attrs",
+        "_chunk_intervals",
         "_chunk_ns",
         "_context",
         "_ended",
@@ -370,18 +370,20 @@ class SpanHandle:
         self._usage: tuple[int | None, ...] | None = None
         self._ttft_ns: int | None = None
         self._chunk_ns: int | None = None
-        self._chunk_attrs: dict[str, Any] | None = None
+        self._chunk_intervals: list[float] | None = None
         self._user_ttft_ns: int | None = None
         self._no_metrics = False
 
         parent_ctx, parent_handle = _parent_context(parent)
         if parent_handle is not None:
-            self._root: SpanHandle = parent_handle._root
+            # None means "this handle": a root referring to itself would leave every root handle (its span,
+            # its context) to the cycle collector instead of being freed when the framework drops it.
+            self._root: SpanHandle | None = parent_handle._root or parent_handle
             session_id = session_id or parent_handle.session_id
             user_id = user_id or parent_handle.user_id
             framework = framework or parent_handle.framework
         else:
-            self._root = self
+            self._root = None
             if session_id is None or user_id is None:
                 inherited = getattr(trace.get_current_span(parent_ctx), "attributes", None) or {}
                 session_id = session_id or inherited.get(sc.SESSION_ID)
@@ -432,7 +434,7 @@ class SpanHandle:
         for slot in cls.__slots__[1:]:
             setattr(handle, slot, None)
         handle._recorder, handle.operation, handle.kind = recorder, operation, sc.KIND_TASK
-        handle._root, handle._ended, handle.start_ns = handle, True, time.time_ns()
+        handle._root, handle._ended, handle.start_ns = None, True, time.time_ns()
         handle._pending = None
         handle.span = trace.INVALID_SPAN
         return handle
@@ -556,7 +558,7 @@ class SpanHandle:
         ttft = self._elapsed_ns(at_ns)
         self._ttft_ns = ttft
         self._chunk_ns = ttft
-        root = self._root
+        root = self._root or self
         if root._user_ttft_ns is None and not root._ended:
             root._user_ttft_ns = ttft + (self.start_ns - root.start_ns)
 
@@ -569,13 +571,11 @@ class SpanHandle:
             return
         now = self._elapsed_ns(at_ns)
         previous, self._chunk_ns = self._chunk_ns, now
-        try:
-            attrs = self._chunk_attrs
-            if attrs is None:  # built once per stream: the per-chunk path must stay cheap
-                attrs = self._chunk_attrs = self._metric_attributes()
-            self._recorder._tpoc.record((now - previous) / 1e9, attrs)
-        except Exception as exc:
-            selfstats.failure("recorder.metric_failed", exc)
+        # Kept for end(), which records them all at once: the per-chunk path must stay cheap.
+        if self._chunk_intervals is None:
+            self._chunk_intervals = [(now - previous) / 1e9]
+        else:
+            self._chunk_intervals.append((now - previous) / 1e9)
 
     def _elapsed_ns(self, at_ns: int | None) -> int:
         if at_ns is not None:
@@ -655,7 +655,7 @@ class SpanHandle:
             if self._ttft_ns is not None:
                 pending[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = self._ttft_ns / 1e9
                 pending[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] = self._ttft_ns
-            if self._root is self and self._user_ttft_ns is not None:
+            if self._root is None and self._user_ttft_ns is not None:
                 pending[sc.USER_TIME_TO_FIRST_TOKEN_NS] = self._user_ttft_ns
             policy = derived.policy
             if (self._input or self._output) and (policy.mode.on_span or policy.mode.on_event):
@@ -739,6 +739,9 @@ class SpanHandle:
                 return
             if self._ttft_ns is not None:
                 recorder._ttfc.record(self._ttft_ns / 1e9, attrs)
+            if self._chunk_intervals:
+                recorder._tpoc.record_many(self._chunk_intervals, attrs)
+                self._chunk_intervals = None
             inp = usage_attrs.get(sc.USAGE_INPUT_TOKENS)
             out = usage_attrs.get(sc.USAGE_OUTPUT_TOKENS)
             if inp is not None:
