@@ -1,4 +1,4 @@
-"""``llmobs serve --workers``: large requests decoded and written by worker processes, same result as one process."""
+"""``llmobs serve --workers``: large requests decoded by worker processes, same result as one process."""
 
 from __future__ import annotations
 

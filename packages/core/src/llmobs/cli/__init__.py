@@ -177,8 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", default=None,
                        help="require this bearer token (default: $LLMOBS_SERVE_TOKEN); needed beyond loopback")
     serve.add_argument("--workers", type=_non_negative, default=None, metavar="N",
-                       help="processes that decode and write large OTLP requests in parallel (default: 2 with two"
-                            " or more cores, else 0: all in the server's process)")
+                       help="processes that decode large OTLP requests while the server writes (default: 1 on two"
+                            " cores, 2 on more, 0 on one: all in the server's process)")
     serve.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
                        help="largest request body, after decompression (default 32)")
 

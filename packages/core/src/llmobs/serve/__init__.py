@@ -35,7 +35,7 @@ def create_server(
 ) -> ConsoleServer:
     """Bind the server (``port=0`` picks a free port); run it with ``serve_forever()``, stop it with ``close()``.
 
-    ``workers``: processes that decode and write large OTLP requests in parallel (:mod:`llmobs.serve.pool`);
+    ``workers``: processes that decode large OTLP requests while this one writes (:mod:`llmobs.serve.pool`);
     0 ingests in this process only.
 
     Raises :class:`ServeError` when ``host`` reaches beyond this machine and no ``token`` is given:
@@ -53,7 +53,7 @@ def create_server(
         schema.open_writer(path).close()  # create and migrate the store before anyone reads it
     except (OSError, schema.StoreError) as exc:
         raise ServeError(f"cannot open the trace store {path}: {exc}") from None
-    ingestor = IngestPool(Ingestor.for_store(path, settings), path, settings, workers)
+    ingestor = IngestPool(Ingestor.for_store(path, settings), settings, workers)
     # Without a token, only requests addressed to this machine by name are served (DNS rebinding).
     hosts = frozenset((*_LOOPBACK_NAMES, host.lower())) if not token else None
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +41,8 @@ class Ingestor:
     that a ``NO_CONTENT`` receiver still drops their content.
     """
 
-    def __init__(self, exporter: SpanExporter, settings: config.Settings) -> None:
+    def __init__(self, exporter: SpanExporter | None, settings: config.Settings) -> None:
+        """``exporter`` None: an ingestor that only makes rows (:meth:`rows`), as the serve pool's workers do."""
         self.exporter = exporter
         self.policy = ContentPolicy(
             mode=settings.capture, max_bytes=settings.max_attribute_bytes, redactors=plugins.redactors(settings)
@@ -69,21 +69,24 @@ class Ingestor:
     def event_attributes(self, name: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
         return interop.normalise_event(name, attributes, self.policy)
 
-    def ingest(self, request: ExportTraceServiceRequest, share: range | None = None,
-               write_lock: AbstractContextManager[Any] | None = None) -> Result:
-        """Store the spans of ``request`` (only those at the positions in ``share``, if given; the store's
-        exporter only), writing while holding ``write_lock`` if given."""
+    def ingest(self, request: ExportTraceServiceRequest) -> Result:
+        """Store the spans of ``request``."""
         if isinstance(self.exporter, SQLiteSpanExporter):  # the store's rows straight from the protobuf
-            rows = otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource,
-                                    share)
-            with write_lock or nullcontext():
-                stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
-            return Result(len(rows.rows) + rows.failed, rows.rejected, rows.reason, stored)
-        if share is not None:
-            raise ValueError("only the store's exporter ingests a share of a request")
+            return self.store(self.rows(request))
         decoded = otlp.decode(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
         stored = not decoded.spans or self.exporter.export(decoded.spans) is SpanExportResult.SUCCESS
         return Result(len(decoded.spans), decoded.rejected, decoded.reason, stored)
 
+    def rows(self, request: ExportTraceServiceRequest, share: range | None = None) -> otlp.DecodedRows:
+        """The store rows of the spans of ``request`` (only those at the positions in ``share``, if given)."""
+        return otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource,
+                                share)
+
+    def store(self, rows: otlp.DecodedRows) -> Result:
+        """Write rows made by :meth:`rows` with the store's exporter."""
+        stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
+        return Result(len(rows.rows) + rows.failed, rows.rejected, rows.reason, stored)
+
     def shutdown(self) -> None:
-        self.exporter.shutdown()
+        if self.exporter is not None:
+            self.exporter.shutdown()
