@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,8 +85,27 @@ class Ingestor:
 
     def store(self, rows: otlp.DecodedRows) -> Result:
         """Write rows made by :meth:`rows` with the store's exporter."""
-        stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
-        return Result(len(rows.rows) + rows.failed, rows.rejected, rows.reason, stored)
+        return self.store_all((rows,))
+
+    def store_all(self, parts: Iterable[otlp.DecodedRows]) -> Result:
+        """Write the rows of every part in one transaction, each as ``parts`` yields it."""
+        taken: list[otlp.DecodedRows] = []
+        parts = iter(parts)
+
+        def batches() -> Iterator[list[tuple[Any, ...]]]:
+            for part in parts:
+                taken.append(part)
+                if part.rows:
+                    yield part.rows
+
+        written = self.exporter.write_batches(batches())
+        for _ in batches():  # the rest, if the write stopped early: counted, and the producer finishes
+            pass
+        rows = sum(len(part.rows) for part in taken)
+        failed = sum(part.failed for part in taken)
+        rejected = sum(part.rejected for part in taken)
+        reason = next((part.reason for part in taken if part.reason), "")
+        return Result(rows + failed, rejected, reason, written and not failed)
 
     def shutdown(self) -> None:
         if self.exporter is not None:

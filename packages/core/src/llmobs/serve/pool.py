@@ -3,9 +3,9 @@
 Decoding a span from protobuf costs about as much as writing it to SQLite, and both hold the GIL, so one
 process ingests on one core. :class:`IngestPool` starts worker processes that only decode: a large
 request is cut into shares of :data:`SHARE` spans dealt round-robin to the workers, each worker sends
-back the store rows of each share as soon as it has them, and the server writes every share as it
-arrives — with its one connection, whose page cache stays warm — while the workers decode the next. The
-request is answered once every share is committed, as in a single process.
+back the store rows of each share as soon as it has them, and the server inserts every share as it
+arrives, in one transaction per request, while the workers decode the next. The request is answered
+once the transaction is committed, as in a single process.
 
 Small requests, and every request once a worker has failed, are decoded in the server's process;
 writes are idempotent (``INSERT OR REPLACE``), so re-ingesting a request that was half written loses
@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import suppress
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -84,31 +85,38 @@ class IngestPool:
 
     def _ingest_shared(self, body: bytes, encoding: str, spans: int) -> Result | None:
         shares = [(start, min(start + SHARE, spans)) for start in range(0, spans, SHARE)]
-        results = []
-        try:
-            expected: dict[Connection, int] = {}
-            for k, worker in enumerate(self._workers):
-                mine = shares[k::len(self._workers)]
-                if mine:
-                    worker.send(body, encoding, mine)
-                    expected[worker.conn] = len(mine)
-            while expected:
-                ready = wait(list(expected), REPLY_TIMEOUT_S)
-                if not ready:
-                    raise TimeoutError(f"an ingest worker gave no answer in {REPLY_TIMEOUT_S:.0f} s")
-                for conn in ready:
-                    rows, counts = _reply(conn)
-                    for kind, n in counts.items():
-                        selfstats.count(kind, n)
-                    results.append(self.ingestor.store(rows))  # while the workers decode the next shares
-                    expected[conn] -= 1
-                    if not expected[conn]:
-                        del expected[conn]
-        except Exception as exc:  # a worker died, hung or answered nonsense: decode here from now on
-            self._give_up(exc)
+        failures: list[BaseException] = []
+
+        def decoded() -> Iterator[otlp.DecodedRows]:
+            """Each share's rows as a worker sends them; stops at the first failure (kept in ``failures``)."""
+            try:
+                expected: dict[Connection, int] = {}
+                for k, worker in enumerate(self._workers):
+                    mine = shares[k::len(self._workers)]
+                    if mine:
+                        worker.send(body, encoding, mine)
+                        expected[worker.conn] = len(mine)
+                while expected:
+                    ready = wait(list(expected), REPLY_TIMEOUT_S)
+                    if not ready:
+                        raise TimeoutError(f"an ingest worker gave no answer in {REPLY_TIMEOUT_S:.0f} s")
+                    for conn in ready:
+                        rows, counts = _reply(conn)
+                        for kind, n in counts.items():
+                            selfstats.count(kind, n)
+                        expected[conn] -= 1
+                        if not expected[conn]:
+                            del expected[conn]
+                        yield rows
+            except Exception as exc:  # a worker died, hung or answered nonsense
+                failures.append(exc)
+
+        # One transaction: each share is inserted as it arrives, while the workers decode the next.
+        result = self.ingestor.store_all(decoded())
+        if failures:  # decode here from now on; what was committed is written again, idempotently
+            self._give_up(failures[0])
             return None
-        return Result(sum(r.accepted for r in results), sum(r.rejected for r in results),
-                      next((r.reason for r in results if r.reason), ""), all(r.stored for r in results))
+        return result
 
     def _give_up(self, exc: BaseException) -> None:
         selfstats.failure("serve.worker_failed", exc)
