@@ -479,3 +479,43 @@ def test_checkpoints_run_on_a_background_thread_that_ends_with_the_exporter(tmp_
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()  # an exporter dropped without shutdown() does not leave its thread behind
+
+
+def test_write_batches_inserts_batches_as_they_come_in_one_transaction(tmp_path):
+    path = tmp_path / "b.db"
+    exporter = SQLiteSpanExporter(path, retention=None)
+    rows = exporter_module._rows(_spans(9))
+    seen_by_reader = []
+
+    def batches():
+        for i in range(0, 9, 3):
+            yield rows[i:i + 3]
+            reader = sqlite3.connect(path)  # the transaction is not committed while batches still come
+            seen_by_reader.append(reader.execute("SELECT COUNT(*) FROM spans").fetchone()[0])
+            reader.close()
+
+    assert exporter.write_batches(batches())
+    exporter.shutdown()
+    assert seen_by_reader == [0, 0, 0]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 9
+    conn.close()
+
+
+def test_write_batches_that_fail_midway_store_nothing_and_count_every_row(tmp_path):
+    path = tmp_path / "f.db"
+    exporter = SQLiteSpanExporter(path, retention=None)
+    rows = exporter_module._rows(_spans(6))
+
+    def batches():
+        yield rows[:3]
+        yield [*rows[3:], ("not", "a", "row")]  # cannot be bound: the transaction fails
+
+    selfstats.reset()
+    assert not exporter.write_batches(batches())
+    assert exporter.write_rows(rows[:1])  # the exporter goes on
+    exporter.shutdown()
+    assert selfstats.snapshot()["store.dropped_spans"] == 7
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] == 1
+    conn.close()
