@@ -177,7 +177,7 @@ def test_host_header_is_checked_without_a_token(server):
 
 
 def test_store_failure_is_503_retryable(server):
-    server.app.ingestor.ingestor.exporter.shutdown()  # every export now fails
+    server.app.ingestor.exporter.shutdown()  # every export now fails
     status, headers, _ = request(server, body=one_span_request().SerializeToString())
     assert status == 503 and headers["Retry-After"]
 

@@ -101,13 +101,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from llmobs.serve import ServeError, create_server
-    from llmobs.serve.pool import default_workers
 
     try:
         server = create_server(args.store, host=args.host, port=args.port,
                                token=args.token or os.environ.get("LLMOBS_SERVE_TOKEN"),
-                               max_body=args.max_body_mb * 1024 * 1024,
-                               workers=default_workers() if args.workers is None else args.workers)
+                               max_body=args.max_body_mb * 1024 * 1024)
     except ServeError as exc:
         print(f"llmobs: {exc}", file=sys.stderr)
         return 2
@@ -176,9 +174,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=4318, help="port (default 4318, the OTLP/HTTP port; 0: any free)")
     serve.add_argument("--token", default=None,
                        help="require this bearer token (default: $LLMOBS_SERVE_TOKEN); needed beyond loopback")
-    serve.add_argument("--workers", type=_non_negative, default=None, metavar="N",
-                       help="processes that decode large OTLP requests while the server writes (default: 1 on two"
-                            " cores, 2 on more, 0 on one: all in the server's process)")
     serve.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
                        help="largest request body, after decompression (default 32)")
 
@@ -197,17 +192,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-    return _at_least(text, 1)
-
-
-def _non_negative(text: str) -> int:
-    return _at_least(text, 0)
-
-
-def _at_least(text: str, low: int) -> int:
     value = int(text)
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from llmobs import config
 from llmobs.serve.http import DEFAULT_MAX_BODY, App, ConsoleServer, Readers, ServeError, is_loopback
 from llmobs.serve.ingest import Ingestor
-from llmobs.serve.pool import IngestPool
 from llmobs.store import schema
 
 DEFAULT_PORT = 4318  # the OTLP/HTTP port: OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 just works
@@ -31,12 +30,8 @@ def create_server(
     token: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     settings: config.Settings | None = None,
-    workers: int = 0,
 ) -> ConsoleServer:
     """Bind the server (``port=0`` picks a free port); run it with ``serve_forever()``, stop it with ``close()``.
-
-    ``workers``: processes that decode large OTLP requests while this one writes (:mod:`llmobs.serve.pool`);
-    0 ingests in this process only.
 
     Raises :class:`ServeError` when ``host`` reaches beyond this machine and no ``token`` is given:
     the console shows prompts and answers, and the receiver writes to the store.
@@ -53,7 +48,7 @@ def create_server(
         schema.open_writer(path).close()  # create and migrate the store before anyone reads it
     except (OSError, schema.StoreError) as exc:
         raise ServeError(f"cannot open the trace store {path}: {exc}") from None
-    ingestor = IngestPool(Ingestor.for_store(path, settings), settings, workers)
+    ingestor = Ingestor.for_store(path, settings)
     # Without a token, only requests addressed to this machine by name are served (DNS rebinding).
     hosts = frozenset((*_LOOPBACK_NAMES, host.lower())) if not token else None
     try:

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from llmobs.serve import api, otlp, static
-from llmobs.serve.pool import IngestPool
+from llmobs.serve.ingest import Ingestor
 from llmobs.store import TraceStore
 
 _log = logging.getLogger("llmobs.serve")
@@ -100,7 +100,7 @@ class Readers:
 class App:
     """Everything a request handler needs."""
 
-    ingestor: IngestPool
+    ingestor: Ingestor
     readers: Readers
     token: str | None
     max_body: int
@@ -271,7 +271,7 @@ class Handler(BaseHTTPRequestHandler):
             request = otlp.parse(body, self.encoding)
         except otlp.PayloadError as exc:
             raise _Refused(400, str(exc)) from None
-        result = self.server.app.ingestor.ingest(request, body, self.encoding)
+        result = self.server.app.ingestor.ingest(request)
         if not result.stored:
             raise _Refused(503, "the trace store could not write; retry", headers=(("Retry-After", "2"),))
         self._send(200, otlp.response(self.encoding, result.rejected, result.reason), self.encoding)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +41,7 @@ class Ingestor:
     that a ``NO_CONTENT`` receiver still drops their content.
     """
 
-    def __init__(self, exporter: SpanExporter | None, settings: config.Settings) -> None:
-        """``exporter`` None: an ingestor that only makes rows (:meth:`rows`), as the serve pool's workers do."""
+    def __init__(self, exporter: SpanExporter, settings: config.Settings) -> None:
         self.exporter = exporter
         self.policy = ContentPolicy(
             mode=settings.capture, max_bytes=settings.max_attribute_bytes, redactors=plugins.redactors(settings)
@@ -71,42 +69,13 @@ class Ingestor:
         return interop.normalise_event(name, attributes, self.policy)
 
     def ingest(self, request: ExportTraceServiceRequest) -> Result:
-        """Store the spans of ``request``."""
         if isinstance(self.exporter, SQLiteSpanExporter):  # the store's rows straight from the protobuf
-            return self.store(self.rows(request))
+            rows = otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
+            stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
+            return Result(len(rows.rows) + rows.failed, rows.rejected, rows.reason, stored)
         decoded = otlp.decode(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
         stored = not decoded.spans or self.exporter.export(decoded.spans) is SpanExportResult.SUCCESS
         return Result(len(decoded.spans), decoded.rejected, decoded.reason, stored)
 
-    def rows(self, request: ExportTraceServiceRequest, share: range | None = None) -> otlp.DecodedRows:
-        """The store rows of the spans of ``request`` (only those at the positions in ``share``, if given)."""
-        return otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource,
-                                share)
-
-    def store(self, rows: otlp.DecodedRows) -> Result:
-        """Write rows made by :meth:`rows` with the store's exporter."""
-        return self.store_all((rows,))
-
-    def store_all(self, parts: Iterable[otlp.DecodedRows]) -> Result:
-        """Write the rows of every part in one transaction, each as ``parts`` yields it."""
-        taken: list[otlp.DecodedRows] = []
-        parts = iter(parts)
-
-        def batches() -> Iterator[list[tuple[Any, ...]]]:
-            for part in parts:
-                taken.append(part)
-                if part.rows:
-                    yield part.rows
-
-        written = self.exporter.write_batches(batches())
-        for _ in batches():  # the rest, if the write stopped early: counted, and the producer finishes
-            pass
-        rows = sum(len(part.rows) for part in taken)
-        failed = sum(part.failed for part in taken)
-        rejected = sum(part.rejected for part in taken)
-        reason = next((part.reason for part in taken if part.reason), "")
-        return Result(rows + failed, rejected, reason, written and not failed)
-
     def shutdown(self) -> None:
-        if self.exporter is not None:
-            self.exporter.shutdown()
+        self.exporter.shutdown()

@@ -126,12 +126,8 @@ def decode(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
            event_attributes: EventAttributes, resource_attributes: ResourceAttributes) -> Decoded:
     """SDK spans for every valid span of ``request``; a span with invalid ids is rejected, not stored."""
     out = Decoded()
-    for resource, resource_spans, problem in _resources(request, resource_attributes):
+    for resource, resource_spans in _resources(request, resource_attributes, out):
         for scope_spans in resource_spans.scope_spans:
-            if resource is None:
-                for _ in scope_spans.spans:
-                    out.reject(problem)
-                continue
             scope = InstrumentationScope(scope_spans.scope.name, scope_spans.scope.version or None)
             for span in scope_spans.spans:
                 try:
@@ -141,23 +137,19 @@ def decode(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
     return out
 
 
-def _resources(request: ExportTraceServiceRequest,
-               resource_attributes: ResourceAttributes) -> Iterator[tuple[Resource | None, Any, str]]:
-    """Each resource of ``request`` with its spans; None and why for one whose attributes cannot be read
-    (e.g. RecursionError on an absurdly nested key): its spans are rejected, not the request."""
+def _resources(request: ExportTraceServiceRequest, resource_attributes: ResourceAttributes,
+               out: Decoded | DecodedRows) -> Iterator[tuple[Resource, Any]]:
+    """Each resource of ``request`` with its spans; the spans of one whose attributes cannot be read (e.g.
+    RecursionError on an absurdly nested key) are rejected, not the request."""
     for resource_spans in request.resource_spans:
         try:
             resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
         except Exception as exc:
-            yield None, resource_spans, f"resource attributes could not be read ({type(exc).__name__})"
+            for scope_spans in resource_spans.scope_spans:
+                for _ in scope_spans.spans:
+                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
             continue
-        yield resource, resource_spans, ""
-
-
-def span_count(request: ExportTraceServiceRequest) -> int:
-    """How many spans ``request`` holds (the index space of :func:`decode_rows`' ``share``)."""
-    return sum(len(scope_spans.spans) for resource_spans in request.resource_spans
-               for scope_spans in resource_spans.scope_spans)
+        yield resource, resource_spans
 
 
 def _id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> str | None:
@@ -218,32 +210,16 @@ class DecodedRows:
 
 
 def decode_rows(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
-                event_attributes: EventAttributes, resource_attributes: ResourceAttributes,
-                share: range | None = None) -> DecodedRows:
+                event_attributes: EventAttributes, resource_attributes: ResourceAttributes) -> DecodedRows:
     """Store rows for every valid span of ``request``: what :func:`decode` and then the store's exporter make
-    of it, read straight from the protobuf without SDK spans in between (the receiver's hot path).
-
-    ``share``: only the spans at these positions (in request order, from 0; see :func:`span_count`), so
-    that several processes can decode parts of one request."""
+    of it, read straight from the protobuf without SDK spans in between (the receiver's hot path)."""
     out = DecodedRows()
     span_row = store_exporter.span_row
-    first, stop = (share.start, share.stop) if share is not None else (0, 1 << 62)
-    index = 0
-    for resource, resource_spans, problem in _resources(request, resource_attributes):
+    for resource, resource_spans in _resources(request, resource_attributes, out):
         columns = None
         for scope_spans in resource_spans.scope_spans:
-            spans = scope_spans.spans
-            count = len(spans)
-            lo, hi = max(first - index, 0), min(stop - index, count)
-            index += count
-            if lo >= hi:
-                continue
-            if resource is None:
-                for _ in range(hi - lo):
-                    out.reject(problem)
-                continue
             scope = scope_spans.scope.name
-            for span in spans[lo:hi] if (lo, hi) != (0, count) else spans:
+            for span in scope_spans.spans:
                 try:
                     parts = _span_parts(span, scope, span_attributes, event_attributes, out)
                 except Exception as exc:

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
@@ -98,16 +98,9 @@ class SQLiteSpanExporter(SpanExporter):
 
     def write_rows(self, rows: list[tuple[Any, ...]]) -> bool:
         """Commit rows made by :func:`span_row` in one transaction; False (counted as dropped) if it failed."""
-        return self.write_batches((rows,))
-
-    def write_batches(self, batches: Iterable[list[tuple[Any, ...]]]) -> bool:
-        """Commit batches of rows in one transaction, inserting each as ``batches`` yields it — so rows still
-        being made elsewhere (``llmobs serve``'s decoding workers) are written as they come. False (every row
-        of the batches counted as dropped) if it failed."""
-        done: list[list[tuple[Any, ...]]] = []
-        if self._write(iter(batches), done):
+        if self._write(rows):
             return True
-        selfstats.count("store.dropped_spans", sum(len(rows) for rows in done))
+        selfstats.count("store.dropped_spans", len(rows))
         return False
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -119,31 +112,19 @@ class SQLiteSpanExporter(SpanExporter):
             self._shut_down = True
             self._close()
 
-    def _write(self, batches: Iterator[list[tuple[Any, ...]]], done: list[list[tuple[Any, ...]]]) -> bool:
-        """Insert every batch in one transaction; ``done`` collects the batches taken from ``batches``, so a
-        transaction retried (the database was locked) inserts them again before taking more."""
-
-        def insert_all(conn: sqlite3.Connection) -> None:
-            for rows in done:
-                _insert(conn, rows)
-            for rows in batches:
-                done.append(rows)
-                _insert(conn, rows)
-
+    def _write(self, rows: list[tuple[Any, ...]]) -> bool:
         with self._lock:
             if self._shut_down:
-                done.extend(batches)
                 return False
             try:
                 conn = self._connection()
-                schema.write(conn, insert_all)
+                schema.write(conn, lambda c: _insert(c, rows))
             except Exception as exc:
-                done.extend(batches)  # what was not taken yet is lost too
                 selfstats.failure("store.write_failed", exc)
                 self._close()  # reopen on the next batch, in case the connection itself is broken
                 return False
             if self._checkpointer is not None:
-                self._uncheckpointed += sum(len(row[_ATTRIBUTES]) for rows in done for row in rows)
+                self._uncheckpointed += sum(len(row[_ATTRIBUTES]) for row in rows)
                 if self._uncheckpointed >= CHECKPOINT_AFTER_BYTES:
                     self._uncheckpointed = 0
                     self._checkpointer.poke()
