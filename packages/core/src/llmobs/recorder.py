@@ -88,15 +88,23 @@ _OUTPUT_VALUE_ATTRIBUTE = {
 }
 
 
+# Tuples, not ``X | Y`` unions: isinstance takes ~0.08 us with a tuple and ~0.47 us with a union here,
+# and these checks run for every attribute value of every span.
+_SCALARS = (str, bool, int, float)
+_SEQUENCES = (list, tuple)
+_NUMBERS = (int, float)
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
 def _scalar(value: Any) -> Any:
     """An attribute value OTel accepts: scalars and homogeneous sequences pass, anything else is a string."""
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, _SCALARS):
         return value
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         items = [v for v in value if v is not None]
         if all(isinstance(v, str) for v in items):
             return items
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+        if all(isinstance(v, _NUMBERS) and not isinstance(v, bool) for v in items):
             return items
         return [_text(v) for v in items]
     return _text(value)
@@ -104,7 +112,7 @@ def _scalar(value: Any) -> Any:
 
 def _text(value: Any) -> str:
     """``str(value)``, but a container's text is bounded: ``str([big] * 1000)`` would copy every element."""
-    if isinstance(value, dict | list | tuple | set | frozenset):
+    if isinstance(value, _CONTAINERS):
         return _BOUNDED.repr(value)
     return str(value)
 
@@ -530,7 +538,7 @@ class SpanHandle:
         """Output content (lazy, like :meth:`set_input`) and response metadata (set now)."""
         self._output = {"messages": messages, "value": value}
         if finish_reasons:
-            reasons = finish_reasons if isinstance(finish_reasons, list | tuple) else [finish_reasons]
+            reasons = finish_reasons if isinstance(finish_reasons, _SEQUENCES) else [finish_reasons]
             self.set_attribute(sc.RESPONSE_FINISH_REASONS, [_text(r) for r in reasons])
         if response_id:
             self.set_attribute(sc.RESPONSE_ID, response_id)

@@ -245,7 +245,7 @@ def _content_parts(content: Any) -> list[dict[str, Any]]:
         return []
     if isinstance(content, str):
         return [text_part(content)] if content else []
-    if not isinstance(content, list | tuple):
+    if not isinstance(content, (list, tuple)):  # a tuple: ~6x faster than a union in isinstance
         return [text_part(str(content))]
     parts = []
     for raw in content:
