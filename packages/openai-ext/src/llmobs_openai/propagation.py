@@ -1,10 +1,10 @@
 """The W3C trace context of a request: the one it arrives with, and the span's that it leaves with.
 
 With OpenTelemetry's default propagators (W3C trace context, then W3C baggage) and no baggage to carry,
-``traceparent`` and ``tracestate`` are written straight from the span's context: what those propagators
-write, for a fraction of their cost (``propagate.inject`` resolves the span from a context and goes
-through a setter per header; merging its carrier into httpx's headers builds another ``Headers``). Any
-other configuration, baggage, or a span context that is not valid goes through ``propagate.inject``.
+``traceparent`` and ``tracestate`` are written by the span handle's own ``inject`` straight into httpx's
+headers: what those propagators write, for a fraction of their cost (merging ``propagate.inject``'s carrier
+into httpx's headers also builds another ``Headers``). Any other configuration, baggage, or a span context
+that is not valid goes through ``propagate.inject``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from llmobs.recorder import SpanHandle
 
-_FLAGS = [f"{flags:02x}" for flags in range(256)]  # formatting TraceFlags itself is slow
 _W3C_ONLY = ([TraceContextTextMapPropagator], [TraceContextTextMapPropagator, W3CBaggagePropagator])
 
 
@@ -36,13 +35,9 @@ def incoming(headers: Mapping[str, str]) -> dict[str, str] | None:
 
 def inject(headers: MutableMapping[str, str], handle: SpanHandle) -> None:
     """Put the span's trace context into the request headers, as the global propagator would."""
-    span_context = handle.span.get_span_context()
     # The handle's context is the current one with the span in it: the baggage is the current context's.
-    if span_context.is_valid and _w3c_only(propagate.get_global_textmap()) and not baggage.get_all():
-        trace_id, span_id = span_context.trace_id.to_bytes(16, "big"), span_context.span_id.to_bytes(8, "big")
-        headers["traceparent"] = f"00-{trace_id.hex()}-{span_id.hex()}-{_FLAGS[span_context.trace_flags]}"
-        if span_context.trace_state:
-            headers["tracestate"] = span_context.trace_state.to_header()
+    if handle.span.get_span_context().is_valid and _w3c_only(propagate.get_global_textmap()) and not baggage.get_all():
+        handle.inject(headers)  # W3C trace context alone: what the default propagators write here
         return
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=handle.context)
