@@ -33,6 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from llmobs import __version__, aggregated_metrics, config, plugins, selfstats
 from llmobs import semconv as sc
 from llmobs.content import ContentPolicy
+from llmobs.lean_span import LeanSpan, LeanTracer, lean_tracer
 from llmobs.pricing import ModelPrice
 
 #: Pass as ``parent=`` to start a new trace, ignoring the ambient OTel span.
@@ -44,6 +45,7 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACE_FLAGS = [f"{flags:02x}" for flags in range(256)]  # formatting TraceFlags itself is slow
 _Carrier = TypeVar("_Carrier", bound=MutableMapping[str, str])
 _END_LOCK = threading.Lock()
+_NEVER = object()
 
 # set_request keyword → attribute
 _REQUEST_ATTRIBUTES = {
@@ -103,12 +105,15 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, _SEQUENCES):
-        items = [v for v in value if v is not None]
+        # A tuple, as the SDK keeps a sequence value (a list would still be the application's to change).
+        items = tuple(v for v in value if v is not None)
         if all(isinstance(v, str) for v in items):
             return items
         if all(isinstance(v, _NUMBERS) and not isinstance(v, bool) for v in items):
             return items
-        return [_text(v) for v in items]
+        if all(isinstance(v, bool) for v in items):
+            return items
+        return tuple(_text(v) for v in items)
     return _text(value)
 
 
@@ -162,9 +167,17 @@ class Recorder:
         self,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        *,
+        sdk_spans: bool = False,
     ) -> None:
+        """``sdk_spans``: make spans with the SDK's own ``Span`` class even on the SDK's tracer, where the
+        recorder otherwise builds them itself (:mod:`llmobs.lean_span`, several times cheaper)."""
         tracer_source = tracer_provider or trace
         self._tracer = tracer_source.get_tracer(sc.SCOPE_NAME, __version__)
+        self._lean: LeanTracer | None = None  # spans without the SDK's Span class, on an SDK tracer
+        # The tracer self._lean was made for (a proxy's real tracer can appear later); with sdk_spans, a value
+        # no tracer ever is, so no lean tracer is ever made.
+        self._lean_of: Any = _NEVER if sdk_spans else None
         # On a provider llmobs installed, measurements aggregate in llmobs (far cheaper than the SDK's).
         meter = aggregated_metrics.Meter(sc.SCOPE_NAME, __version__, meter_provider)
         self._duration = meter.histogram(
@@ -187,6 +200,22 @@ class Recorder:
         )
         self._cost = meter.counter(sc.METRIC_COST, sc.UNIT_USD, "Cost of GenAI calls")
         self._derived: _Derived | None = None
+
+    def _start_span(self, name: str, context: otel_context.Context | None, kind: SpanKind,
+                    attributes: dict[str, Any], start_time: int) -> trace.Span:
+        """A started span: a :class:`~llmobs.lean_span.LeanSpan` on the SDK's own tracer, else the tracer's."""
+        tracer = self._tracer
+        real = getattr(tracer, "_real_tracer", None) or tracer  # the global tracer is a proxy
+        if real is not self._lean_of and self._lean_of is not _NEVER:
+            self._lean, self._lean_of = lean_tracer(real), real
+        lean = self._lean
+        if lean is not None:
+            try:
+                return lean.start_span(name, context, kind, attributes, start_time)
+            except Exception as exc:  # an SDK this module does not know after all: the SDK's own spans from now on
+                selfstats.failure("recorder.lean_span_failed", exc)
+                self._lean = None
+        return tracer.start_span(name, context=context, kind=kind, attributes=attributes, start_time=start_time)
 
     @property
     def derived(self) -> _Derived:
@@ -418,7 +447,7 @@ class SpanHandle:
             attrs[sc.COMPONENT_NAME] = name
         if attributes:
             for key, value in attributes.items():
-                if value is not None:
+                if value is not None and isinstance(key, str) and key:
                     attrs[key] = _scalar(value)
 
         if remote is None:
@@ -429,12 +458,9 @@ class SpanHandle:
         else:
             self._mono0 = None
             self.start_ns = start_time_ns
-        self.span = recorder._tracer.start_span(
-            _span_name(operation, name, model),
-            context=parent_ctx,
-            kind=SpanKind.CLIENT if remote else SpanKind.INTERNAL,
-            attributes=attrs,
-            start_time=self.start_ns,
+        self.span = recorder._start_span(
+            _span_name(operation, name, model), parent_ctx, SpanKind.CLIENT if remote else SpanKind.INTERNAL, attrs,
+            self.start_ns,
         )
 
     @classmethod
@@ -489,6 +515,9 @@ class SpanHandle:
     def set_attribute(self, key: str, value: Any) -> None:
         """Set an attribute; attributes are gathered and handed to the span in one call at end."""
         if value is not None and self._pending is not None:
+            if not isinstance(key, str) or not key:  # the SDK drops such a key too
+                selfstats.count("recorder.invalid_attribute_key")
+                return
             try:
                 self._pending[key] = _scalar(value)
             except Exception as exc:
@@ -681,7 +710,10 @@ class SpanHandle:
                 self._record_content(policy)
             if derived.span_end_hooks:
                 plugins.call("llmobs_span_end", handle=self)
-            span.set_attributes(pending)
+            if type(span) is LeanSpan:
+                span.set_valid_attributes(pending)
+            else:
+                span.set_attributes(pending)
 
         self._record_metrics(duration_s, usage_attrs)
         span.end(end_time=end_time_ns)
