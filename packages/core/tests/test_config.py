@@ -38,7 +38,15 @@ def test_defaults_capture_content_on_span_and_use_the_store():
     assert s.max_attribute_bytes == 8192
     assert s.exporters == ("auto",)
     assert s.pii_redaction is False
+    assert s.sdk_spans is False
     assert s.source == "defaults"
+
+
+def test_sdk_spans_from_file_and_environment(tmp_path):
+    assert load(environ={"LLMOBS_CONFIG": str(write(tmp_path, "sdk_spans = true\n"))}).sdk_spans is True
+    assert load(environ={"LLMOBS_SDK_SPANS": "true"}).sdk_spans is True
+    with pytest.raises(ConfigError, match="LLMOBS_SDK_SPANS: expected true or false"):
+        load(environ={"LLMOBS_SDK_SPANS": "sometimes"})
 
 
 def test_file_then_env_then_code(tmp_path):

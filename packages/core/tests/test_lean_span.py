@@ -176,6 +176,9 @@ def test_the_recorder_uses_lean_spans_on_the_sdk_tracer_only(settings):
     assert type(handle.span) is LeanSpan
     handle.end()
     assert type(Recorder(TracerProvider(), sdk_spans=True).start(sc.OP_CHAT).span) is not LeanSpan
+    settings(sdk_spans=True)  # the setting: every recorder, from its next span on
+    assert type(recorder.start(sc.OP_CHAT).span).__name__ == "_Span"
+    settings()
 
     class OwnTracer(type(TracerProvider().get_tracer("x"))):
         """A tracer of its own kind (a subclass may start spans its own way): not made lean."""

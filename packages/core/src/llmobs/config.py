@@ -13,6 +13,7 @@ naming the line and the reason; callers that reload keep the last good settings.
     exporters = ["auto"]             # auto | store | otlp | console | none
     store = ".llmobs/llmobs.db"
     disabled_integrations = []       # e.g. ["langchain"]
+    sdk_spans = false                # true: spans through the SDK's own Span class (see the core README)
 
     [retention]
     max_age_days = 7
@@ -67,6 +68,7 @@ class Settings:
     retention_max_age_days: float | None = 7.0
     retention_max_mb: float | None = 512.0
     disabled_integrations: frozenset[str] = frozenset()
+    sdk_spans: bool = False
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     sampling: sampling.SamplingPolicy = field(default_factory=sampling.SamplingPolicy)
     export_max_request_bytes: int = 4_000_000
@@ -176,6 +178,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "exporters": ("exporters", _exporters),
     "store": ("store", lambda v, w: Path(str(v)) if v else None),
     "disabled_integrations": ("disabled_integrations", lambda v, w: frozenset(_names(v, w))),
+    "sdk_spans": ("sdk_spans", _bool),
     "prices": ("prices", _prices),
     "sampling": ("sampling", lambda v, w: _sampling(v, w)),
     "retention.max_age_days": ("retention_max_age_days", _number),
@@ -194,6 +197,7 @@ _ENV = {
     "LLMOBS_EXPORTERS": "exporters",
     "LLMOBS_STORE": "store",
     "LLMOBS_DISABLE": "disabled_integrations",
+    "LLMOBS_SDK_SPANS": "sdk_spans",
     "LLMOBS_RETENTION_DAYS": "retention.max_age_days",
     "LLMOBS_RETENTION_MB": "retention.max_mb",
     "LLMOBS_EXPORT_MAX_REQUEST_BYTES": "export.max_request_bytes",

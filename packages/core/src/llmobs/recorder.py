@@ -171,7 +171,8 @@ class Recorder:
         sdk_spans: bool = False,
     ) -> None:
         """``sdk_spans``: make spans with the SDK's own ``Span`` class even on the SDK's tracer, where the
-        recorder otherwise builds them itself (:mod:`llmobs.lean_span`, several times cheaper)."""
+        recorder otherwise builds them itself (:mod:`llmobs.lean_span`, several times cheaper); the
+        ``sdk_spans`` setting does the same for every recorder."""
         tracer_source = tracer_provider or trace
         self._tracer = tracer_source.get_tracer(sc.SCOPE_NAME, __version__)
         self._lean: LeanTracer | None = None  # spans without the SDK's Span class, on an SDK tracer
@@ -209,7 +210,7 @@ class Recorder:
         if real is not self._lean_of and self._lean_of is not _NEVER:
             self._lean, self._lean_of = lean_tracer(real), real
         lean = self._lean
-        if lean is not None:
+        if lean is not None and not config.current().sdk_spans:
             try:
                 return lean.start_span(name, context, kind, attributes, start_time)
             except Exception as exc:  # an SDK this module does not know after all: the SDK's own spans from now on
