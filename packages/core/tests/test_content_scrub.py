@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmobs.content import ContentPolicy, is_secret_key, scrub, scrub_text
 from llmobs.content.scrub import might_hold_secrets
@@ -128,3 +130,9 @@ def test_every_trigger_takes_the_full_path(text):
 
 def test_plain_prose_skips_the_full_path():
     assert not might_hold_secrets("List the three most likely causes, shortest first. The GitHub page says hi.")
+
+
+@given(st.lists(st.one_of(st.text(max_size=40), st.sampled_from(scrub._TRIGGERS)), max_size=8))
+def test_trigger_scan_by_rarest_character_finds_exactly_the_triggers(pieces):
+    text = "".join(pieces).lower()
+    assert scrub._contains_any(text) == any(word in text for word in scrub._TRIGGERS)
