@@ -353,8 +353,10 @@ def span_row(trace_id: str, span_id: str, parent_span_id: str | None, name: str,
         events: list[tuple[str, int, Any]] | None, scope: str | None) -> tuple[Any, ...]:
     """One span in :data:`_INSERT` order, from its parts: ids in hex, ``attrs`` (not copied), ``resource`` from
     :func:`resource_columns`, the status code's name, ``events`` as (name, time ns, attributes) or None.
-    Numbers are bound as found; the INSERT casts them. The one span-to-row mapping, for SDK spans
-    (:meth:`SQLiteSpanExporter.export`) and for received OTLP spans alike."""
+    Numbers are bound as found; the INSERT casts them. A missing value of a :data:`_NULLABLE` column is
+    ``""``, which the INSERT stores as NULL: binding ``None`` costs the sqlite3 module an adapter lookup
+    (~0.4 us against ~0.1 us for a string, six times a span on average). The one span-to-row mapping, for
+    SDK spans (:meth:`SQLiteSpanExporter.export`) and for received OTLP spans alike."""
     get = attrs.get
     error_type = get(sc.ERROR_TYPE)
     if error_type is None and status == "ERROR" and events:
@@ -365,31 +367,31 @@ def span_row(trace_id: str, span_id: str, parent_span_id: str | None, name: str,
     return (
         trace_id,
         span_id,
-        parent_span_id,
+        "" if parent_span_id is None else parent_span_id,
         name,
-        get(sc.SPAN_KIND),
-        get(sc.OPERATION_NAME),
-        resource[1],
-        get(sc.PROVIDER_NAME),
-        get(sc.REQUEST_MODEL),
-        get(sc.RESPONSE_MODEL),
+        get(sc.SPAN_KIND, ""),
+        get(sc.OPERATION_NAME, ""),
+        "" if resource[1] is None else resource[1],
+        get(sc.PROVIDER_NAME, ""),
+        get(sc.REQUEST_MODEL, ""),
+        get(sc.RESPONSE_MODEL, ""),
         start,
         end,
         end - start,
         status,
-        error_type,
-        ttft,
-        get(sc.USAGE_INPUT_TOKENS),
-        get(sc.USAGE_OUTPUT_TOKENS),
-        get(sc.USAGE_TOTAL_TOKENS),
-        get(sc.COST_USD),
-        get(sc.SESSION_ID) or get(sc.CONVERSATION_ID),
-        get(sc.USER_ID),
-        get(sc.SAMPLING_ADJUSTED_COUNT),
+        "" if error_type is None else error_type,
+        "" if ttft is None else ttft,
+        get(sc.USAGE_INPUT_TOKENS, ""),
+        get(sc.USAGE_OUTPUT_TOKENS, ""),
+        get(sc.USAGE_TOTAL_TOKENS, ""),
+        get(sc.COST_USD, ""),
+        get(sc.SESSION_ID) or get(sc.CONVERSATION_ID, ""),
+        get(sc.USER_ID, ""),
+        get(sc.SAMPLING_ADJUSTED_COUNT, ""),
         _encode(attrs),
         _encode([{"name": n, "time_ns": t, "attributes": dict(a or {})} for n, t, a in events]) if events else "[]",
         resource[0],
-        scope,
+        "" if scope is None else scope,
     )
 
 
@@ -417,9 +419,16 @@ def _seconds_to_ns(value: Any) -> int | None:
         return None
 
 
+#: Columns that may be NULL: their values are bound as ``""`` when missing (see :func:`span_row`).
+_NULLABLE = frozenset(schema.COLUMNS) - {
+    "trace_id", "span_id", "name", "start_ns", "end_ns", "duration_ns", "status", "attributes", "events", "resource",
+}
+
+
 def _insert_sql() -> str:
-    """``INSERT OR REPLACE`` (re-exports are idempotent) that casts attribute numbers to column types."""
-    slot = {name: f"?{i}" for i, name in enumerate(schema.COLUMNS, 1)}
+    """``INSERT OR REPLACE`` (re-exports are idempotent) that casts attribute numbers to column types and
+    stores the ``""`` of a missing value as NULL (so does an empty attribute value: no value either)."""
+    slot = {name: f"NULLIF(?{i}, '')" if name in _NULLABLE else f"?{i}" for i, name in enumerate(schema.COLUMNS, 1)}
     values = dict(slot)
     for name in ("ttft_ns", "input_tokens", "output_tokens"):
         values[name] = f"CAST({slot[name]} AS INTEGER)"
