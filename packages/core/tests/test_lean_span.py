@@ -212,3 +212,22 @@ def test_an_ended_lean_span_takes_nothing_more(settings):
     assert finished.name == "chat gpt-4o" and finished.status.status_code is StatusCode.UNSET
     assert not span.is_recording()
     assert span.get_span_context() == finished.context
+
+
+def test_a_proxy_tracer_gets_lean_spans_once_its_real_tracer_exists(settings):
+    """The global tracer before the application sets its provider is a proxy: the SDK's spans (through the
+    proxy) until the real tracer appears, lean spans from then on."""
+    settings()
+    provider = TracerProvider()
+    proxy = trace.ProxyTracer("llmobs")
+
+    class ProxyOnly(trace.TracerProvider):
+        def get_tracer(self, *args, **kwargs):
+            return proxy
+
+    recorder = Recorder(ProxyOnly())
+    assert type(recorder.start(sc.OP_CHAT).span) is not LeanSpan  # no provider yet: the proxy's no-op span
+    proxy._real_tracer = provider.get_tracer("llmobs")  # what the proxy does once a global provider is set
+    handle = recorder.start(sc.OP_CHAT, provider="openai", model="gpt-4o")
+    assert type(handle.span) is LeanSpan
+    handle.end()
