@@ -30,6 +30,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from llmobs import semconv as sc
+
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -216,14 +218,14 @@ class LeanSpan(trace.Span):
         """The SDK's ``exception`` event: type (module-qualified), message, stack trace, escaped."""
         module, qualname = type(exception).__module__, type(exception).__qualname__
         attrs: dict[str, Any] = {
-            "exception.type": f"{module}.{qualname}" if module and module != "builtins" else qualname,
-            "exception.message": str(exception),
-            "exception.stacktrace": "".join(traceback.format_exception(exception)),
-            "exception.escaped": str(escaped),
+            sc.EXCEPTION_TYPE: f"{module}.{qualname}" if module and module != "builtins" else qualname,
+            sc.EXCEPTION_MESSAGE: str(exception),
+            sc.EXCEPTION_STACKTRACE: "".join(traceback.format_exception(exception)),
+            sc.EXCEPTION_ESCAPED: str(escaped),
         }
         if attributes:
             attrs.update(attributes)
-        self.add_event("exception", attrs, timestamp)
+        self.add_event(sc.EVENT_EXCEPTION, attrs, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
         """End once (later calls are ignored) and hand the span processors the finished span."""

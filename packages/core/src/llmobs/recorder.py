@@ -45,7 +45,6 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACE_FLAGS = [f"{flags:02x}" for flags in range(256)]  # formatting TraceFlags itself is slow
 _Carrier = TypeVar("_Carrier", bound=MutableMapping[str, str])
 _END_LOCK = threading.Lock()
-_NEVER = object()
 
 # set_request keyword → attribute
 _REQUEST_ATTRIBUTES = {
@@ -175,10 +174,9 @@ class Recorder:
         ``sdk_spans`` setting does the same for every recorder."""
         tracer_source = tracer_provider or trace
         self._tracer = tracer_source.get_tracer(sc.SCOPE_NAME, __version__)
+        self._sdk_spans = sdk_spans
         self._lean: LeanTracer | None = None  # spans without the SDK's Span class, on an SDK tracer
-        # The tracer self._lean was made for (a proxy's real tracer can appear later); with sdk_spans, a value
-        # no tracer ever is, so no lean tracer is ever made.
-        self._lean_of: Any = _NEVER if sdk_spans else None
+        self._lean_of: Any = None  # the tracer self._lean was made for (a proxy's real tracer can appear later)
         # On a provider llmobs installed, measurements aggregate in llmobs (far cheaper than the SDK's).
         meter = aggregated_metrics.Meter(sc.SCOPE_NAME, __version__, meter_provider)
         self._duration = meter.histogram(
@@ -206,11 +204,13 @@ class Recorder:
                     attributes: dict[str, Any], start_time: int) -> trace.Span:
         """A started span: a :class:`~llmobs.lean_span.LeanSpan` on the SDK's own tracer, else the tracer's."""
         tracer = self._tracer
+        if self._sdk_spans or config.current().sdk_spans:
+            return tracer.start_span(name, context=context, kind=kind, attributes=attributes, start_time=start_time)
         real = getattr(tracer, "_real_tracer", None) or tracer  # the global tracer is a proxy
-        if real is not self._lean_of and self._lean_of is not _NEVER:
+        if real is not self._lean_of:
             self._lean, self._lean_of = lean_tracer(real), real
         lean = self._lean
-        if lean is not None and not config.current().sdk_spans:
+        if lean is not None:
             try:
                 return lean.start_span(name, context, kind, attributes, start_time)
             except Exception as exc:  # an SDK this module does not know after all: the SDK's own spans from now on
@@ -825,7 +825,7 @@ def _exception_text(exc: BaseException, policy: ContentPolicy) -> dict[str, str]
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except Exception:
         stack = ""
-    return {"exception.message": policy.render_text(message), "exception.stacktrace": policy.render_text(stack)}
+    return {sc.EXCEPTION_MESSAGE: policy.render_text(message), sc.EXCEPTION_STACKTRACE: policy.render_text(stack)}
 
 
 def _message(exc: BaseException) -> str:

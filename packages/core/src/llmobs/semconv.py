@@ -96,6 +96,8 @@ SERVICE_NAME: Final = "service.name"
 EVENT_EXCEPTION: Final = "exception"  # the span event record_exception() adds
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_ESCAPED: Final = "exception.escaped"
 EVENT_NAME: Final = "event.name"  # a log record's event name, on SDKs whose log records lack the field
 
 # --- ARMS / LoongSuite extensions ----------------------------------------------------------------
