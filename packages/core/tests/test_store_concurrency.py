@@ -17,7 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from llmobs import selfstats
 from llmobs import semconv as sc
-from llmobs.store import SQLiteSpanExporter, TraceStore
+from llmobs.store import SQLiteSpanExporter, TraceStore, schema
+from llmobs.store import exporter as store_exporter
 
 SPANS_PER_TRACE = 10
 TRACES_PER_WRITER = 300  # 3000 spans per writer
@@ -153,3 +154,25 @@ def test_spans_from_one_trace_split_over_batches_and_threads(tmp_path):
         traces = store.list_traces(100)
     assert len(traces) == 20 and {t.span_count for t in traces} == {SPANS_PER_TRACE}
     assert {t.input_tokens for t in traces} == {27}
+
+
+def test_a_write_that_must_not_wait_gives_way_to_another_writer(tmp_path):
+    selfstats.reset()
+    path = tmp_path / "nowait.db"
+    exporter = SQLiteSpanExporter(path, retention=None)
+    rows = store_exporter._rows(make_spans(2, "nowait"))
+    assert exporter.write_rows(rows[:1])  # the store exists, the exporter's connection is open
+    other = schema.open_writer(path)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's transaction holds the write lock
+        assert exporter.write_rows(rows, wait=False) is None  # at once, not after the busy timeout
+        assert selfstats.snapshot().get("store.dropped_spans", 0) == 0  # nothing lost: the caller still has them
+        other.execute("COMMIT")
+        assert exporter.write_rows(rows, wait=False) is True
+        assert other.execute("PRAGMA busy_timeout").fetchone()[0] == schema.BUSY_TIMEOUT_S * 1000
+        assert exporter._conn.execute("PRAGMA busy_timeout").fetchone()[0] == schema.BUSY_TIMEOUT_S * 1000
+    finally:
+        other.close()
+        exporter.shutdown()
+    with TraceStore(path) as store:
+        assert sum(t.span_count for t in store.list_traces(10)) == len(rows) == 2 * SPANS_PER_TRACE

@@ -96,12 +96,13 @@ class SQLiteSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS if len(rows) == len(spans) else SpanExportResult.FAILURE
 
-    def write_rows(self, rows: list[tuple[Any, ...]]) -> bool:
-        """Commit rows made by :func:`span_row` in one transaction; False (counted as dropped) if it failed."""
-        if self._write(rows):
-            return True
-        selfstats.count("store.dropped_spans", len(rows))
-        return False
+    def write_rows(self, rows: list[tuple[Any, ...]], *, wait: bool = True) -> bool | None:
+        """Commit rows made by :func:`span_row` in one transaction; False (counted as dropped) if it failed.
+        With ``wait=False``, None at once, nothing written nor counted, while another writer holds the lock."""
+        done = self._write(rows, wait)
+        if done is False:
+            selfstats.count("store.dropped_spans", len(rows))
+        return done
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered here: every export is committed before it returns."""
@@ -112,13 +113,16 @@ class SQLiteSpanExporter(SpanExporter):
             self._shut_down = True
             self._close()
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> bool:
+    def _write(self, rows: list[tuple[Any, ...]], wait: bool = True) -> bool | None:
         with self._lock:
             if self._shut_down:
                 return False
             try:
                 conn = self._connection()
-                schema.write(conn, lambda c: _insert(c, rows))
+                if wait:
+                    schema.write(conn, lambda c: _insert(c, rows))
+                elif not schema.try_write(conn, lambda c: _insert(c, rows))[0]:
+                    return None
             except Exception as exc:
                 selfstats.failure("store.write_failed", exc)
                 self._close()  # reopen on the next batch, in case the connection itself is broken

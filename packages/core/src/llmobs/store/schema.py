@@ -122,6 +122,28 @@ def write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     return retry_locked(attempt)
 
 
+def try_write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
+    """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction if the write lock is free now: ``(True, result)``;
+    ``(False, None)``, having done nothing, if another connection holds it."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if is_locked(exc):
+            return False, None
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return True, result
+
+
 def open_writer(path: Path) -> sqlite3.Connection:
     """Open (creating file and parent directory if needed) a connection for writing, migrated."""
     path.parent.mkdir(parents=True, exist_ok=True)
