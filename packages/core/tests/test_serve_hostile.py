@@ -25,10 +25,11 @@ from llmobs.store import TraceStore
 PROTOBUF = "application/x-protobuf"
 
 
-@pytest.fixture
-def server(tmp_path, settings):
+@pytest.fixture(params=[1, 2], ids=["in-process", "2-workers"])
+def server(request, tmp_path, settings):
+    """The receiver ingesting in its own process, and with two worker processes parsing each request."""
     settings()
-    srv = create_server(tmp_path / "s.db", port=0, max_body=64 * 1024).start()
+    srv = create_server(tmp_path / "s.db", port=0, max_body=64 * 1024, workers=request.param).start()
     yield srv
     srv.close()
 
@@ -176,10 +177,15 @@ def test_host_header_is_checked_without_a_token(server):
     assert request(server, method="GET", path="/", body=b"", host=f"attacker.example:{port}")[0] == 403
 
 
-def test_store_failure_is_503_retryable(server):
-    server.app.ingestor.exporter.shutdown()  # every export now fails
-    status, headers, _ = request(server, body=one_span_request().SerializeToString())
-    assert status == 503 and headers["Retry-After"]
+def test_store_failure_is_503_retryable(tmp_path, settings):
+    settings()
+    server = create_server(tmp_path / "s.db", port=0).start()
+    try:
+        server.app.ingestor.exporter.shutdown()  # every export now fails
+        status, headers, _ = request(server, body=one_span_request().SerializeToString())
+        assert status == 503 and headers["Retry-After"]
+    finally:
+        server.close()
 
 
 @pytest.fixture

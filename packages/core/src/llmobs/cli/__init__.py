@@ -100,12 +100,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from llmobs.serve import ServeError, create_server
+    from llmobs.serve import ServeError, create_server, default_workers
 
     try:
         server = create_server(args.store, host=args.host, port=args.port,
                                token=args.token or os.environ.get("LLMOBS_SERVE_TOKEN"),
-                               max_body=args.max_body_mb * 1024 * 1024)
+                               max_body=args.max_body_mb * 1024 * 1024,
+                               workers=args.workers if args.workers is not None else default_workers())
     except ServeError as exc:
         print(f"llmobs: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="require this bearer token (default: $LLMOBS_SERVE_TOKEN); needed beyond loopback")
     serve.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
                        help="largest request body, after decompression (default 32)")
+    serve.add_argument("--workers", type=_positive, default=None, metavar="N",
+                       help="processes that decode and store received spans, each a share of every request"
+                            " (default 2 on two cores or more; 1: in the server process)")
 
     from llmobs.analyze.command import add_arguments as analyze_arguments
 

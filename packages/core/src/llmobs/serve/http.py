@@ -32,6 +32,7 @@ from typing import Any
 
 from llmobs.serve import api, otlp, static
 from llmobs.serve.ingest import Ingestor
+from llmobs.serve.workers import IngestWorkers
 from llmobs.store import TraceStore
 
 _log = logging.getLogger("llmobs.serve")
@@ -100,7 +101,7 @@ class Readers:
 class App:
     """Everything a request handler needs."""
 
-    ingestor: Ingestor
+    ingestor: Ingestor | IngestWorkers
     readers: Readers
     token: str | None
     max_body: int
@@ -268,10 +269,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _traces(self, body: bytes) -> None:
         try:
-            request = otlp.parse(body, self.encoding)
+            result = self.server.app.ingestor.receive(body, self.encoding)
         except otlp.PayloadError as exc:
             raise _Refused(400, str(exc)) from None
-        result = self.server.app.ingestor.ingest(request)
         if not result.stored:
             raise _Refused(503, "the trace store could not write; retry", headers=(("Retry-After", "2"),))
         self._send(200, otlp.response(self.encoding, result.rejected, result.reason), self.encoding)

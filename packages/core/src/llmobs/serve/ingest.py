@@ -68,14 +68,25 @@ class Ingestor:
     def event_attributes(self, name: str, attributes: dict[str, Any]) -> dict[str, Any] | None:
         return interop.normalise_event(name, attributes, self.policy)
 
+    def receive(self, body: bytes, encoding: str) -> Result:
+        """Store the spans of a request body in ``encoding`` (:data:`otlp.PROTOBUF` or :data:`otlp.JSON`);
+        raises :class:`otlp.PayloadError` if it is not an OTLP trace export request."""
+        return self.ingest(otlp.parse(body, encoding))
+
     def ingest(self, request: ExportTraceServiceRequest) -> Result:
-        if isinstance(self.exporter, SQLiteSpanExporter):  # the store's rows straight from the protobuf
-            rows = otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
+        """Store the request's spans (with the store's exporter, as rows made straight from the protobuf)."""
+        if isinstance(self.exporter, SQLiteSpanExporter):
+            rows = self.rows(request)
             stored = (not rows.rows or self.exporter.write_rows(rows.rows)) and not rows.failed
             return Result(len(rows.rows) + rows.failed, rows.rejected, rows.reason, stored)
         decoded = otlp.decode(request, self.span_attributes, self.event_attributes, interop.normalise_resource)
         stored = not decoded.spans or self.exporter.export(decoded.spans) is SpanExportResult.SUCCESS
         return Result(len(decoded.spans), decoded.rejected, decoded.reason, stored)
+
+    def rows(self, request: ExportTraceServiceRequest, share: tuple[int, int] | None = None) -> otlp.DecodedRows:
+        """The store rows of the request's spans, or of the ``share`` of them (see :func:`otlp.decode_rows`)."""
+        return otlp.decode_rows(request, self.span_attributes, self.event_attributes, interop.normalise_resource,
+                                share)
 
     def shutdown(self) -> None:
         self.exporter.shutdown()

@@ -210,16 +210,26 @@ class DecodedRows:
 
 
 def decode_rows(request: ExportTraceServiceRequest, span_attributes: SpanAttributes,
-                event_attributes: EventAttributes, resource_attributes: ResourceAttributes) -> DecodedRows:
+                event_attributes: EventAttributes, resource_attributes: ResourceAttributes,
+                share: tuple[int, int] | None = None) -> DecodedRows:
     """Store rows for every valid span of ``request``: what :func:`decode` and then the store's exporter make
-    of it, read straight from the protobuf without SDK spans in between (the receiver's hot path)."""
+    of it, read straight from the protobuf without SDK spans in between (the receiver's hot path).
+
+    ``share=(start, stop)`` keeps to those spans, counted across the request in its order (as
+    :func:`span_count` counts them), so several processes can each decode and store a part of one request."""
     out = DecodedRows()
     span_row = store_exporter.span_row
-    for resource, resource_spans in _resources(request, resource_attributes, out):
-        columns = None
-        for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name
-            for span in scope_spans.spans:
+    for resource_spans, groups in _share(request, share):
+        try:
+            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
+            columns = store_exporter.resource_columns(resource.attributes)
+        except Exception as exc:
+            for _, spans in groups:
+                for _ in spans:
+                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
+            continue
+        for scope, spans in groups:
+            for span in spans:
                 try:
                     parts = _span_parts(span, scope, span_attributes, event_attributes, out)
                 except Exception as exc:
@@ -228,13 +238,40 @@ def decode_rows(request: ExportTraceServiceRequest, span_attributes: SpanAttribu
                 if parts is None:
                     continue
                 try:
-                    if columns is None:
-                        columns = store_exporter.resource_columns(resource.attributes)
                     out.rows.append(span_row(*parts[:5], columns, *parts[5:]))
                 except Exception as exc:  # as the exporter counts a span it cannot convert
                     store_exporter.convert_failed(exc)
                     out.failed += 1
     return out
+
+
+def span_count(request: ExportTraceServiceRequest) -> int:
+    """How many spans ``request`` holds."""
+    return sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+
+
+def _share(request: ExportTraceServiceRequest,
+           share: tuple[int, int] | None) -> Iterator[tuple[Any, list[tuple[str, Any]]]]:
+    """Each resource of ``request`` with its (scope name, spans) groups, cut to the spans ``share`` says (all when
+    None); resources and scopes with no span there are left out."""
+    if share is None:
+        for resource_spans in request.resource_spans:
+            yield resource_spans, [(s.scope.name, s.spans) for s in resource_spans.scope_spans]
+        return
+    start, stop = share
+    seen = 0
+    for resource_spans in request.resource_spans:
+        if seen >= stop:
+            return
+        groups = []
+        for scope_spans in resource_spans.scope_spans:
+            size = len(scope_spans.spans)
+            low, high = max(start - seen, 0), min(stop - seen, size)
+            if low < high:
+                groups.append((scope_spans.scope.name, scope_spans.spans[low:high]))
+            seen += size
+        if groups:
+            yield resource_spans, groups
 
 
 def _span_parts(span: Any, scope: str, span_attributes: SpanAttributes, event_attributes: EventAttributes,
