@@ -8,12 +8,13 @@ in each round's setup, outside the timing; the bench process posts the bodies on
 one keep-alive connection, as the exporter does, and each call waits for the server's answer, which
 comes after the spans are committed.
 
-* ``serve_512`` — llmobs' own spans (scope ``llmobs``): decode, rows, SQLite.
-* ``serve_512_x2`` — the same from two connections at once (two applications exporting): one request's
-  SQLite work, which releases the GIL, overlaps the other's decoding.
-* ``serve_foreign_512`` — the same calls as OpenInference spans (flattened ``llm.input_messages.*``,
-  ``llm.token_count.*``, ``openinference.span.kind``): decode, ``interop.normalise`` (messages rebuilt
-  as GenAI JSON through the content policy, cost priced), rows, SQLite.
+* ``serve_512`` — llmobs' own spans (scope ``llmobs``): decode, rows, SQLite, on the default ingest
+  worker processes (2 on two cores or more), which share every request.
+* ``serve_512_1proc`` — the same with ``--workers 1``: decoded and stored in the server process.
+* ``serve_512_x2`` — the same as ``serve_512`` from two connections at once (two applications exporting).
+* ``serve_foreign_512`` — the same calls as OpenInference spans, on the default workers (flattened
+  ``llm.input_messages.*``, ``llm.token_count.*``, ``openinference.span.kind``): decode,
+  ``interop.normalise`` (messages rebuilt as GenAI JSON through the content policy, cost priced), rows, SQLite.
 * ``export_512`` — same-run anchor: the same spans through the in-process ``SQLiteSpanExporter`` in
   batches of 512 (what an instrumented process writing its own store does).
 
@@ -95,9 +96,10 @@ def _as_openinference(span: Any) -> None:
 class Server:
     """``llmobs serve`` in a child process with a fresh store per round, and ``clients`` connections to it."""
 
-    def __init__(self, directory: Path, clients: int = 1) -> None:
+    def __init__(self, directory: Path, clients: int = 1, workers: int | None = None) -> None:
         self.directory = directory
         self.clients = clients
+        self.workers = workers  # ``--workers``; None: the default
         self.rounds = 0
         self.process: subprocess.Popen[str] | None = None
         self.connections: list[http.client.HTTPConnection] = []
@@ -107,7 +109,8 @@ class Server:
         self.rounds += 1
         store = self.directory / f"serve-{id(self):x}-{self.rounds}.db"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))}
-        self.process = subprocess.Popen([str(LLMOBS), "serve", "--port", "0", "--store", str(store)], env=env,
+        workers = [] if self.workers is None else ["--workers", str(self.workers)]
+        self.process = subprocess.Popen([str(LLMOBS), "serve", "--port", "0", "--store", str(store), *workers], env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         url = self.process.stdout.readline().split()[-1].rstrip("/")  # "llmobs console:  http://host:port/"
         host, port = url.removeprefix("http://").rsplit(":", 1)
@@ -159,20 +162,21 @@ class PostVariant:
 def build(spans: list[ReadableSpan], opener: ReadableSpan, directory: Path) -> tuple[harness.Bench, list[Any]]:
     bench = harness.Bench("bench_serve", baseline="export_512", unit="span")
     servers = []
-    for name, foreign, clients in (("serve_512", False, 1), ("serve_512_x2", False, 2),
-                                   ("serve_foreign_512", True, 1)):
+    for name, foreign, clients, workers in (("serve_512", False, 1, None), ("serve_512_1proc", False, 1, 1),
+                                            ("serve_512_x2", False, 2, None), ("serve_foreign_512", True, 1, None)):
         bodies = requests(spans, foreign)
-        server = Server(directory, clients)
+        server = Server(directory, clients, workers)
         servers.append(server)
         variant = PostVariant(bodies, server)
         bench.add(name, variant.call, setup=variant.setup, teardown=server.stop, batch=len(variant.calls),
                   units=len(spans) / len(variant.calls),
                   description=f"POST /v1/traces, {CHUNK} {'OpenInference' if foreign else 'llmobs'} spans per request"
-                              f" from {clients} connection(s)")
+                              f" from {clients} connection(s), {workers or 'default'} ingest process(es)")
     anchor = bench_store.ExportVariant(spans, CHUNK, directory, opener)
     bench.add("export_512", anchor.call, setup=anchor.setup, teardown=anchor.teardown, batch=len(anchor.chunks),
               units=len(spans) / len(anchor.chunks), description="in-process SQLiteSpanExporter.export, 512 per call")
     bench.compare("serve_512 / export_512", "serve_512", "export_512")
+    bench.compare("serve_512 / serve_512_1proc", "serve_512", "serve_512_1proc")
     bench.compare("serve_512_x2 / serve_512", "serve_512_x2", "serve_512")
     bench.compare("serve_foreign_512 / serve_512", "serve_foreign_512", "serve_512")
     bench.notes.append(f"goal: serve_512 >= {GOAL_SPANS_PER_S:,} spans/s on 2 cores")
