@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-mb", type=_positive, default=32, metavar="MB",
                        help="largest request body, after decompression (default 32)")
     serve.add_argument("--workers", type=_positive, default=None, metavar="N",
-                       help="processes that decode and store received spans, each a share of every request"
+                       help="processes that decode and store received spans, sharing every request"
                             " (default 2 on two cores or more; 1: in the server process)")
 
     from llmobs.analyze.command import add_arguments as analyze_arguments

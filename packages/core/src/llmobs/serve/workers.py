@@ -35,7 +35,8 @@ from llmobs.serve import otlp
 from llmobs.serve.ingest import Ingestor, Result
 
 #: Spans a worker takes at a time: small enough to even out unequal cores, large enough that asking for
-#: the next run (a round trip to the receiver, ~0.1 ms) costs little next to decoding it (~2 ms).
+#: the next run (a round trip to the receiver, made while the run before is decoded) is rare next to
+#: decoding one (~2 ms).
 CHUNK = 64
 #: How long a worker may take to start (imports, store) and to finish its part of one request.
 START_TIMEOUT_S = 120.0
@@ -67,9 +68,11 @@ class IngestWorkers:
         self._closed = False
         self._workers: list[_Worker | None] = [None] * count
         try:
-            started = [_Worker(self._context, self.path, settings) for _ in range(count)]  # start in parallel
-            for index, worker in enumerate(started):
-                self._workers[index] = worker
+            started = []
+            for index in range(count):  # all started before any is waited for: they start in parallel
+                started.append(_Worker(self._context, self.path, settings))
+                self._workers[index] = started[-1]
+            for worker in started:
                 worker.wait_ready()
         except BaseException:
             self.shutdown()
