@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -210,13 +211,46 @@ def test_exporter_reports_success_and_the_server_keeps_serving(server):
 def test_cli_serves_until_interrupted(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))}
     process = subprocess.Popen([str(Path(sys.executable).with_name("llmobs")), "serve", "--port", "0", "--store",
-                                str(tmp_path / "cli.db")], env=env, stdout=subprocess.PIPE, text=True)
+                                str(tmp_path / "cli.db"), "--workers", "2"], env=env, stdout=subprocess.PIPE, text=True)
     try:
         console = process.stdout.readline().split()[-1]
         assert process.stdout.readline().split()[1].endswith("/v1/traces")
         with urllib.request.urlopen(f"{console}api/facets", timeout=30) as response:
             assert json.loads(response.read()) == {"services": [], "models": []}
+        provider = TracerProvider(resource=Resource.create({sc.SERVICE_NAME: "cli-run"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{console}v1/traces")))
+        trace_id = record_agent(provider)
+        provider.shutdown()
+        with TraceStore(tmp_path / "cli.db") as store:
+            assert {s.name for s in store.get_trace(trace_id)} == {"invoke_agent helper", "chat gpt-4o-mini"}
+        workers = _children(process.pid)
+        assert len(workers) >= 2  # the ingest workers (and multiprocessing's resource tracker)
     finally:
         # SIGTERM, not SIGINT: a process started in the background (as CI runs us) inherits SIGINT ignored.
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if _running(pid)], "worker processes outlived llmobs serve"
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from test_serve_hostile import request
+from test_serve_receiver import _running
 
 from llmobs import config, selfstats
 from llmobs.cli import _parser
@@ -102,21 +103,12 @@ def test_what_a_worker_counts_reaches_the_receiver(pooled):
     assert selfstats.snapshot().get("content.truncated", 0) - before >= 4
 
 
-def gone(pid: int) -> bool:
-    """Whether the process has exited (a zombie not yet reaped by its parent counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
 def test_a_dead_worker_is_replaced_before_the_next_request(pooled):
     workers = pooled.app.ingestor
     first = workers.pids
     os.kill(first[0], signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while not gone(first[0]) and time.monotonic() < deadline:
+    while _running(first[0]) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert request(pooled, body=many_spans_request([[6]]).SerializeToString())[0] == 200
     assert workers.restarts == 1 and workers.pids[0] != first[0] and workers.pids[1] == first[1]
