@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -92,6 +93,23 @@ def test_a_request_is_stored_once_across_the_workers_with_merged_rejections(pool
     assert reply.partial_success.rejected_spans == 3
     assert "invalid" in reply.partial_success.error_message
     assert stored_names(pooled) == sorted(f"s{n}" for n in range(total) if n not in bad)
+
+
+def test_concurrent_requests_share_the_workers_and_each_is_stored_once(pooled):
+    bodies = []
+    for n in range(8):  # 8 requests of 100 spans with ids of their own
+        export = many_spans_request([[100]])
+        for span in export.resource_spans[0].scope_spans[0].spans:
+            span.trace_id = (n + 1).to_bytes(2, "big") + span.trace_id[2:]
+            span.name = f"r{n}-{span.name}"
+        bodies.append(export.SerializeToString())
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(lambda body: request(pooled, body=body)[0], bodies))
+    assert statuses == [200] * 8
+    with TraceStore(pooled.app.readers.path) as store:
+        names = sorted(s.name for t in store.list_traces(500) for s in store.get_trace(t.trace_id))
+    assert names == sorted(f"r{n}-s{i}" for n in range(8) for i in range(100))
+    assert pooled.app.ingestor.restarts == 0
 
 
 def test_what_a_worker_counts_reaches_the_receiver(pooled):

@@ -11,6 +11,10 @@ decoding otherwise; when the spans run out it commits the rest, waiting for the 
 commit thus overlaps the others' decoding instead of all of them queueing for the lock at the end. The
 answer still waits until every worker has committed, so a 200 means stored, as with one process.
 
+A request takes every worker that is idle when it arrives (waiting for one if none is) and gives each
+back as soon as that worker has answered: with several applications exporting at once, the next request
+starts on the first worker done with the last one while the others finish it.
+
 A worker that dies or stops answering fails the request it was on (the receiver answers 503, the client
 retries; re-sent spans replace themselves) and is started again for the next one; one that cannot be
 started leaves the others to take all the spans. Worker processes are started with ``spawn`` (the
@@ -64,9 +68,10 @@ class IngestWorkers:
         self.request_timeout_s = request_timeout_s
         self.restarts = 0  # workers started again after one died or timed out
         self._context = multiprocessing.get_context("spawn")
-        self._lock = threading.Lock()
+        self._free = threading.Condition()  # guards _idle, _closed, restarts; wakes requests waiting for a worker
         self._closed = False
         self._workers: list[_Worker | None] = [None] * count
+        self._idle = set(range(count))  # workers no request is using
         try:
             started = []
             for index in range(count):  # all started before any is waited for: they start in parallel
@@ -95,23 +100,35 @@ class IngestWorkers:
         payload = body if encoding == otlp.PROTOBUF else otlp.parse(body, encoding).SerializeToString()
         if not payload:  # the empty request (no spans); an empty body tells a worker to stop
             return Result(0, 0, "", stored=True)
-        with self._lock:
+        with self._free:
+            while not self._idle and not self._closed:
+                self._free.wait()
             if self._closed:
                 return _FAILED
-            working: dict[Connection, int] = {}
-            for index in range(len(self._workers)):
+            mine = sorted(self._idle)
+            self._idle.clear()
+        working: dict[Connection, int] = {}
+        try:
+            for index in mine:
                 worker = self._worker(index)
                 if worker is not None:
                     worker.send_body(payload)
                     working[worker.conn] = index
-            if not working:
-                return _FAILED
-            return self._serve_chunks(working)
+                else:
+                    self._release(index)
+            return self._serve_chunks(working) if working else _FAILED
+        finally:
+            for index in working.values():  # those that did not answer (an exception on the way)
+                self._release(index)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = REQUEST_TIMEOUT_S) -> None:
         """Stop every worker after the request it is on; each closes its store connection."""
-        with self._lock:
+        deadline = time.monotonic() + timeout
+        with self._free:
             self._closed = True
+            self._free.notify_all()
+            while len(self._idle) < len(self._workers) and time.monotonic() < deadline:
+                self._free.wait(deadline - time.monotonic())
             workers, self._workers = self._workers, [None] * len(self._workers)
         for worker in workers:
             if worker is not None:
@@ -119,6 +136,11 @@ class IngestWorkers:
         for worker in workers:
             if worker is not None:
                 worker.stop()
+
+    def _release(self, index: int) -> None:
+        with self._free:
+            self._idle.add(index)
+            self._free.notify()
 
     def _serve_chunks(self, working: dict[Connection, int]) -> Result:
         """Hand out run numbers to the workers of one request until each has answered with its result."""
@@ -129,7 +151,8 @@ class IngestWorkers:
         while working:
             ready = wait(list(working), timeout=max(0.0, deadline - time.monotonic()))
             if not ready:  # the rest are stuck: their runs are lost, the client will retry
-                for index in working.values():
+                for conn, index in list(working.items()):
+                    del working[conn]
                     self._discard(index)
                 results.append(_FAILED)
                 break
@@ -147,6 +170,7 @@ class IngestWorkers:
                     results.append(_FAILED)
                     continue
                 del working[conn]
+                self._release(index)  # free for the next request while the others finish this one
                 result, counted, problem = message
                 for kind, n in counted.items():
                     selfstats.count(kind, n)
@@ -174,15 +198,18 @@ class IngestWorkers:
                 self._workers[index] = None
                 return None
             self._workers[index] = worker
-            self.restarts += 1
+            with self._free:
+                self.restarts += 1
         return worker
 
     def _discard(self, index: int) -> None:
+        """Stop a worker that failed its request; it is started again when next needed."""
         worker = self._workers[index]
         self._workers[index] = None
         if worker is not None:
             selfstats.failure("serve.worker_failed")
             worker.stop(timeout=0)
+        self._release(index)
 
 
 class _Worker:
