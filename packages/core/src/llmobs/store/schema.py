@@ -110,14 +110,7 @@ def write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
 
     def attempt() -> T:
         conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
+        return _commit(conn, fn)
 
     return retry_locked(attempt)
 
@@ -134,6 +127,11 @@ def try_write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -
         raise
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    return True, _commit(conn, fn)
+
+
+def _commit(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Inside a transaction just begun: run ``fn`` and commit, or roll back and re-raise."""
     try:
         result = fn(conn)
         conn.execute("COMMIT")
@@ -141,7 +139,7 @@ def try_write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return True, result
+    return result
 
 
 def open_writer(path: Path) -> sqlite3.Connection:
