@@ -245,14 +245,6 @@ class _Worker:
         """Queue a request body; the worker answers through :attr:`conn` (EOF there if it died meanwhile)."""
         self._outbox.put(payload)
 
-    def send(self, message: Any) -> bool:
-        """Send a small message (it fits the pipe's buffer: no wait)."""
-        try:
-            self.conn.send(message)
-        except (OSError, ValueError):
-            return False
-        return True
-
     def stop(self, timeout: float = 10.0) -> None:
         self._outbox.put(None)
         self.process.join(timeout)
