@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from test_serve_hostile import request
 from test_serve_receiver import _running
 
@@ -22,7 +27,7 @@ from llmobs.cli import _parser
 from llmobs.serve import create_server, default_workers, otlp
 from llmobs.serve.ingest import Ingestor
 from llmobs.serve.workers import CHUNK, IngestWorkers
-from llmobs.store import TraceStore
+from llmobs.store import TraceStore, schema
 
 
 def many_spans_request(sizes: list[list[int]], bad: set[int] = frozenset(), scope: str = "llmobs",
@@ -167,3 +172,53 @@ def test_the_cli_takes_a_worker_count():
     assert _parser().parse_args(["serve"]).workers is None  # -> default_workers()
     cores = len(os.sched_getaffinity(0))
     assert default_workers() == (2 if cores >= 2 else 1)
+
+
+def test_a_worker_killed_under_load_loses_no_span(pooled):
+    """Real OTLP exporter, batches in flight, a worker frozen and then SIGKILLed while a request waits on it:
+    that request is answered 503, the exporter sends it again, a new worker takes over, and every span is
+    stored exactly once."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "under-load"}))
+    exporter = OTLPSpanExporter(endpoint=f"{pooled.url}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000, max_export_batch_size=128,
+                                                   schedule_delay_millis=20))
+    tracer = provider.get_tracer("llmobs")
+    stop = threading.Event()
+    emitted = 0
+
+    def emit():
+        nonlocal emitted
+        while not stop.is_set():
+            with tracer.start_as_current_span(f"root {emitted}"):
+                for m in range(3):
+                    tracer.start_span(f"child {emitted}.{m}").end()
+            emitted += 1
+            if emitted % 20 == 0:
+                time.sleep(0.005)
+
+    def stored() -> int:  # rows, keyed by (trace id, span id): a span stored twice is one row
+        conn = schema.open_reader(pooled.app.readers.path)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+        finally:
+            conn.close()
+
+    sender = threading.Thread(target=emit)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 60
+        while stored() < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        victim = pooled.app.ingestor.pids[1]
+        os.kill(victim, signal.SIGSTOP)  # the next request takes it and waits for its answer
+        time.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        sender.join()
+    assert provider.force_flush(60_000)
+    provider.shutdown()
+    assert selfstats.snapshot().get("serve.worker_failed", 0) >= 1  # a request did fail (and was sent again)
+    assert stored() == emitted * 4
+    assert pooled.app.ingestor.restarts >= 1 and victim not in pooled.app.ingestor.pids
