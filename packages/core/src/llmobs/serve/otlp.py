@@ -142,14 +142,21 @@ def _resources(request: ExportTraceServiceRequest, resource_attributes: Resource
     """Each resource of ``request`` with its spans; the spans of one whose attributes cannot be read (e.g.
     RecursionError on an absurdly nested key) are rejected, not the request."""
     for resource_spans in request.resource_spans:
-        try:
-            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
-        except Exception as exc:
-            for scope_spans in resource_spans.scope_spans:
-                for _ in scope_spans.spans:
-                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
-            continue
-        yield resource, resource_spans
+        spans = sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
+        resource = _resource(resource_spans, resource_attributes, out, spans)
+        if resource is not None:
+            yield resource, resource_spans
+
+
+def _resource(resource_spans: Any, resource_attributes: ResourceAttributes, out: Decoded | DecodedRows,
+              spans: int) -> Resource | None:
+    """The normalised resource of ``resource_spans``; None, its ``spans`` rejected, if it cannot be read."""
+    try:
+        return Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
+    except Exception as exc:
+        for _ in range(spans):
+            out.reject(f"resource attributes could not be read ({type(exc).__name__})")
+        return None
 
 
 def _id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> str | None:
@@ -220,14 +227,10 @@ def decode_rows(request: ExportTraceServiceRequest, span_attributes: SpanAttribu
     out = DecodedRows()
     span_row = store_exporter.span_row
     for resource_spans, groups in _share(request, share):
-        try:
-            resource = Resource(resource_attributes(_attributes(resource_spans.resource.attributes)))
-            columns = store_exporter.resource_columns(resource.attributes)
-        except Exception as exc:
-            for _, spans in groups:
-                for _ in spans:
-                    out.reject(f"resource attributes could not be read ({type(exc).__name__})")
+        resource = _resource(resource_spans, resource_attributes, out, sum(len(spans) for _, spans in groups))
+        if resource is None:
             continue
+        columns = None
         for scope, spans in groups:
             for span in spans:
                 try:
@@ -238,6 +241,8 @@ def decode_rows(request: ExportTraceServiceRequest, span_attributes: SpanAttribu
                 if parts is None:
                     continue
                 try:
+                    if columns is None:
+                        columns = store_exporter.resource_columns(resource.attributes)
                     out.rows.append(span_row(*parts[:5], columns, *parts[5:]))
                 except Exception as exc:  # as the exporter counts a span it cannot convert
                     store_exporter.convert_failed(exc)

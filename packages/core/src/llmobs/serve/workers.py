@@ -84,10 +84,6 @@ class IngestWorkers:
             raise
 
     @property
-    def count(self) -> int:
-        return len(self._workers)
-
-    @property
     def pids(self) -> list[int | None]:
         """Process ids of the workers (None where one is to be started again)."""
         return [w.process.pid if w is not None else None for w in self._workers]
