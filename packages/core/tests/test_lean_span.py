@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
+    ALWAYS_ON,
     Decision,
     ParentBased,
     Sampler,
@@ -27,7 +28,7 @@ from opentelemetry.trace import SpanContext, StatusCode, TraceFlags, TraceState
 
 from llmobs import semconv as sc
 from llmobs.content import CaptureMode, message, output_message, text_part
-from llmobs.lean_span import LeanSpan
+from llmobs.lean_span import LeanSpan, lean_tracer
 from llmobs.recorder import ROOT, Recorder
 
 T0 = 1_700_000_000_000_000_000
@@ -167,6 +168,36 @@ def test_sampling_decisions_are_the_samplers(settings, sampler):
     assert [snapshot(s) for s in lean] == [snapshot(s) for s in sdk]
     if sampler is ALWAYS_OFF:
         assert not lean
+
+
+def parents_of_every_kind(recorder: Recorder) -> None:
+    """Spans with no parent, local parents sampled or not, and remote parents sampled or not."""
+    for root_flags in ("01", "00"):
+        remote = recorder.start(sc.OP_INVOKE_AGENT, "agent", start_time_ns=T0,
+                                parent=f"00-{'3' * 32}-{'4' * 16}-{root_flags}")  # fmt: skip
+        child = recorder.start(sc.OP_CHAT, provider="openai", model="m", parent=remote, start_time_ns=T0 + 1)
+        child.end(end_time_ns=T0 + 2)
+        remote.end(end_time_ns=T0 + 3)
+    root = recorder.start(sc.OP_INVOKE_WORKFLOW, "flow", parent=ROOT, start_time_ns=T0 + 4)
+    recorder.start(sc.OP_CHAT, model="m", parent=root, start_time_ns=T0 + 5).end(end_time_ns=T0 + 6)
+    root.end(end_time_ns=T0 + 7)
+
+
+@pytest.mark.parametrize("sampler", [
+    None,
+    ALWAYS_ON,
+    ALWAYS_OFF,
+    ParentBased(ALWAYS_OFF),
+    ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF, remote_parent_not_sampled=ALWAYS_ON,
+                local_parent_sampled=ALWAYS_OFF, local_parent_not_sampled=ALWAYS_ON),
+], ids=["default", "on", "off", "parent-based-off", "parent-based-inverted"])
+def test_fixed_samplers_are_decided_without_calling_them(settings, sampler):
+    """The SDK's fixed samplers are decided from a table made once per tracer: the same spans as the SDK's."""
+    settings()
+    lean, sdk = run(parents_of_every_kind, False, sampler=sampler), run(parents_of_every_kind, True, sampler=sampler)
+    assert [snapshot(s) for s in lean] == [snapshot(s) for s in sdk]
+    tracer = Recorder(TracerProvider(sampler=sampler))._tracer
+    assert lean_tracer(tracer)._decisions is not None
 
 
 def test_the_recorder_uses_lean_spans_on_the_sdk_tracer_only(settings):

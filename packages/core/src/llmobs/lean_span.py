@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
@@ -55,11 +56,12 @@ def lean_tracer(tracer: trace.Tracer) -> LeanTracer | None:
 class LeanTracer:
     """Starts :class:`LeanSpan` objects on one SDK tracer, as its ``start_span`` starts SDK spans."""
 
-    __slots__ = ("_enabled", "_ids", "_random_ids", "_sampler", "tracer")
+    __slots__ = ("_decisions", "_enabled", "_ids", "_random_ids", "_sampler", "tracer")
 
     def __init__(self, tracer: sdk_trace.Tracer) -> None:
         self.tracer = tracer
         self._sampler = tracer.sampler
+        self._decisions = _static_decisions(self._sampler)
         self._ids = tracer.id_generator
         self._enabled = getattr(tracer, "_is_enabled", None)  # a tracer configurator can turn it off
         self._random_ids = getattr(self._ids, "is_trace_id_random", None) if _RANDOM is not None else None
@@ -76,21 +78,49 @@ class LeanTracer:
             trace_id = self._ids.generate_trace_id()
         else:
             trace_id = parent.trace_id
-        result = self._sampler.should_sample(context, trace_id, name, kind, attributes, ())
-        flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+        decisions = self._decisions
+        if decisions is not None:  # the sampler's own decision, without its three context lookups
+            if parent is None:
+                decision, trace_state = decisions[0], None
+            else:
+                decision = decisions[(2 if parent.is_remote else 0) + (1 if parent.trace_flags.sampled else 2)]
+                trace_state = parent.trace_state
+            chosen: Any = attributes
+        else:
+            result = self._sampler.should_sample(context, trace_id, name, kind, attributes, ())
+            decision, trace_state = result.decision, result.trace_state
+            chosen = result.attributes  # as in the SDK: the span starts with what the sampler returns
+        flags = _SAMPLED if decision.is_sampled() else _NOT_SAMPLED
         if self._random_ids is not None:
             random = self._random_ids() if parent is None else getattr(parent.trace_flags, "random_trace_id", False)
             if random:
                 flags = TraceFlags(flags | _RANDOM)
         span_context = SpanContext(trace_id, self._ids.generate_span_id(), is_remote=False, trace_flags=flags,
-                                   trace_state=result.trace_state)
-        if not result.decision.is_recording():
+                                   trace_state=trace_state)
+        if not decision.is_recording():
             return NonRecordingSpan(span_context)
-        chosen = result.attributes  # as in the SDK: the span starts with what the sampler returns
-        span = LeanSpan(self.tracer, name, span_context, parent, kind, dict(chosen) if chosen else {},
+        # A copy; a mapping proxy's (what SamplingResult holds) copies its dict at C speed.
+        own = {} if not chosen else chosen.copy() if type(chosen) in (dict, MappingProxyType) else dict(chosen)
+        span = LeanSpan(self.tracer, name, span_context, parent, kind, own,
                         start_time if start_time is not None else time.time_ns())
         self.tracer.span_processor.on_start(span, parent_context=context)
         return span
+
+
+def _static_decisions(sampler: Any) -> tuple[Decision, ...] | None:
+    """For the SDK's fixed samplers (``ALWAYS_ON``, ``ALWAYS_OFF``, and ``ParentBased`` over them, the default),
+    their decision for (no parent, remote sampled parent, remote unsampled, local sampled, local unsampled)."""
+    if type(sampler) is StaticSampler:
+        return (sampler._decision,) * 5
+    if type(sampler) is not ParentBased:
+        return None
+    delegates = (sampler._root, sampler._remote_parent_sampled, sampler._remote_parent_not_sampled,
+                 sampler._local_parent_sampled, sampler._local_parent_not_sampled)  # fmt: skip
+    if not all(type(d) is StaticSampler for d in delegates):
+        return None
+    root, remote_sampled, remote_unsampled, local_sampled, local_unsampled = (d._decision for d in delegates)
+    # Indexed as start_span does: 0 root, then 2 * remote + (1 sampled | 2 unsampled).
+    return (root, local_sampled, local_unsampled, remote_sampled, remote_unsampled)
 
 
 class LeanSpan(trace.Span):

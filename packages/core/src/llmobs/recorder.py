@@ -18,6 +18,7 @@ after the fact, or trace-wide session propagation. ``bench/bench_recorder.py`` r
 
 from __future__ import annotations
 
+import itertools
 import reprlib
 import threading
 import time
@@ -349,8 +350,7 @@ class SpanHandle:
 
     __slots__ = (
         "__weakref__",
-        "_chunk_intervals",
-        "_chunk_ns",
+        "_chunk_stamps",
         "_context",
         "_ended",
         "_input",
@@ -409,8 +409,8 @@ class SpanHandle:
         self._pending: dict[str, Any] = {}
         self._usage: tuple[int | None, ...] | None = None
         self._ttft_ns: int | None = None
-        self._chunk_ns: int | None = None
-        self._chunk_intervals: list[float] | None = None
+        # Elapsed ns of each content-bearing chunk from the first on, while per-chunk metrics are kept.
+        self._chunk_stamps: list[int] | None = None
         self._user_ttft_ns: int | None = None
         self._no_metrics = False
 
@@ -606,25 +606,27 @@ class SpanHandle:
             return
         ttft = self._elapsed_ns(at_ns)
         self._ttft_ns = ttft
-        self._chunk_ns = ttft
+        if not self._no_metrics:
+            self._chunk_stamps = [ttft]
         root = self._root or self
         if root._user_ttft_ns is None and not root._ended:
             root._user_ttft_ns = ttft + (self.start_ns - root.start_ns)
 
     def chunk(self, at_ns: int | None = None) -> None:
         """A content-bearing streamed chunk arrived: the first marks TTFT, later ones time per chunk."""
-        if self._ttft_ns is None:
-            self.first_token(at_ns)
+        stamps = self._chunk_stamps
+        if stamps is None:  # the first chunk; or per-chunk metrics are off
+            if self._ttft_ns is None:
+                self.first_token(at_ns)
             return
-        if self._ended or self._no_metrics:
+        if self._ended:
             return
-        now = self._elapsed_ns(at_ns)
-        previous, self._chunk_ns = self._chunk_ns, now
-        # Kept for end(), which records them all at once: the per-chunk path must stay cheap.
-        if self._chunk_intervals is None:
-            self._chunk_intervals = [(now - previous) / 1e9]
+        # Only a time stamp per chunk: end() turns them into intervals and records them all at once.
+        mono0 = self._mono0
+        if at_ns is None and mono0 is not None:
+            stamps.append(time.perf_counter_ns() - mono0)
         else:
-            self._chunk_intervals.append((now - previous) / 1e9)
+            stamps.append(self._elapsed_ns(at_ns))
 
     def _elapsed_ns(self, at_ns: int | None) -> int:
         if at_ns is not None:
@@ -791,9 +793,10 @@ class SpanHandle:
                 return
             if self._ttft_ns is not None:
                 recorder._ttfc.record(self._ttft_ns / 1e9, attrs)
-            if self._chunk_intervals:
-                recorder._tpoc.record_many(self._chunk_intervals, attrs)
-                self._chunk_intervals = None
+            stamps = self._chunk_stamps
+            if stamps is not None and len(stamps) > 1:
+                self._chunk_stamps = None
+                recorder._tpoc.record_many([(b - a) / 1e9 for a, b in itertools.pairwise(stamps)], attrs)
             inp = usage_attrs.get(sc.USAGE_INPUT_TOKENS)
             out = usage_attrs.get(sc.USAGE_OUTPUT_TOKENS)
             if inp is not None:

@@ -401,7 +401,10 @@ def _walk(obj: Any, limit: int, refuse_key: Callable[[str], bool] | None) -> int
                     return _NOT_PLAIN
                 else:
                     total += 3
-                push(value)
+                if type(value) is str:  # most values: counted here rather than pushed and popped
+                    total += len(value) + 2
+                else:
+                    push(value)
         elif kind is list or kind is tuple:
             total += 1 + len(item)
             extend(item)
