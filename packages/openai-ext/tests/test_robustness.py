@@ -13,6 +13,7 @@ from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs_openai import payloads
 from llmobs_openai.sse import SSEParser
+from llmobs_openai.streams import _Choice
 
 USER = [{"role": "user", "content": "Hello?"}]
 
@@ -163,6 +164,16 @@ def test_sse_parser_gives_up_on_an_endless_line():
 
 def test_events_keep_their_data_as_sent():
     assert json.loads(_parse(b'data: {"x": "a\\nb"}\n\n')[0]) == {"x": "a\nb"}
+
+
+def test_a_streamed_choice_past_its_budget_keeps_no_more_pieces():
+    """Past its character budget a long stream adds nothing to what it keeps, only to the dropped count."""
+    choice = _Choice(budget=10)
+    for _ in range(1000):
+        choice.fold({"content": "abcd"}, "abcd")
+    assert choice.text == ["abcd", "abcd", "ab"]
+    assert choice.dropped == 4000 - 10
+    assert choice.message()["content"] == "abcdabcdab…[+3990 chars]"
 
 
 def test_a_failure_after_the_span_started_ends_it_and_the_request_goes_on(client, server, spans, monkeypatch):

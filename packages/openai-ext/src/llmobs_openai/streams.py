@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from llmobs.recorder import SpanHandle
 from llmobs_openai import messages, payloads
 from llmobs_openai.routes import Api
@@ -41,15 +43,18 @@ class _Choice:
             self.budget -= len(value)
             into.append(value)
         else:
-            into.append(value[: self.budget])
+            if self.budget:
+                into.append(value[: self.budget])
             self.dropped += len(value) - self.budget
             self.budget = 0
 
     def fold(self, delta: dict[str, Any], text: Any) -> None:
         """Fold a delta whose ``content`` is ``text``."""
+        if len(delta) == 1 and type(text) is str and 0 < len(text) <= self.budget:
+            self.budget -= len(text)  # the usual delta: a piece of text and nothing else, within the budget
+            self.text.append(text)
+            return
         self.take(self.text, text)
-        if text and len(delta) == 1:
-            return  # the usual delta: a piece of text and nothing else
         role = delta.get("role")
         if role and self.role is None:
             self.role = role
@@ -113,8 +118,11 @@ class ChatStream:
         if data.startswith(_DONE):
             self.done = True
             return
-        event = payloads.loads(data)
-        if not isinstance(event, dict):
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            event = payloads.loads(data)  # what only the standard parser reads, or a ValueError
+        if type(event) is not dict:
             return
         if self.response_id is None:
             self.response_id = event.get("id")
