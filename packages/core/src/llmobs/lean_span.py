@@ -109,7 +109,7 @@ class LeanTracer:
 
 def _static_decisions(sampler: Any) -> tuple[Decision, ...] | None:
     """For the SDK's fixed samplers (``ALWAYS_ON``, ``ALWAYS_OFF``, and ``ParentBased`` over them, the default),
-    their decision for (no parent, remote sampled parent, remote unsampled, local sampled, local unsampled)."""
+    their decision with no parent, then with a local parent sampled and not, then a remote one sampled and not."""
     if type(sampler) is StaticSampler:
         return (sampler._decision,) * 5
     if type(sampler) is not ParentBased:
@@ -119,7 +119,7 @@ def _static_decisions(sampler: Any) -> tuple[Decision, ...] | None:
     if not all(type(d) is StaticSampler for d in delegates):
         return None
     root, remote_sampled, remote_unsampled, local_sampled, local_unsampled = (d._decision for d in delegates)
-    # Indexed as start_span does: 0 root, then 2 * remote + (1 sampled | 2 unsampled).
+    # Indexed as start_span does: 0 no parent, else 2 * remote + (1 sampled | 2 unsampled).
     return (root, local_sampled, local_unsampled, remote_sampled, remote_unsampled)
 
 
