@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,3 +138,23 @@ def test_concurrency_bench_quick(tmp_path):
 
     assert len(RUNS) == 0
     assert json.loads(out.read_text())["results"].keys() == report["results"].keys()
+
+
+@pytest.mark.parametrize("scenario", ["call", "stream"])
+def test_instructions_bench_children_record_what_they_should(scenario):
+    """What callgrind counts in bench_instructions: each variant's calls over the stub transport, every one traced
+    but bare's (the valgrind runs themselves take minutes; ``--quick`` is the manual smoke run)."""
+    bench = _bench("bench_instructions")
+    for variant in bench.VARIANTS:
+        env = bench.bench_openai._worker_environment(variant)
+        done = subprocess.run([sys.executable, str(BENCH_DIR / "bench_instructions.py"), "--child", variant, scenario,
+                               "2"], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert int(done.stdout.strip().splitlines()[-1]) == (0 if variant == "bare" else 2), variant
+
+
+def test_instructions_bench_says_what_it_needs(monkeypatch):
+    bench = _bench("bench_instructions")
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="needs valgrind"):
+        bench.main(["--quick"])

@@ -1,0 +1,194 @@
+"""Instructions per traced OpenAI-API call, counted by callgrind: llmobs against the anchors, without timing noise.
+
+``bench_openai.py`` times calls through a loopback server; on a shared machine the client's own round trip
+varies by more than the costs compared. This bench counts the work instead. Each variant runs in its own
+process under ``valgrind --tool=callgrind`` twice, making N1 and then N2 calls (after the same warm-up) of
+the real ``openai`` client over a stub transport that answers at once with what ``llmobs_openai.testing``'s
+server would send; ``(I2 - I1) / (N2 - N1)`` is the variant's instructions per call, its imports and
+warm-up cancelled out. Added = variant - ``bare``. Hash randomisation is off, so reruns agree closely.
+
+Variants and providers as in ``bench_openai.py``'s ``llmobs_provider`` worker: ``bare`` (``httpx.Client``),
+``llmobs`` (``llmobs_openai.http_client``), ``openllmetry`` and ``openai_v2`` instrumented on the bare
+client; content capture on for every one. Scenarios: ``call`` (a chat completion) and ``stream`` (a
+streamed one of 50 content chunks and the usage chunk, read to the end). Instructions are not time: this
+measures how much work is added, to tell small changes apart; ``bench_openai.py`` stays the latency bench.
+
+Needs ``valgrind`` (Debian package ``valgrind``). About a minute per variant and scenario on two cores.
+
+    .venv/bin/python bench/bench_instructions.py [--quick] [--scenarios call,stream] [--variants ...] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import bench_openai
+import harness
+
+VARIANTS = ("bare", "llmobs", "openllmetry", "openai_v2")
+SCENARIOS = ("call", "stream")
+WARMUP = 20
+#: (N1, N2) calls per run; ``--quick``: fewer.
+CALLS = {"call": (20, 120), "stream": (5, 25)}
+QUICK_CALLS = {"call": (2, 6), "stream": (1, 3)}
+_COLLECTED = re.compile(r"Collected : (\d+)")
+_RUN_TIMEOUT_S = 1200
+
+
+# --- the child: calls of one variant ---------------------------------------------------------------
+
+
+def _stub_transport() -> Any:
+    """An httpx transport answering as ``llmobs_openai.testing``'s server does, with no network."""
+    import httpx
+
+    from llmobs_openai.testing import FakeOpenAIServer
+
+    server = FakeOpenAIServer([f" w{i}" for i in range(bench_openai.CHUNKS)])
+
+    def events(answer: Iterator[Any]) -> Iterator[bytes]:
+        for event in answer:
+            data = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+            yield f"data: {data}\n\n".encode()
+
+    class Events(httpx.SyncByteStream):
+        def __init__(self, answer: Iterator[Any]) -> None:
+            self._answer = answer
+
+        def __iter__(self) -> Iterator[bytes]:
+            return events(self._answer)
+
+    class Stub(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            status, answer = server.answer(request.url.path, json.loads(request.read()))
+            if isinstance(answer, dict):
+                return httpx.Response(status, headers={"content-type": "application/json"},
+                                      content=json.dumps(answer).encode())  # fmt: skip
+            return httpx.Response(status, headers={"content-type": "text/event-stream"}, stream=Events(answer))
+
+    return Stub()
+
+
+def child(variant: str, scenario: str, calls: int) -> int:
+    """Warm up, then make ``calls`` calls of ``scenario`` with ``variant``; the spans those calls recorded."""
+    import httpx
+    import openai
+
+    tracer_provider, meter_provider, exporter = bench_openai._providers(own_metrics=True)
+    if variant == "llmobs":
+        import llmobs_openai
+
+        http_client = llmobs_openai.http_client(transport=_stub_transport())
+    else:
+        http_client = httpx.Client(transport=_stub_transport())
+        if variant != "bare":
+            bench_openai._anchor_switch(variant, tracer_provider, meter_provider).on()
+    client = openai.OpenAI(api_key="sk-bench", base_url="http://127.0.0.1:9/v1", http_client=http_client)
+    make = bench_openai._call if scenario == "call" else bench_openai._stream
+    for _ in range(WARMUP):
+        make(client)
+    exporter.count = 0
+    for _ in range(calls):
+        make(client)
+    return exporter.count
+
+
+# --- the parent: callgrind runs ----------------------------------------------------------------------
+
+
+def _instructions(variant: str, scenario: str, calls: int, env: dict[str, str]) -> int:
+    """Instructions callgrind counts for one child process making ``calls`` calls."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+         "--child", variant, scenario, str(calls)],
+        capture_output=True, text=True, timeout=_RUN_TIMEOUT_S, env=env,
+    )  # fmt: skip
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{variant} {scenario} x{calls} failed: {(done.stderr or done.stdout).strip()[-400:]}")
+    spans = int(done.stdout.strip().splitlines()[-1])
+    if (spans == 0) is (variant != "bare") or spans not in (0, calls):
+        raise RuntimeError(f"{variant} recorded {spans} spans for {calls} {scenario} calls")
+    return int(found.group(1))
+
+
+def measure(variant: str, scenario: str, n1: int, n2: int) -> dict[str, Any]:
+    """Instructions per call of one variant and scenario, or why it could not be measured."""
+    try:
+        env = bench_openai._worker_environment(variant)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return {"unavailable": str(exc)}
+    env["PYTHONHASHSEED"] = "0"
+    try:
+        first, second = (_instructions(variant, scenario, n, env) for n in (n1, n2))
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return {"unavailable": str(exc)}
+    return {"per_call": (second - first) / (n2 - n1), "calls": [n1, n2], "instructions": [first, second]}
+
+
+def summary(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    lines = []
+    for scenario, rows in results.items():
+        bare = rows.get("bare", {}).get("per_call")
+        lines.append(f"{scenario}: instructions per {'call' if scenario == 'call' else 'streamed call'}")
+        lines.append(f"  {'variant':<12} {'per call':>12} {'added':>12}")
+        for variant, row in rows.items():
+            if "per_call" not in row:
+                lines.append(f"  {variant:<12} unavailable: {row['unavailable']}")
+                continue
+            added = "" if bare is None or variant == "bare" else f"{row['per_call'] - bare:12,.0f}"
+            lines.append(f"  {variant:<12} {row['per_call']:12,.0f} {added:>12}")
+        ours = rows.get("llmobs", {}).get("per_call")
+        for anchor in ("openllmetry", "openai_v2"):
+            theirs = rows.get(anchor, {}).get("per_call")
+            if None not in (bare, ours, theirs) and theirs > bare:
+                ratio = (ours - bare) / (theirs - bare)
+                lines.append(f"  llmobs added / {anchor} added: {ratio:.2f}")
+    lines.append("goal (bench_openai.py, in time): llmobs added per call <= 0.5 x the best anchor's")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few calls, for a smoke run")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: call, stream")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; bare is always run")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--child", nargs=3, metavar=("VARIANT", "SCENARIO", "CALLS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        variant, scenario, calls = args.child
+        print(child(variant, scenario, int(calls)))
+        return {}
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench_instructions needs valgrind on PATH (Debian: apt-get install valgrind)")
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    variants = ["bare"] + [v for v in args.variants.split(",") if v and v != "bare"]
+    unknown = (set(scenarios) - set(SCENARIOS)) | (set(variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown scenario or variant: {', '.join(sorted(unknown))}")
+    counts = QUICK_CALLS if args.quick else CALLS
+    jobs = [(v, s) for s in scenarios for v in variants]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        done = pool.map(lambda job: measure(*job, *counts[job[1]]), jobs)
+        results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scenarios}
+        for (variant, scenario), row in zip(jobs, done, strict=True):
+            results[scenario][variant] = row
+    print("\n".join(summary(results)))
+    report = {"bench": "instructions", "scenarios": results, "run": harness.machine_info()}
+    if args.json:
+        harness.write_json(report, args.json)
+    return report
+
+
+if __name__ == "__main__":
+    main()
