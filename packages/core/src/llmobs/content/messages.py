@@ -189,6 +189,10 @@ def _iterate(items: Iterable[Any]) -> list[Any]:
 
 def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
     """Dicts as they are; SDK objects (pydantic models such as ``ChatCompletionMessage``) dumped."""
+    if type(obj) is dict:  # the usual case, without the ABC check below (a Python-level call)
+        return obj
+    if obj is None:
+        return None
     if isinstance(obj, Mapping):
         return obj
     try:
