@@ -264,7 +264,15 @@ class _Instrument:
         return _global if self._global else self._fixed
 
     def _measure(self, value: float, attributes: Mapping[str, Any]) -> None:
-        self.record_many((value,), attributes)
+        aggregations = _global if self._global else self._fixed
+        if aggregations is None or value != value or (value < 0 and self._spec.bounds is None):
+            self.record_many((value,), attributes)  # the SDK path, or a value to count as invalid
+            return
+        # One measurement on a provider that aggregates here (the usual case): record_many's steps, inline.
+        key = frozenset(attributes.items())
+        values = (value,)
+        for aggregation in aggregations:
+            aggregation.add(self._spec, values, key)
 
     def record_many(self, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
         """Record measurements that share attributes (one, or a stream's chunk intervals): one attribute key
