@@ -51,21 +51,16 @@ def _stub_transport() -> Any:
     """An httpx transport answering as ``llmobs_openai.testing``'s server does, with no network."""
     import httpx
 
-    from llmobs_openai.testing import FakeOpenAIServer
+    from llmobs_openai.testing import FakeOpenAIServer, sse_event
 
     server = FakeOpenAIServer([f" w{i}" for i in range(bench_openai.CHUNKS)])
-
-    def events(answer: Iterator[Any]) -> Iterator[bytes]:
-        for event in answer:
-            data = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
-            yield f"data: {data}\n\n".encode()
 
     class Events(httpx.SyncByteStream):
         def __init__(self, answer: Iterator[Any]) -> None:
             self._answer = answer
 
         def __iter__(self) -> Iterator[bytes]:
-            return events(self._answer)
+            return map(sse_event, self._answer)
 
     class Stub(httpx.BaseTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:

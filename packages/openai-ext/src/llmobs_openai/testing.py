@@ -263,6 +263,14 @@ class FakeOpenAIServer:
             yield {**event, "sequence_number": number}
 
 
+def sse_event(event: Any) -> bytes:
+    """One event of :meth:`FakeOpenAIServer.answer`'s stream as the server sends it: its ``data`` line (JSON,
+    or the text ``[DONE]``), after an ``event`` line naming a Responses API event's type."""
+    data = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+    named = f"event: {event['type']}\n" if isinstance(event, dict) and "type" in event else ""
+    return f"{named}data: {data}\n\n".encode()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -310,9 +318,7 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     return
                 if server.before_event is not None:
                     server.before_event(index)
-                data = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
-                named = f"event: {event['type']}\n" if isinstance(event, dict) and "type" in event else ""
-                payload = f"{named}data: {data}\n\n".encode()
+                payload = sse_event(event)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
             self.wfile.write(b"0\r\n\r\n")
 
