@@ -65,7 +65,8 @@ def main(model: str) -> None:
         return await asyncio.gather(*(one(i) for i in range(n)))
 
     async def run():
-        args = AsyncEngineArgs(model=model, served_model_name="tiny", max_model_len=256, enforce_eager=True)
+        args = AsyncEngineArgs(model=model, served_model_name="tiny", max_model_len=256, enforce_eager=True,
+                               dtype="float32")
         engine = AsyncLLM.from_engine_args(args, stat_loggers=[GarbageFirst])
         try:
             first = await generate_all(engine, "garbage", 3)

@@ -32,7 +32,7 @@ class Server:
         self.log_path = workdir / "server.log"
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
                "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(self.port),
-               "--max-model-len", "256", "--enforce-eager", *args]
+               "--max-model-len", "256", "--enforce-eager", "--dtype", "float32", *args]
         full_env = {**os.environ, **env}
         full_env.pop("VLLM_PLUGINS", None)
         for inherited in ("VLLM_WORKER_MULTIPROC_METHOD", "LD_PRELOAD"):  # set by vLLM in this process

@@ -21,10 +21,11 @@ SCRIPT = Path(__file__).resolve().parent / "asyncllm_garbage.py"
 MAX_TOKENS = 5
 
 
-# vLLM's CPU engine occasionally loses its worker (shared-memory broadcast cancelled, SIGILL, SIGTERM during
-# shutdown), with no summary written — seen most on a loaded machine and in a freshly built environment,
-# where three runs in a row have lost it. Such a run is repeated, after a pause, up to five times in all: a
-# logger that really let an exception escape fails every attempt the same way.
+# vLLM's CPU engine lost its worker to SIGILL now and then in its first forward pass (shared-memory broadcast
+# cancelled, EngineDeadError) when it ran the model in bfloat16, its CPU default (most likely its AMX
+# tile kernels, which the CPU advertises); in float32 (asyncllm_garbage.py, servers.py) the loss went away.
+# A run that still loses its worker with no summary written is repeated, after a pause, up to five times in
+# all: a logger that really let an exception escape fails every attempt the same way.
 _ATTEMPTS = 5
 _PAUSE_S = 5.0
 
