@@ -132,6 +132,27 @@ def test_a_parent_waiting_on_a_live_child_is_not_stale(recorded):
     assert {s.name: s.attributes.get(sc.STATUS_REASON) for s in recorded.all()} == {"parent": None, "child": None}
 
 
+def test_a_run_that_only_dispatches_events_is_alive(recorded):
+    from langchain_core.callbacks import dispatch_custom_event
+
+    runs = RunRegistry(stale_after_s=0.05)
+    config = {"callbacks": [LLMObsCallbackHandler(registry=runs)]}
+    swept: list[int] = []
+
+    def busy(x):  # no child runs: only its events say that it is still working
+        for step in range(4):
+            time.sleep(0.03)
+            dispatch_custom_event("progress", {"step": step})
+            swept.append(runs.sweep())
+        return x
+
+    RunnableLambda(busy, name="busy").invoke(1, config=config)
+    assert swept == [0, 0, 0, 0]
+    span = recorded.one("busy")
+    assert sc.STATUS_REASON not in span.attributes
+    assert [e.name for e in span.events] == ["progress"] * 4
+
+
 def test_sweeps_happen_on_their_own_as_runs_start(recorded):
     runs = RunRegistry(stale_after_s=0.02)
     config = {"callbacks": [LLMObsCallbackHandler(registry=runs)]}

@@ -413,8 +413,13 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
         return handle
 
     def _owned(self, run_id: UUID) -> Run | None:
+        """The run of ``run_id`` if this handler traces it, marked alive: a run that only dispatches events
+        (custom events, agent actions, retries) is still running and must not be swept."""
         run = self._runs.get(run_id)
-        return run if run is not None and run.owner is self else None
+        if run is None or run.owner is not self:
+            return None
+        run.touched = _monotonic()
+        return run
 
     def _fail(self, run_id: UUID, error: BaseException, inputs: Any = None) -> None:
         run = self._runs.pop(run_id, self)
