@@ -192,3 +192,40 @@ def test_an_empty_sdk_provider_gets_our_exporters(tmp_path):
     )
     run_python(WRITE_SPANS.format(configure=setup, traces=2), tmp_path)
     assert count_spans(tmp_path / ".llmobs" / "llmobs.db") == 10
+
+
+def test_plugin_exporters_and_processors_receive_every_kept_span(tmp_path):
+    """``llmobs_span_processors`` answers: an exporter gets llmobs' batch processor, a processor is used as is;
+    both see each finished span that sampling keeps, as llmobs' own exporters do."""
+    setup = """
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from llmobs import plugins, selfstats
+
+class Exporter(SpanExporter):
+    names = []
+    def export(self, spans):
+        self.names += [s.name for s in spans]
+        return SpanExportResult.SUCCESS
+
+class Processor(SpanProcessor):
+    ended = []
+    def on_end(self, span):
+        self.ended.append(span.name)
+
+class Plugin:
+    @llmobs.hookimpl
+    def llmobs_span_processors(self, settings):
+        return [Exporter(), Processor()]
+
+plugins.register(Plugin())
+llmobs.configure(exporters=['store'], store='plugin.db')
+"""
+    check = """
+llmobs.flush()
+assert len(Exporter.names) == len(Processor.ended) == 10, (Exporter.names, Processor.ended)
+assert sorted(Exporter.names) == sorted(Processor.ended) and "chat gpt-4o-mini" in Exporter.names
+assert not selfstats.snapshot(), selfstats.snapshot()
+"""
+    run_python(WRITE_SPANS.format(configure=textwrap.dedent(setup), traces=2) + textwrap.dedent(check), tmp_path)
+    assert count_spans(tmp_path / "plugin.db") == 10

@@ -439,6 +439,13 @@ def span_processor(name: str, settings: config.Settings, environ: Mapping[str, s
     return _BatchProcessor(_span_exporter(name, settings, environ), environ, settings.export_shutdown_timeout_s)
 
 
+def _as_processor(answer: Any, settings: config.Settings, environ: Mapping[str, str]) -> SpanProcessor:
+    """A plugin's span processor as is; its exporter behind the batch processor llmobs' own exporters get."""
+    if isinstance(answer, SpanExporter):
+        return _BatchProcessor(answer, environ, settings.export_shutdown_timeout_s)
+    return answer
+
+
 def _resource(settings: config.Settings) -> Resource:
     attributes = {SERVICE_NAME: settings.service_name} if settings.service_name else {}
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; explicit settings win.
@@ -562,7 +569,7 @@ def configure(**overrides: Any) -> config.Settings:
         processors: list[SpanProcessor] = []
         if provider is not None:
             exporting = [span_processor(name, settings, environ) for name in names]
-            exporting += plugins.span_processors(settings)
+            exporting += [_as_processor(p, settings, environ) for p in plugins.span_processors(settings)]
             if exporting:
                 # Sampling is on by default when spans leave the machine; the local store alone keeps all.
                 processors = [_OpenSpans(SamplingProcessor(exporting, auto_enabled="otlp" in names))]

@@ -62,7 +62,11 @@ class HookSpecs:
 
     @hookspec
     def llmobs_span_processors(self, settings: Settings) -> list[SpanProcessor] | None:
-        """Extra span processors or exporters (wrapped in a processor) to add at ``llmobs.configure()``."""
+        """Extra span processors or exporters to add at ``llmobs.configure()``, beside llmobs' own exporters.
+
+        Like those, they receive each finished span that sampling keeps (``on_end``; not ``on_start``: the
+        decision is made at the end of a trace). An exporter is given llmobs' batch processor.
+        """
 
     @hookspec
     def llmobs_evaluators(self, settings: Settings) -> list[Any] | None:
