@@ -179,6 +179,38 @@ def test_usage_from_llm_output_when_the_message_has_none(raw, expected, recorded
     assert attrs[sc.RESPONSE_MODEL] == "raw"
 
 
+class InfoUsageModel(ScriptedChatModel):
+    """An integration that reports usage only in ``generation_info``."""
+
+    info_usage: dict[str, Any]
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        result = super()._generate(messages, stop, run_manager, **kwargs)
+        for generation in result.generations:
+            generation.generation_info = {"usage": self.info_usage}
+        return ChatResult(generations=result.generations)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 90, "cache_creation_input_tokens": 0},
+            {sc.USAGE_INPUT_TOKENS: 100, sc.USAGE_OUTPUT_TOKENS: 5, sc.USAGE_CACHE_READ_INPUT_TOKENS: 90},
+        ),
+        (
+            {"input_tokens": 100, "output_tokens": 5, "total_tokens": 105, "input_token_details": {"cache_read": 90}},
+            {sc.USAGE_INPUT_TOKENS: 100, sc.USAGE_OUTPUT_TOKENS: 5, sc.USAGE_CACHE_READ_INPUT_TOKENS: 90},
+        ),
+    ],
+    ids=["anthropic", "usage_metadata"],
+)  # fmt: skip
+def test_usage_from_generation_info_tells_anthropic_usage_from_langchains(raw, expected, recorded):
+    InfoUsageModel(messages=iter(["ok"]), model="info", info_usage=raw).invoke("hi", config=CALLBACKS)
+    attrs = recorded.one("chat info").attributes
+    assert {k: attrs.get(k) for k in expected} == expected
+
+
 def test_usage_metadata_wins_over_llm_output_no_double_counting(recorded):
     message = AIMessage("ok", usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10})
     model = RawUsageModel(messages=iter([message]), model="raw", raw_usage={"prompt_tokens": 7, "completion_tokens": 3})

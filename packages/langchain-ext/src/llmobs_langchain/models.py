@@ -166,8 +166,14 @@ def usage(generations: Sequence[Any], llm_output: Mapping[str, Any] | None) -> U
         info = getattr(generation, "generation_info", None) or {}
         raw = info.get("usage_metadata") or info.get("token_usage") or info.get("usage")
         if isinstance(raw, Mapping) and raw:
-            return _from_usage_metadata(raw) if "input_tokens" in raw else _from_provider_usage(raw)
+            return _from_usage_metadata(raw) if _is_usage_metadata(raw) else _from_provider_usage(raw)
     return None
+
+
+def _is_usage_metadata(raw: Mapping[str, Any]) -> bool:
+    """LangChain's ``UsageMetadata`` rather than Anthropic's own usage, which also has ``input_tokens`` but
+    reports cache reads and writes apart (``cache_read_input_tokens``...) and no total."""
+    return "input_tokens" in raw and "cache_read_input_tokens" not in raw and "cache_creation_input_tokens" not in raw
 
 
 def _from_usage_metadata(found: Mapping[str, Any]) -> Usage:
