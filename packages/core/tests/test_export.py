@@ -229,3 +229,19 @@ assert not selfstats.snapshot(), selfstats.snapshot()
 """
     run_python(WRITE_SPANS.format(configure=textwrap.dedent(setup), traces=2) + textwrap.dedent(check), tmp_path)
     assert count_spans(tmp_path / "plugin.db") == 10
+
+
+def test_configure_twice_wires_once_and_swaps_run_time_settings(tmp_path):
+    code = """
+import llmobs
+from opentelemetry import trace
+from llmobs import config
+llmobs.configure(exporters=['store'], store='twice.db')
+processors = trace.get_tracer_provider()._active_span_processor._span_processors
+llmobs.configure(exporters=['store'], store='twice.db', capture='NO_CONTENT')
+assert trace.get_tracer_provider()._active_span_processor._span_processors == processors
+assert len(processors) == 1, processors
+assert config.current().capture.name == 'NO_CONTENT', config.current().capture
+print('ok')
+"""
+    assert run_python(code, tmp_path).stdout.strip() == "ok"

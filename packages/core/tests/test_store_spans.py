@@ -479,3 +479,34 @@ def test_checkpoints_run_on_a_background_thread_that_ends_with_the_exporter(tmp_
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()  # an exporter dropped without shutdown() does not leave its thread behind
+
+
+def test_filtered_listings_and_trace_lookups_read_through_indexes(tmp_path):
+    """Every query of a listing, a search, a trace's lookup and a time-bounded aggregate is planned on an index:
+    none scans the whole ``spans`` table (in a large store that would be seconds per page). The store keeps no
+    statistics (no ``ANALYZE``), so these are the plans of any size of store."""
+    from llmobs.store.queries import TraceQuery
+
+    path = tmp_path / "plans.db"
+    t0 = time.time_ns() - 3600 * 10**9
+    trace_ids = [record_sample_trace(path, t0 + i * 10**9) for i in range(5)]
+    statements: list[str] = []
+    with TraceStore(path) as store:
+        store._conn.set_trace_callback(statements.append)
+        store.list_traces(5)
+        store.list_traces(5, service="svc")
+        store.list_traces(5, errors_only=True)
+        store.get_trace(trace_ids[2])
+        store.get_trace(trace_ids[2][:12])
+        store.model_stats(since_ns=t0)
+        for query in (TraceQuery(service="svc"), TraceQuery(model="gpt-4o"), TraceQuery(session="sess-1"),
+                      TraceQuery(status="error"), TraceQuery(since_ns=t0, until_ns=t0 + 3 * 10**9)):
+            assert store.search_traces(query, limit=2).traces
+        store.timeseries(since_ns=t0, until_ns=t0 + 10 * 10**9)
+        store._conn.set_trace_callback(None)
+        selects = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+        assert len(selects) >= 14
+        for sql in selects:
+            plan = [row[-1] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql)]
+            full_scans = [step for step in plan if step.startswith("SCAN spans") and "INDEX" not in step]
+            assert not full_scans, (sql, plan)
