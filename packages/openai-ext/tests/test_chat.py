@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import httpx
+import openai
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
+import llmobs_openai
 from llmobs import semconv as sc
 
 USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
@@ -121,3 +124,35 @@ def test_async_client_records_the_same_span(async_client, spans):
     assert span.name == "chat async-m"
     assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == 5
     assert json.loads(span.attributes[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"].startswith("Hello")
+
+
+def test_azures_api_key_header_is_never_recorded(spans):
+    secret = "azure-key-0123456789abcdef0123456789"
+    seen = {}
+
+    def answer(request):
+        seen.update(request.headers)
+        return httpx.Response(200, json={"id": "a", "model": "gpt-4o", "choices": [],
+                                         "usage": {"prompt_tokens": 1, "completion_tokens": 1}})  # fmt: skip
+
+    with llmobs_openai.http_client(transport=httpx.MockTransport(answer)) as http:
+        azure = openai.AzureOpenAI(api_key=secret, api_version="2024-10-21", http_client=http,
+                                   azure_endpoint="https://my-resource.openai.azure.com")  # fmt: skip
+        azure.chat.completions.create(model="my-deployment", messages=USER)
+    assert seen["api-key"] == secret
+    (span,) = spans()
+    assert span.attributes[sc.PROVIDER_NAME] == sc.PROVIDER_AZURE_OPENAI
+    assert span.attributes[sc.REQUEST_MODEL] == "my-deployment"
+    assert secret not in json.dumps(dict(span.attributes))
+
+
+def test_deepseeks_cache_hit_tokens_are_cache_reads(spans):
+    usage = {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105, "prompt_cache_hit_tokens": 64,
+             "prompt_cache_miss_tokens": 36}
+    body = {"id": "d", "model": "deepseek-chat", "choices": [], "usage": usage}
+    with llmobs_openai.http_client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))) as http:
+        deepseek = openai.OpenAI(api_key="k", base_url="https://api.deepseek.com/v1", http_client=http)
+        deepseek.chat.completions.create(model="deepseek-chat", messages=USER)
+    a = spans()[0].attributes
+    assert a[sc.PROVIDER_NAME] == sc.PROVIDER_DEEPSEEK
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_CACHE_READ_INPUT_TOKENS]) == (100, 64)
