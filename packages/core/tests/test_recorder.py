@@ -212,6 +212,27 @@ def test_usage_total_cost_and_token_metrics(rig):
     assert cost.value == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("provider", "model", "usage", "expected"),
+    [
+        # Anthropic list prices: 3 $/M input, 0.30 cache read, 3.75 cache write, 15 output.
+        ("anthropic", "claude-3-5-sonnet-20241022", dict(input_tokens=1000, output_tokens=100, cache_read=600,
+         cache_write=200), (200 * 3.0 + 600 * 0.30 + 200 * 3.75 + 100 * 15.0) / 1e6),
+        # DashScope (Qwen, international): 0.40 $/M input, 1.20 output.
+        ("dashscope", "qwen-plus", dict(input_tokens=2000, output_tokens=500), (2000 * 0.40 + 500 * 1.20) / 1e6),
+        # DeepSeek: 0.27 $/M input (cache miss), 0.07 cache hit, 1.10 output.
+        ("deepseek", "deepseek-chat", dict(input_tokens=1000, output_tokens=100, cache_read=640),
+         (360 * 0.27 + 640 * 0.07 + 100 * 1.10) / 1e6),
+    ],
+    ids=["anthropic-cache-write", "qwen", "deepseek-cache-hit"],
+)  # fmt: skip
+def test_list_prices_of_anthropic_qwen_and_deepseek(rig, provider, model, usage, expected):
+    llm = rig.recorder.start(sc.OP_CHAT, model=model, provider=provider)
+    llm.set_usage(**usage)
+    llm.end()
+    assert rig.spans()[f"chat {model}"].attributes[sc.COST_USD] == pytest.approx(expected)
+
+
 def test_record_call_records_the_same_metrics_as_a_handle_without_a_span(rig):
     """A call traced elsewhere (a framework's own span) gets the handle's series, prices and attributes."""
     llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o-mini", provider="openai")
