@@ -241,3 +241,28 @@ def test_streaming_agent_gets_ttft_on_every_model_call(weather_agent, recorded):
     for chat in recorded.named("chat gpt-4o-mini"):  # the first call streams only a tool-call chunk
         assert chat.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
         assert chat.attributes[sc.REQUEST_STREAM] is True
+
+
+def test_a_command_to_the_parent_graph_is_control_flow_not_an_error(recorded):
+    """A subgraph node that hands control to its parent graph (``Command(graph=Command.PARENT)``) raises
+    LangGraph's ParentCommand through the subgraph: its runs end as control flow."""
+    class State(MessagesState):
+        route: str
+
+    def escalate(state: State):
+        return Command(graph=Command.PARENT, goto="human", update={"route": "escalated"})
+
+    inner = StateGraph(State)
+    inner.add_node("escalate", escalate)
+    inner.add_edge(START, "escalate")
+    outer = StateGraph(State)
+    outer.add_node("triage", inner.compile())
+    outer.add_node("human", lambda state: {"messages": [("user", "taken over")]})
+    outer.add_edge(START, "triage")
+    result = outer.compile().invoke({"messages": [("user", "help")], "route": ""}, config=config())
+    assert result["route"] == "escalated" and result["messages"][-1].content == "taken over"
+    node = recorded.one("escalate")
+    assert node.status.status_code is StatusCode.UNSET and sc.ERROR_TYPE not in node.attributes
+    assert node.attributes[sc.STATUS_REASON] == "control_flow"
+    assert all(s.status.status_code is StatusCode.UNSET for s in recorded.all())
+    assert recorded.one("human").attributes.get(sc.STATUS_REASON) is None

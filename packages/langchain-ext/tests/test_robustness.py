@@ -207,3 +207,26 @@ def test_hostile_values_in_events_reach_the_span_as_bounded_text(recorded):
     retry, action = span.events
     assert retry.attributes[sc.RETRY_ATTEMPT] == "range(0, 1000000000000)"
     assert len(action.attributes[sc.TOOL_NAME][0]) < 50_000
+
+
+def test_a_keyboard_interrupt_cancels_the_run_it_stops(recorded):
+    def stop(x):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        RunnableLambda(stop, name="stop").invoke(1, config={"callbacks": [LLMObsCallbackHandler()]})
+    span = recorded.one("stop")
+    assert span.status.status_code is StatusCode.UNSET and sc.ERROR_TYPE not in span.attributes
+    assert span.attributes[sc.STATUS_REASON] == "cancelled"
+
+
+def test_a_failed_retry_is_an_event_with_its_attempt_and_error_type(recorded):
+    h = LLMObsCallbackHandler()
+    run = uuid.uuid4()
+    h.on_chain_start({"name": "flaky"}, {}, run_id=run, name="flaky")
+    failed = SimpleNamespace(failed=True, exception=lambda: TimeoutError("slow upstream"))
+    h.on_retry(SimpleNamespace(attempt_number=2, outcome=failed), run_id=run)
+    h.on_chain_end({}, run_id=run)
+    (event,) = recorded.one("flaky").events
+    assert event.name == sc.EVENT_RETRY
+    assert dict(event.attributes) == {sc.RETRY_ATTEMPT: 2, sc.ERROR_TYPE: "TimeoutError"}
