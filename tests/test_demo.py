@@ -40,6 +40,21 @@ def test_demo_writes_the_default_store_and_says_where_to_look(demo):
         assert hint in printed
 
 
+def test_demo_drives_each_installed_framework_with_its_own_fake_models(demo):
+    """The workspace installs every framework package: the demo runs each one's real framework too."""
+    import sqlite3
+
+    cwd, printed = demo
+    with sqlite3.connect(cwd / ".llmobs" / "llmobs.db") as conn:
+        rows = conn.execute("SELECT json_extract(attributes, '$.\"gen_ai.framework\"'), COUNT(DISTINCT trace_id),"
+                            " COUNT(*) FROM spans GROUP BY 1").fetchall()  # fmt: skip
+    by_framework = {framework: (traces, spans) for framework, traces, spans in rows}
+    for package, framework in (("langchain", "langchain"), ("llamaindex", "llama_index"), ("promptflow", "promptflow")):
+        assert f"traces from {package} with its own fake models" in printed, printed
+        traces, spans = by_framework.get(framework, (0, 0))
+        assert traces >= 3 and spans > traces, (framework, by_framework)
+
+
 def scripted(traces: list[dict]) -> list[dict]:
     """The scripted agent's traces (framework packages' demos add their own)."""
     return [t for t in traces if t["service"] == "llmobs-demo" and t["name"] == "invoke_agent support-agent"]
