@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,14 @@ class Served:
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
-        self.process.communicate(timeout=30)
+        try:
+            self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # its threads' stacks to stderr, then it is killed
+            time.sleep(1)
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise AssertionError(f"llmobs serve did not stop within 30 s of SIGTERM:\n{err[-6000:]}") from None
 
 
 def _outside_address() -> str | None:

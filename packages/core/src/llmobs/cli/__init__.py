@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a user error (no store, unknown trace, unreadable file)
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import functools
 import json
 import os
@@ -114,6 +115,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"llmobs console:  {url}/", flush=True)
     print(f"OTLP/HTTP:       {url}/v1/traces  (OTEL_EXPORTER_OTLP_ENDPOINT={url})", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it as cleanly as Ctrl-C
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack to stderr, for a server that hangs
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -45,6 +45,8 @@ CHUNK = 64
 #: How long a worker may take to start (imports, store) and to finish its part of one request.
 START_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 120.0
+#: How long stopping workers waits for them to exit by themselves before killing them.
+_STOP_GRACE_S = 10.0
 _FAILED = Result(0, 0, "", stored=False)
 _NEXT = "next"  # a worker asking for its next run of spans
 #: Rows a worker gathers before it tries to commit: fewer, larger transactions (each rewrites the index pages
@@ -126,12 +128,14 @@ class IngestWorkers:
             while len(self._idle) < len(self._workers) and time.monotonic() < deadline:
                 self._free.wait(deadline - time.monotonic())
             workers, self._workers = self._workers, [None] * len(self._workers)
-        for worker in workers:
-            if worker is not None:
-                worker.send_body(b"")  # an empty body: stop
-        for worker in workers:
-            if worker is not None:
-                worker.stop()
+        running = [worker for worker in workers if worker is not None]
+        for worker in running:
+            worker.send_body(b"")  # an empty body: stop
+        # All are told first and given one shared grace period: each closes its store (a checkpoint, fsyncs),
+        # which a busy disk can slow, and stopping them one after the other would add those waits up.
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for worker in running:
+            worker.stop(timeout=max(deadline - time.monotonic(), 0.0))
 
     def _release(self, index: int) -> None:
         with self._free:
@@ -241,7 +245,7 @@ class _Worker:
         """Queue a request body; the worker answers through :attr:`conn` (EOF there if it died meanwhile)."""
         self._outbox.put(payload)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = _STOP_GRACE_S) -> None:
         self._outbox.put(None)
         self.process.join(timeout)
         if self.process.is_alive():
