@@ -7,12 +7,14 @@ import gc
 import json
 import threading
 
+import httpx
 import openai
 import pytest
 from opentelemetry.trace import StatusCode
 
 import llmobs_openai
 from llmobs import semconv as sc
+from llmobs_openai.testing import sse_event
 
 USER = [{"role": "user", "content": "Hello?"}]
 USAGE = {"include_usage": True}
@@ -218,3 +220,47 @@ def test_deltas_are_not_folded_without_content_capture_but_still_timed():
 def test_folded_text_beyond_the_budget_is_counted():
     stream, _ = _chat_stream([[{"delta": {"content": "abcd"}}], [{"delta": {"content": "efgh"}}]], budget=6)
     assert stream.choices[0].message()["content"] == "abcdef…[+2 chars]"
+
+
+def _responses_stream(*events: dict) -> openai.OpenAI:
+    """A client whose Responses API call streams ``events`` (a MockTransport answering as OpenAI does)."""
+    body = b"".join(sse_event(e) for e in events)
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    )
+    return openai.OpenAI(api_key="k", base_url="https://api.openai.com/v1", max_retries=0,
+                         http_client=llmobs_openai.http_client(transport=transport))  # fmt: skip
+
+
+_CREATED = {"type": "response.created", "sequence_number": 0,
+            "response": {"id": "resp_9", "object": "response", "model": "gpt-4o", "status": "in_progress",
+                         "output": [], "created_at": 1}}  # fmt: skip
+_DELTA = {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1", "output_index": 0,
+          "content_index": 0, "delta": "Hel", "logprobs": []}  # fmt: skip
+
+
+def test_a_failed_responses_stream_is_an_error_with_the_providers_code(spans):
+    failed = {"type": "response.failed", "sequence_number": 2,
+              "response": {**_CREATED["response"], "status": "failed", "usage": {"input_tokens": 5, "output_tokens": 1,
+                           "total_tokens": 6}, "error": {"code": "server_error", "message": "try again"}}}  # fmt: skip
+    client = _responses_stream(_CREATED, _DELTA, failed)
+    kinds = [event.type for event in client.responses.create(model="gpt-4o", input="Hi", stream=True)]
+    assert kinds == ["response.created", "response.output_text.delta", "response.failed"]
+    (span,) = spans()
+    assert span.status.status_code is StatusCode.ERROR
+    a = span.attributes
+    assert a[sc.ERROR_TYPE] == "server_error" and a[sc.RESPONSE_ID] == "resp_9"
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (5, 1)
+    assert a[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+
+
+def test_an_error_event_in_a_responses_stream_is_an_error_with_its_code(spans):
+    error = {"type": "error", "sequence_number": 2, "code": "rate_limit_exceeded", "message": "slow down",
+             "param": None}  # fmt: skip
+    client = _responses_stream(_CREATED, _DELTA, error)
+    kinds = [event.type for event in client.responses.create(model="gpt-4o", input="Hi", stream=True)]
+    assert kinds[-1] == "error"  # handed to the application as an event; the stream then ends
+    (span,) = spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[sc.ERROR_TYPE] == "rate_limit_exceeded"
+    assert span.attributes[sc.RESPONSE_ID] == "resp_9"
