@@ -16,7 +16,7 @@ from opentelemetry.trace import StatusCode
 
 from llmobs import semconv as sc
 from llmobs.content import CaptureMode
-from llmobs_langchain import LLMObsCallbackHandler
+from llmobs_langchain import LLMObsCallbackHandler, models
 from llmobs_langchain.scripted import ScriptedChatModel
 
 CALLBACKS = {"callbacks": [LLMObsCallbackHandler()]}
@@ -341,3 +341,49 @@ def test_event_streaming_apis_are_traced_with_ttft(scripted, recorded):
     chats = recorded.named("chat events")
     assert len(chats) == 2
     assert all(c.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0 for c in chats)
+
+
+@pytest.mark.parametrize(
+    ("ls_provider", "expected"),
+    [
+        ("openai", sc.PROVIDER_OPENAI),
+        ("Anthropic", sc.PROVIDER_ANTHROPIC),
+        ("bedrock_converse", sc.PROVIDER_AWS_BEDROCK),
+        ("google_genai", sc.PROVIDER_GCP_GEMINI),
+        ("google_vertexai", sc.PROVIDER_GCP_VERTEX_AI),
+        ("tongyi", sc.PROVIDER_DASHSCOPE),
+        ("qwen", sc.PROVIDER_DASHSCOPE),
+        ("deepseek", sc.PROVIDER_DEEPSEEK),
+        ("mistralai", sc.PROVIDER_MISTRAL_AI),
+        ("ollama", "ollama"),
+        ("", None),
+        (None, None),
+    ],
+)  # fmt: skip
+def test_providers_from_ls_provider(ls_provider, expected):
+    assert models.provider({"ls_provider": ls_provider}) == expected
+
+
+def test_model_name_falls_back_to_the_invocation_params():
+    assert models.model_name({"ls_model_name": "from-ls"}, {"model": "from-params"}) == "from-ls"
+    assert models.model_name({}, {"model_name": "qwen-max"}) == "qwen-max"
+    assert models.model_name({}, {"azure_deployment": "prod-gpt"}) == "prod-gpt"
+    assert models.model_name({}, {"model": 42}) is None
+
+
+def test_request_parameters_from_invocation_params_and_ls_metadata():
+    params = {"top_k": 40, "top_p": 0.9, "frequency_penalty": 0.5, "presence_penalty": -0.5, "n": 2, "seed": 7,
+              "max_completion_tokens": 300, "temperature": True, "stop_sequences": ["END"]}  # fmt: skip
+    request = models.request_parameters({"ls_temperature": 0.2}, params)
+    assert request == {"top_k": 40, "top_p": 0.9, "frequency_penalty": 0.5, "presence_penalty": -0.5,
+                       "choice_count": 2, "seed": 7, "max_tokens": 300, "temperature": 0.2,
+                       "stop_sequences": ["END"]}  # fmt: skip
+
+
+def test_geminis_usage_counts_thoughts_as_output_and_reasoning(recorded):
+    raw = {"prompt_token_count": 50, "candidates_token_count": 10, "thoughts_token_count": 30,
+           "cached_content_token_count": 20, "total_token_count": 90}  # fmt: skip
+    RawUsageModel(messages=iter(["ok"]), model="raw", raw_usage=raw).invoke("hi", config=CALLBACKS)
+    a = recorded.one("chat raw").attributes
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS], a[sc.USAGE_TOTAL_TOKENS]) == (50, 40, 90)
+    assert (a[sc.USAGE_CACHE_READ_INPUT_TOKENS], a[sc.USAGE_REASONING_OUTPUT_TOKENS]) == (20, 30)
