@@ -207,3 +207,18 @@ def test_session_and_user_ids_from_metadata_reach_every_span(chain, recorded):
         assert span.attributes[sc.SESSION_ID] == "sess-42"
         assert span.attributes[sc.CONVERSATION_ID] == "sess-42"
         assert span.attributes[sc.USER_ID] == "alice"
+
+
+def test_a_conversation_id_is_the_session_when_no_session_or_thread_is_given(chain, recorded):
+    chain.invoke({"question": "q"}, config=callbacks(conversation_id="conv-7"))
+    assert {span.attributes[sc.SESSION_ID] for span in recorded.all()} == {"conv-7"}
+
+
+def test_ids_of_an_enclosing_llmobs_span_reach_the_runs_inside(chain, recorded):
+    import llmobs
+
+    with llmobs.span("POST /chat", session_id="sess-web", user_id="u-web"):
+        chain.invoke({"question": "q"}, config=callbacks())
+    runs = [span for span in recorded.all() if span.name != "POST /chat"]
+    assert runs and {(s.attributes[sc.SESSION_ID], s.attributes[sc.USER_ID]) for s in runs} == {("sess-web", "u-web")}
+    assert recorded.parent(recorded.one("RunnableSequence")).name == "POST /chat"
