@@ -106,6 +106,31 @@ def test_parents_by_traceparent_context_and_ambient_span(rig):
     assert by_header.traceparent.startswith("00-0af7651916cd43dd8448eb211c80319c-")
 
 
+def test_parents_by_span_context_span_and_header_mapping_and_the_kind_override(rig):
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+    remote = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))  # fmt: skip
+    rig.recorder.start(sc.OP_CHAIN, "by-span-context", parent=remote).end()
+    rig.recorder.start(sc.OP_CHAIN, "by-span", parent=NonRecordingSpan(remote)).end()
+    headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "k=v"}
+    rig.recorder.start(sc.OP_CHAT, "by-headers", model="m", parent=headers, remote=False).end()
+    rig.recorder.start(sc.OP_EXECUTE_TOOL, "remote-tool", remote=True).end()
+    spans = rig.spans()
+    for name in ("by-span-context", "by-span"):
+        assert spans[name].context.trace_id == remote.trace_id and spans[name].parent.span_id == remote.span_id
+    chat = spans["chat m"]
+    assert format(chat.context.trace_id, "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert chat.parent.span_id == 0x00F067AA0BA902B7 and chat.context.trace_state.get("k") == "v"
+    assert chat.kind is SpanKind.INTERNAL  # remote=False: e.g. a model running in this process
+    assert spans["execute_tool remote-tool"].kind is SpanKind.CLIENT
+    before = selfstats.snapshot().get("recorder.start_failed", 0)
+    bad = rig.recorder.start(sc.OP_CHAIN, "bad", parent=42)  # never raises into the application: counted
+    bad.end()
+    assert not bad.is_recording and "bad" not in rig.spans()
+    assert selfstats.snapshot()["recorder.start_failed"] == before + 1
+
+
 def test_session_and_user_ids_reach_every_span_of_the_trace(rig):
     root = rig.recorder.start(sc.OP_INVOKE_WORKFLOW, "flow", session_id="s-1", user_id="u-9", parent=ROOT)
     child = rig.recorder.start(sc.OP_CHAIN, "step", parent=root)
