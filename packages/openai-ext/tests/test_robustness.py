@@ -11,7 +11,7 @@ import pytest
 import llmobs_openai
 from llmobs import selfstats
 from llmobs import semconv as sc
-from llmobs_openai import payloads
+from llmobs_openai import bodies, payloads
 from llmobs_openai.sse import SSEParser
 from llmobs_openai.streams import _Choice
 
@@ -189,3 +189,38 @@ def test_a_failure_after_the_span_started_ends_it_and_the_request_goes_on(client
     (span,) = spans()
     assert span.attributes[sc.STATUS_REASON] == "instrumentation_failed"
     assert selfstats.snapshot()["openai.start_failed"] == 1
+
+
+def _one_chat(transport: httpx.MockTransport) -> None:
+    with llmobs_openai.http_client(transport=transport) as http:
+        client = openai.OpenAI(api_key="k", base_url="https://api.openai.com/v1", http_client=http, max_retries=0)
+        client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_chat_body_past_the_json_limit_keeps_its_ids_and_usage_and_is_counted(spans):
+    huge = "x" * (bodies.MAX_JSON_BYTES + 1024)
+    body = {"id": "chatcmpl-big", "model": "m-served", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": huge}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2_000_000, "total_tokens": 2_000_003}}  # fmt: skip
+    _one_chat(httpx.MockTransport(lambda request: httpx.Response(200, json=body)))
+    a = spans()[0].attributes
+    assert (a[sc.RESPONSE_ID], a[sc.RESPONSE_MODEL]) == ("chatcmpl-big", "m-served")
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (3, 2_000_000)  # read from the body's tail
+    assert sc.OUTPUT_MESSAGES not in a  # a 4 MiB answer is not parsed for its content
+    assert selfstats.snapshot()["openai.response_too_large"] == 1
+
+
+def test_an_unreadable_success_body_is_counted_and_the_call_still_ends(spans):
+    _one_chat(httpx.MockTransport(lambda request: httpx.Response(200, content=b"<html>gateway</html>",
+                                                                 headers={"content-type": "application/json"})))
+    (span,) = spans()
+    assert span.status.status_code.name == "UNSET"
+    assert selfstats.snapshot()["openai.response_unreadable"] == 1
+
+
+def test_the_client_gets_the_openai_clients_own_defaults():
+    with llmobs_openai.http_client() as http:
+        assert (http.timeout.read, http.timeout.connect) == (600.0, 5.0)
+        assert http.follow_redirects is True
+        pool = http._transport.wrapped._pool
+        assert (pool._max_connections, pool._max_keepalive_connections) == (1000, 100)
