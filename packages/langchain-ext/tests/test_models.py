@@ -11,12 +11,14 @@ import pytest
 from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from opentelemetry.trace import StatusCode
 
+from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs.content import CaptureMode
-from llmobs_langchain import LLMObsCallbackHandler, models
+from llmobs_langchain import LLMObsCallbackHandler, models, translate
 from llmobs_langchain.scripted import ScriptedChatModel
 
 CALLBACKS = {"callbacks": [LLMObsCallbackHandler()]}
@@ -387,3 +389,32 @@ def test_geminis_usage_counts_thoughts_as_output_and_reasoning(recorded):
     a = recorded.one("chat raw").attributes
     assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS], a[sc.USAGE_TOTAL_TOKENS]) == (50, 40, 90)
     assert (a[sc.USAGE_CACHE_READ_INPUT_TOKENS], a[sc.USAGE_REASONING_OUTPUT_TOKENS]) == (20, 30)
+
+
+def test_anthropic_style_tool_definitions_are_read_too():
+    schema = {"type": "object", "properties": {"id": {"type": "string"}}}
+    tools = [{"name": "lookup", "description": "Find an order", "input_schema": schema},
+             {"type": "function", "function": {"name": "cancel", "parameters": {}}}]  # fmt: skip
+    definitions = translate.tool_definitions(tools)
+    assert [d["name"] for d in definitions] == ["lookup", "cancel"]
+    assert definitions[0]["parameters"]["properties"] == {"id": {"type": "string"}}
+    assert definitions[0]["description"] == "Find an order"
+
+
+def test_with_content_off_langchain_objects_are_not_even_translated(settings, scripted, reply, recorded,
+                                                                   monkeypatch):
+    settings(capture=CaptureMode.NO_CONTENT)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("translated with content off")
+
+    for name in ("compact", "input_messages", "tool_definitions", "prompt_messages", "output_messages",
+                 "tool_result"):
+        monkeypatch.setattr(translate, name, refuse)
+    from langchain_core.output_parsers import StrOutputParser
+
+    model = scripted(reply("ok", usage=(3, 2)), model="m")
+    chain = RunnableLambda(lambda q: q, name="prep") | model | StrOutputParser()
+    assert chain.invoke("q", config=CALLBACKS) == "ok"
+    assert not selfstats.snapshot(), selfstats.snapshot()
+    assert recorded.one("chat m").attributes[sc.USAGE_INPUT_TOKENS] == 3
