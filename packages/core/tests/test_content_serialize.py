@@ -138,6 +138,17 @@ def test_lone_surrogates_are_replaced():
     json.dumps(out, ensure_ascii=False).encode("utf-8")
 
 
+def test_a_lone_surrogate_beside_a_float_is_rendered_not_raised():
+    """Plain data holding a float takes the standard encoder's path, which writes a lone surrogate as is: its
+    UTF-8 size cannot be measured, so the full path (which replaces it) must take over."""
+    from llmobs.content.policy import ContentPolicy
+
+    for value in ({"messages": 0.0, "role": "\ud800"}, [1.5, "a\udc80"]):
+        text = ContentPolicy().render(value)
+        text.encode("utf-8")  # valid UTF-8: the surrogate was replaced
+        assert "\ufffd" in json.dumps(json.loads(text), ensure_ascii=False)
+
+
 def test_generators_and_iterators_are_not_consumed():
     def gen():
         yield 1

@@ -354,9 +354,10 @@ def plain_json(obj: Any, max_bytes: int, refuse_key: Callable[[str], bool]) -> s
     if walked == _FLOATS:
         try:
             text = _dumps(obj)
-        except (TypeError, ValueError, RecursionError):  # NaN, infinities
+            size = _utf8_len(text)
+        except (TypeError, ValueError, RecursionError):  # NaN, infinities, lone surrogates (UnicodeEncodeError)
             return None
-        return text if _utf8_len(text) <= max_bytes else None
+        return text if size <= max_bytes else None
     try:
         raw = orjson.dumps(obj)
     except TypeError:  # orjson.JSONEncodeError: integers past 64 bits, lone surrogates, deep nesting
