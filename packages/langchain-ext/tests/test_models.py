@@ -146,71 +146,58 @@ def test_usage_with_cache_and_reasoning_tokens_and_cost(scripted, recorded):
 
 
 class RawUsageModel(ScriptedChatModel):
-    """A provider integration that reports usage only in ``llm_output`` (as older OpenAI/Anthropic ones do)."""
+    """A provider integration that reports usage only in ``llm_output`` (as older OpenAI/Anthropic ones do), or
+    only in each generation's ``generation_info``."""
 
     raw_usage: dict[str, Any]
+    in_generation_info: bool = False
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         result = super()._generate(messages, stop, run_manager, **kwargs)
+        if self.in_generation_info:
+            for generation in result.generations:
+                generation.generation_info = {"usage": self.raw_usage}
+            return ChatResult(generations=result.generations, llm_output={"model_name": "raw"})
         return ChatResult(
             generations=result.generations, llm_output={"token_usage": self.raw_usage, "model_name": "raw"}
         )
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("in_generation_info", "raw", "expected"),
     [
         (
+            False,
             {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
              "prompt_tokens_details": {"cached_tokens": 64}, "completion_tokens_details": {"reasoning_tokens": 8}},
             {sc.USAGE_INPUT_TOKENS: 100, sc.USAGE_OUTPUT_TOKENS: 20, sc.USAGE_TOTAL_TOKENS: 120,
              sc.USAGE_CACHE_READ_INPUT_TOKENS: 64, sc.USAGE_REASONING_OUTPUT_TOKENS: 8},
         ),
         (
+            False,
             {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 90, "cache_creation_input_tokens": 4},
             {sc.USAGE_INPUT_TOKENS: 104, sc.USAGE_OUTPUT_TOKENS: 5, sc.USAGE_TOTAL_TOKENS: 109,
              sc.USAGE_CACHE_READ_INPUT_TOKENS: 90, sc.USAGE_CACHE_CREATION_INPUT_TOKENS: 4},
         ),
-    ],
-    ids=["openai", "anthropic"],
-)  # fmt: skip
-def test_usage_from_llm_output_when_the_message_has_none(raw, expected, recorded):
-    RawUsageModel(messages=iter(["ok"]), model="raw", raw_usage=raw).invoke("hi", config=CALLBACKS)
-    attrs = recorded.one("chat raw").attributes
-    assert {k: attrs.get(k) for k in expected} == expected
-    assert attrs[sc.RESPONSE_MODEL] == "raw"
-
-
-class InfoUsageModel(ScriptedChatModel):
-    """An integration that reports usage only in ``generation_info``."""
-
-    info_usage: dict[str, Any]
-
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
-        result = super()._generate(messages, stop, run_manager, **kwargs)
-        for generation in result.generations:
-            generation.generation_info = {"usage": self.info_usage}
-        return ChatResult(generations=result.generations)
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (
+        (  # Anthropic's own usage has input_tokens as LangChain's UsageMetadata does, but cache counts apart
+            True,
             {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 90, "cache_creation_input_tokens": 0},
             {sc.USAGE_INPUT_TOKENS: 100, sc.USAGE_OUTPUT_TOKENS: 5, sc.USAGE_CACHE_READ_INPUT_TOKENS: 90},
         ),
         (
+            True,
             {"input_tokens": 100, "output_tokens": 5, "total_tokens": 105, "input_token_details": {"cache_read": 90}},
             {sc.USAGE_INPUT_TOKENS: 100, sc.USAGE_OUTPUT_TOKENS: 5, sc.USAGE_CACHE_READ_INPUT_TOKENS: 90},
         ),
     ],
-    ids=["anthropic", "usage_metadata"],
+    ids=["llm_output-openai", "llm_output-anthropic", "generation_info-anthropic", "generation_info-usage_metadata"],
 )  # fmt: skip
-def test_usage_from_generation_info_tells_anthropic_usage_from_langchains(raw, expected, recorded):
-    InfoUsageModel(messages=iter(["ok"]), model="info", info_usage=raw).invoke("hi", config=CALLBACKS)
-    attrs = recorded.one("chat info").attributes
+def test_usage_when_the_message_has_none(in_generation_info, raw, expected, recorded):
+    model = RawUsageModel(messages=iter(["ok"]), model="raw", raw_usage=raw, in_generation_info=in_generation_info)
+    model.invoke("hi", config=CALLBACKS)
+    attrs = recorded.one("chat raw").attributes
     assert {k: attrs.get(k) for k in expected} == expected
+    assert attrs[sc.RESPONSE_MODEL] == "raw"
 
 
 def test_usage_metadata_wins_over_llm_output_no_double_counting(recorded):
