@@ -32,11 +32,15 @@ for i in range(3):
 """
 
 
+HEADERS = "authorization=Bearer%20collector-token,x-tenant=acme"  # OTEL_EXPORTER_OTLP_HEADERS: URL-encoded values
+
+
 class Received:
     def __init__(self):
         self.spans = []
         self.resources = []
         self.metrics = {}
+        self.headers = []  # (authorization, x-tenant) of every export request
 
     def add_traces(self, request):
         for rs in request.resource_spans:
@@ -73,6 +77,8 @@ def check(received):
     assert "sk-proj-abcdefghijklmnop1234" not in attrs[sc.INPUT_MESSAGES].string_value
     (duration,) = received.metrics[sc.METRIC_CLIENT_OPERATION_DURATION]
     assert sum(p.count for p in duration.histogram.data_points) == 6  # 3 chat + 3 agent calls
+    # OTEL_EXPORTER_OTLP_HEADERS reached the collector on every export, traces and metrics alike.
+    assert len(received.headers) >= 2 and set(received.headers) == {("Bearer collector-token", "acme")}
 
 
 def test_http_protobuf(tmp_path):
@@ -89,6 +95,7 @@ def test_http_protobuf(tmp_path):
                 if encoding == "deflate"
                 else body
             )
+            received.headers.append((self.headers.get("authorization"), self.headers.get("x-tenant")))
             if self.path == "/v1/traces":
                 request = trace_service_pb2.ExportTraceServiceRequest()
                 request.ParseFromString(body)
@@ -107,7 +114,8 @@ def test_http_protobuf(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        run_app(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
+        run_app(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
+                OTEL_EXPORTER_OTLP_HEADERS=HEADERS)
     finally:
         server.shutdown()
     check(received)
@@ -118,11 +126,15 @@ def test_grpc(tmp_path):
 
     class Traces(trace_service_pb2_grpc.TraceServiceServicer):
         def Export(self, request, context):
+            metadata = dict(context.invocation_metadata())
+            received.headers.append((metadata.get("authorization"), metadata.get("x-tenant")))
             received.add_traces(request)
             return trace_service_pb2.ExportTraceServiceResponse()
 
     class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
         def Export(self, request, context):
+            metadata = dict(context.invocation_metadata())
+            received.headers.append((metadata.get("authorization"), metadata.get("x-tenant")))
             received.add_metrics(request)
             return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -137,6 +149,7 @@ def test_grpc(tmp_path):
             OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}",
             OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
             OTEL_EXPORTER_OTLP_INSECURE="true",
+            OTEL_EXPORTER_OTLP_HEADERS=HEADERS,
         )
     finally:
         server.stop(grace=None)
