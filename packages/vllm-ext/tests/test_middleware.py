@@ -55,6 +55,16 @@ def test_keeps_the_clients_request_id():
     assert contexts.lookup("cmpl-my-client-req-1-1").carrier is None
 
 
+def test_an_empty_request_id_is_replaced_and_a_repeated_one_read_first():
+    app, contexts = App(), RequestContexts()
+    middleware = TraceMiddleware(app, contexts)
+    call(middleware, headers=[(b"x-request-id", b""), (b"traceparent", TRACEPARENT.encode())])
+    (request_id,) = header(app.scopes[0], b"x-request-id")  # one header, ours: vLLM reads the first
+    assert request_id and contexts.lookup(f"chatcmpl-{request_id}").carrier["traceparent"] == TRACEPARENT
+    call(middleware, headers=[(b"x-request-id", b"first"), (b"x-request-id", b"second")])
+    assert contexts.lookup("chatcmpl-first") is not None and contexts.lookup("chatcmpl-second") is None
+
+
 @pytest.mark.parametrize(("path", "operation"), [("/v1/embeddings", "embeddings"), ("/v2/embed", "embeddings")])
 def test_embeddings_routes(path, operation):
     contexts = RequestContexts()
@@ -107,6 +117,7 @@ def test_active_entries_survive_ended_ones_expire_in_order():
 @pytest.mark.parametrize(
     ("request_id", "found"),
     [("abc", True), ("chatcmpl-abc", True), ("cmpl-abc-12", True), ("embd-abc-prompt-0", True),
+     ("embd-abc-prompt-0-chunk-1", True), ("embd-abc-prompt-3-chunk-12", True), ("embd-abc-chunk-1", False),
      ("cmpl-abcd-0", False), ("chatcmpl-", False), ("", False), (None, False), ("xyz", False)],
 )
 def test_lookup_forms(request_id, found):

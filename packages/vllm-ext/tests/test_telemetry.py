@@ -287,6 +287,24 @@ def test_missing_fields_of_older_vllm_are_reported_once(env, fake, caplog):
     assert len(env.finished_spans()) == 3 and sc.REQUEST_ID not in env.finished_spans()[0].attributes
 
 
+@pytest.mark.parametrize("gone", ["num_prompt_tokens", "iteration_timestamp", "num_preempted_reqs"])
+def test_a_field_this_vllm_lacks_leaves_out_only_what_is_built_from_it(env, fake, gone):
+    """One missing field must not cost the step: its TTFT, finished requests and spans are still recorded."""
+    telemetry = env.telemetry()
+    scheduler = fake.scheduler(running=2)
+    del scheduler.kv_cache_usage
+    step = fake.iteration(ttfts=[0.05], done=[fake.finished()], generated=6)
+    delattr(step, gone)
+    telemetry.record(scheduler, step, 0)
+    telemetry.flush()
+    assert not selfstats.snapshot(), selfstats.snapshot()
+    m = env.metrics()
+    assert fake.points(m, sc.METRIC_SERVER_TIME_TO_FIRST_TOKEN)[0].count == 1
+    assert fake.points(m, sc.METRIC_SERVER_REQUEST_DURATION)[0].count == 1
+    assert fake.points(m, sc.METRIC_VLLM_REQUESTS_RUNNING)[0].value == 2
+    assert len(env.finished_spans()) == 1
+
+
 GARBAGE = [
     (object(), object()),
     ("scheduler", "iteration"),

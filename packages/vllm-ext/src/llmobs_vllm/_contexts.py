@@ -80,7 +80,8 @@ class RequestContexts:
 
     def lookup(self, request_id: str | None) -> RequestContext | None:
         """The context for a vLLM request id: tried as is, without vLLM's ``<kind>-`` prefix, and without a
-        trailing ``-<index>`` (completions with several prompts)."""
+        trailing ``-<index>`` (completions with several prompts), ``-prompt-<i>`` or ``-prompt-<i>-chunk-<j>``
+        (pooling requests, a long input embedded in chunks)."""
         if not request_id or not self._entries:
             return None
         entries = self._entries
@@ -94,6 +95,8 @@ class RequestContexts:
         if found is not None:
             return found
         head, dash, tail = rest.rpartition("-")
+        if dash and tail.isdigit() and head.endswith("-chunk"):  # pooling: <id>-prompt-<i>-chunk-<j>
+            head, dash, tail = head[: -len("-chunk")].rpartition("-")
         if dash and tail.isdigit():
             found = entries.get(head)
             if found is None and head.endswith("-prompt"):  # pooling: <id>-prompt-<i>

@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -66,6 +67,14 @@ SCHEDULER_FIELDS = ("num_running_reqs", "num_waiting_reqs", "num_skipped_waiting
                     "prefix_cache_stats", "spec_decoding_stats")
 ITERATION_FIELDS = ("iteration_timestamp", "num_generation_tokens", "num_prompt_tokens", "num_preempted_reqs",
                     "time_to_first_tokens_iter", "inter_token_latencies_iter", "finished_requests")
+def _absent_or(kind: Any, value: Any) -> bool:
+    """Whether a stats field is missing (None) or a number of ``kind`` (a bool is no count)."""
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+# Without any of these an object is not an IterationStats at all (its record fails and is counted).
+_ITERATION_CORE = ("num_generation_tokens", "num_prompt_tokens", "time_to_first_tokens_iter",
+                   "inter_token_latencies_iter", "finished_requests")
 FINISHED_FIELDS = ("finish_reason", "request_id", "e2e_latency", "num_prompt_tokens", "num_generation_tokens",
                    "num_cached_tokens", "num_preemptions", "max_tokens_param", "queued_time", "prefill_time",
                    "decode_time", "inference_time", "mean_time_per_output_token")
@@ -319,13 +328,23 @@ class EngineTelemetry:
     def _scheduler(self, engine: _Engine, stats: Any) -> None:
         if "scheduler" not in self._reported:
             self._report_missing("scheduler", "SchedulerStats", stats, SCHEDULER_FIELDS)
-        running = stats.num_running_reqs
-        waiting = stats.num_waiting_reqs + getattr(stats, "num_skipped_waiting_reqs", 0)
-        usage = stats.kv_cache_usage
+        # Each field is read on its own: one that this vLLM lacks leaves its gauge alone, not the step.
+        running = getattr(stats, "num_running_reqs", None)
+        waiting = getattr(stats, "num_waiting_reqs", None)
+        usage = getattr(stats, "kv_cache_usage", None)
+        if running is None and waiting is None and usage is None:
+            raise TypeError(f"{type(stats).__name__} has none of the scheduler stats fields")
+        if waiting is not None:
+            waiting += getattr(stats, "num_skipped_waiting_reqs", 0)
         # Validate before storing, so a malformed snapshot never reaches the gauges.
-        if not (isinstance(running, int) and isinstance(waiting, int) and isinstance(usage, int | float)):
+        if not (_absent_or(int, running) and _absent_or(int, waiting) and _absent_or(int | float, usage)):
             raise TypeError("SchedulerStats fields are not numbers")
-        engine.running, engine.waiting, engine.kv_cache_usage = running, waiting, usage
+        if running is not None:
+            engine.running = running
+        if waiting is not None:
+            engine.waiting = waiting
+        if usage is not None:
+            engine.kv_cache_usage = usage
         engine.scheduled = True
         prefix = getattr(stats, "prefix_cache_stats", None)
         if prefix is not None:
@@ -342,7 +361,11 @@ class EngineTelemetry:
     def _iteration(self, engine: _Engine, stats: Any) -> None:
         if "iteration" not in self._reported:
             self._report_missing("iteration", "IterationStats", stats, ITERATION_FIELDS)
-        prompt, generated = stats.num_prompt_tokens, stats.num_generation_tokens
+        if not any(hasattr(stats, field) for field in _ITERATION_CORE):
+            raise TypeError(f"{type(stats).__name__} has none of the iteration stats fields")
+        # Each field is read with a default: one that this vLLM lacks leaves out what is built from it only.
+        prompt = getattr(stats, "num_prompt_tokens", 0)
+        generated = getattr(stats, "num_generation_tokens", 0)
         preempted = getattr(stats, "num_preempted_reqs", 0)
         if not (isinstance(prompt, int) and isinstance(generated, int) and isinstance(preempted, int)):
             raise TypeError("IterationStats token counts are not ints")
@@ -350,9 +373,9 @@ class EngineTelemetry:
         engine.generation_tokens += generated
         engine.preemptions += preempted
 
-        ttfts = stats.time_to_first_tokens_iter
-        itls = stats.inter_token_latencies_iter
-        finished = stats.finished_requests
+        ttfts = getattr(stats, "time_to_first_tokens_iter", None)
+        itls = getattr(stats, "inter_token_latencies_iter", None)
+        finished = getattr(stats, "finished_requests", None)
         sample: Any = _EMPTY
         if itls:
             every, offset, n = self.itl_sample_every, self._itl_offset, len(itls)
@@ -365,7 +388,8 @@ class EngineTelemetry:
             queue = self._queue
             if len(queue) == queue.maxlen:
                 selfstats.count("vllm.steps_dropped")
-            queue.append((engine.index, stats.iteration_timestamp, ttfts, sample, finished))
+            timestamp = getattr(stats, "iteration_timestamp", None)
+            queue.append((engine.index, time.time() if timestamp is None else timestamp, ttfts, sample, finished))
             if not self._started:
                 self._start()
 

@@ -65,18 +65,19 @@ class TraceMiddleware:
         operation = ROUTES.get(scope.get("path") or "")
         request_id = traceparent = tracestate = None
         headers = scope.get("headers") or []
-        for name, value in headers:
+        for name, value in headers:  # the first of a repeated header, as vLLM (Starlette) reads it
             if name == _REQUEST_ID:
-                request_id = value.decode("latin-1")
+                request_id = value.decode("latin-1") if request_id is None else request_id
             elif name == _TRACEPARENT:
-                traceparent = value.decode("latin-1")
+                traceparent = value.decode("latin-1") if traceparent is None else traceparent
             elif name == _TRACESTATE:
-                tracestate = value.decode("latin-1")
+                tracestate = value.decode("latin-1") if tracestate is None else tracestate
         if operation is None and traceparent is None:
             return scope, None  # nothing to tell the logger
-        if not request_id:
+        if not request_id:  # none, or empty: ours replaces it, so that vLLM reads the id we keep
             request_id = uuid.uuid4().hex
             scope = dict(scope)
-            scope["headers"] = [*headers, (_REQUEST_ID, request_id.encode("latin-1"))]
+            kept = [h for h in headers if h[0] != _REQUEST_ID]
+            scope["headers"] = [*kept, (_REQUEST_ID, request_id.encode("latin-1"))]
         self.contexts.put(request_id, RequestContext(traceparent, tracestate, operation))
         return scope, request_id
