@@ -131,6 +131,25 @@ def test_parents_by_span_context_span_and_header_mapping_and_the_kind_override(r
     assert selfstats.snapshot()["recorder.start_failed"] == before + 1
 
 
+def test_a_parent_given_by_header_that_is_the_active_span_passes_on_its_ids(rig):
+    """A framework task that carries its caller's traceparent as a string (LlamaIndex workflows do) still gets
+    the session and user of that caller's span when it is the one active; another trace's header does not."""
+    outer = rig.recorder.start(sc.OP_CHAIN, "answer", session_id="S1", user_id="U1")
+    token = otel_context.attach(outer.context)  # as llmobs.span does
+    try:
+        child = rig.recorder.start(sc.OP_CHAIN, "step", parent=outer.traceparent)
+        child.end()
+        other = rig.recorder.start(sc.OP_CHAIN, "foreign", parent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+        other.end()
+    finally:
+        otel_context.detach(token)
+    outer.end()
+    spans = rig.spans()
+    assert (spans["step"].attributes[sc.SESSION_ID], spans["step"].attributes[sc.USER_ID]) == ("S1", "U1")
+    assert spans["step"].parent.span_id == spans["answer"].context.span_id
+    assert sc.SESSION_ID not in spans["foreign"].attributes
+
+
 def test_session_and_user_ids_reach_every_span_of_the_trace(rig):
     root = rig.recorder.start(sc.OP_INVOKE_WORKFLOW, "flow", session_id="s-1", user_id="u-9", parent=ROOT)
     child = rig.recorder.start(sc.OP_CHAIN, "step", parent=root)

@@ -220,3 +220,20 @@ def test_propagation_context_carries_the_traceparent(index, spans):
     index.as_query_engine(llm=CapturingLLM()).query("topic 2")
     llm = spans.one("text_completion fake-gpt")
     assert captured["llmobs.traceparent"].startswith(f"00-{llm.context.trace_id:032x}-{llm.context.span_id:016x}-")
+
+
+def test_an_agent_inside_an_llmobs_span_carries_its_session_and_user(spans):
+    """The agent's workflow task gets its caller's trace context as a traceparent string: its spans still take
+    the session and user of the enclosing span."""
+    import llmobs
+
+    async def go():
+        with llmobs.span("answer", session_id="S1", user_id="U1"):
+            agent = FunctionAgent(tools=[FunctionTool.from_defaults(fn=get_weather)], llm=MockFunctionCallingLLM(),
+                                  name="weather_agent", description="Answers weather")  # fmt: skip
+            return await agent.run("What is the weather?")
+
+    asyncio.run(go())
+    inside = [s for s in spans.all() if s.name != "answer"]
+    assert len(inside) > 5
+    assert {(s.attributes.get(sc.SESSION_ID), s.attributes.get(sc.USER_ID)) for s in inside} == {("S1", "U1")}

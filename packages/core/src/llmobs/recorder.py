@@ -325,6 +325,23 @@ class Recorder:
         return call
 
 
+def _ids_source(parent_ctx: otel_context.Context | None) -> Mapping[str, Any]:
+    """Attributes to inherit session and user ids from: the parent span's, else — for a parent given by its W3C
+    header, as a framework's task carrying its caller's ``traceparent`` does — the active span's when it is
+    that same span."""
+    parent = trace.get_current_span(parent_ctx)
+    found = getattr(parent, "attributes", None)
+    if found is None and parent_ctx is not None:
+        ambient = trace.get_current_span()
+        wanted, active = parent.get_span_context(), ambient.get_span_context()
+        if active.is_valid and (active.trace_id, active.span_id) == (wanted.trace_id, wanted.span_id):
+            found = getattr(ambient, "attributes", None)
+    return found or _NO_ATTRIBUTES
+
+
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
+
+
 def _parent_context(parent: Any) -> tuple[otel_context.Context | None, SpanHandle | None]:
     """(OTel context to parent on, parent handle if any) from any accepted parent form."""
     if parent is None:
@@ -426,7 +443,7 @@ class SpanHandle:
         else:
             self._root = None
             if session_id is None or user_id is None:
-                inherited = getattr(trace.get_current_span(parent_ctx), "attributes", None) or {}
+                inherited = _ids_source(parent_ctx)
                 session_id = session_id or inherited.get(sc.SESSION_ID)
                 user_id = user_id or inherited.get(sc.USER_ID)
         self.session_id = session_id
