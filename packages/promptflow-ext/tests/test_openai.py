@@ -208,3 +208,12 @@ def test_metrics_cover_every_call_even_when_sampling_drops_the_trace(traced, cli
         pipeline.detach(trace.get_tracer_provider(), sampling)
     assert exported.get_finished_spans() == ()
     assert [p.count for p in metric_points(sc.METRIC_CLIENT_OPERATION_DURATION)] == [3]
+
+
+def test_an_embedding_of_one_string_counts_one_input(traced, client, spans):
+    @pf_trace
+    def embed_one(text: str) -> int:
+        return len(client.embeddings.create(model="loop-embed", input=text).data)
+
+    embed_one("red apples")
+    assert llm_span(spans).attributes[sc.EMBEDDINGS_INPUT_COUNT] == 1

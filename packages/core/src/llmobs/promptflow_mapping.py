@@ -182,7 +182,9 @@ def _embeddings(name: str, attributes: Mapping[str, Any], capture: bool, has_chi
     t = _model_call(name, sc.OP_EMBEDDINGS, attributes, inputs)
     t.response_model = _text(attributes.get(sc.PF_RESPONSE_MODEL))
     texts = inputs.get("input")
-    if isinstance(texts, list) and texts and not isinstance(texts[0], int):
+    if isinstance(texts, str) or (isinstance(texts, list) and texts and isinstance(texts[0], int)):
+        t.attributes[sc.EMBEDDINGS_INPUT_COUNT] = 1  # one text, or one input as token ids
+    elif isinstance(texts, list) and texts:
         t.attributes[sc.EMBEDDINGS_INPUT_COUNT] = len(texts)
     encoding = inputs.get("encoding_format")
     if isinstance(encoding, str):
