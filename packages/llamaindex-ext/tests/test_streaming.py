@@ -123,6 +123,19 @@ def test_an_idle_stream_is_swept_as_abandoned(spans):
 
 
 @pytest.mark.usefixtures("quick_sweep")
+def test_streams_are_still_swept_after_a_dispatcher_shutdown(spans):
+    from llama_index.core.instrumentation import get_dispatcher
+
+    get_dispatcher().shutdown()  # ends the runs open then; the handlers stay registered
+    stream = UsageLLM().stream_complete("hi")
+    next(stream)
+    assert wait_for(lambda: spans.all())
+    (llm,) = spans.all()
+    assert llm.attributes[sc.STATUS_REASON] == "stream abandoned"
+    del stream
+
+
+@pytest.mark.usefixtures("quick_sweep")
 def test_a_stream_never_read_and_dropped_is_swept(index, spans):
     response = index.as_query_engine(llm=UsageLLM(), streaming=True).query("topic 3")
     del response

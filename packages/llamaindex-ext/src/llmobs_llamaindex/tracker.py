@@ -273,8 +273,11 @@ class Tracker:
         with self._lock:
             run.deferred = True
             self._deferred[run] = None
-            start = not self._sweeping and not self._closed.is_set()
-            self._sweeping = self._sweeping or start
+            # After a dispatcher shutdown, which ended every open run and stopped the sweeper, the handlers stay
+            # registered: a new deferred run means the tracker is in use again, so sweeping resumes.
+            self._closed.clear()
+            start = not self._sweeping
+            self._sweeping = True
         if start:
             threading.Thread(target=self._sweep_loop, name="llmobs-llamaindex-sweeper", daemon=True).start()
 
