@@ -67,17 +67,17 @@ SCHEDULER_FIELDS = ("num_running_reqs", "num_waiting_reqs", "num_skipped_waiting
                     "prefix_cache_stats", "spec_decoding_stats")
 ITERATION_FIELDS = ("iteration_timestamp", "num_generation_tokens", "num_prompt_tokens", "num_preempted_reqs",
                     "time_to_first_tokens_iter", "inter_token_latencies_iter", "finished_requests")
-def _absent_or(kind: Any, value: Any) -> bool:
-    """Whether a stats field is missing (None) or a number of ``kind`` (a bool is no count)."""
-    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
-
-
-# Without any of these an object is not an IterationStats at all (its record fails and is counted).
+#: Without any of these an object is not an IterationStats at all (its record fails and is counted).
 _ITERATION_CORE = ("num_generation_tokens", "num_prompt_tokens", "time_to_first_tokens_iter",
                    "inter_token_latencies_iter", "finished_requests")
 FINISHED_FIELDS = ("finish_reason", "request_id", "e2e_latency", "num_prompt_tokens", "num_generation_tokens",
                    "num_cached_tokens", "num_preemptions", "max_tokens_param", "queued_time", "prefill_time",
                    "decode_time", "inference_time", "mean_time_per_output_token")
+
+
+def _absent_or(kind: Any, value: Any) -> bool:
+    """Whether a stats field is missing (None) or a number of ``kind`` (a bool is no count)."""
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
 
 
 def env_float(name: str, default: float, minimum: float) -> float:
