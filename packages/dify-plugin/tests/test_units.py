@@ -61,6 +61,21 @@ def test_relay_settings():
     assert destination({"otlp_endpoint": "http://c", "service_name": " shop "}).service_name == "shop"
 
 
+def test_a_key_saved_or_sent_with_surrounding_whitespace_still_matches():
+    settings = relay_settings({"api_key": "  secret\n", "otlp_endpoint": "http://c"})
+    assert settings.api_key == "secret"
+    assert relay.authorised(EnvironHeaders({"HTTP_AUTHORIZATION": "Bearer secret "}), settings.api_key)
+    assert relay.authorised(EnvironHeaders({"HTTP_API_KEY": " secret"}), settings.api_key)
+
+
+def test_a_misconfigured_endpoint_tells_callers_nothing_of_its_settings(caplog):
+    reply = relay.handle_traces({"api_key": "k", "otlp_endpoint": "ftp://user:hunter2@collector.internal"}, Headers(),
+                                b"")  # fmt: skip
+    assert reply.status == 500 and b"not configured" in reply.body
+    assert b"hunter2" not in reply.body and b"collector.internal" not in reply.body
+    assert "collector.internal" in caplog.text  # the operator finds the reason in the plugin's log
+
+
 def test_keys_from_either_header():
     environ = {"HTTP_API_KEY": "secret", "HTTP_AUTHORIZATION": "Bearer other"}
     headers = EnvironHeaders(environ)

@@ -92,7 +92,7 @@ class FeedbackEndpoint(Endpoint):
         try:
             config = relay_settings(settings)
         except SettingsError as exc:
-            return _json_reply(500, {"error": f"the endpoint is not configured: {exc}"})
+            return _json_reply(500, {"error": relay.not_configured(exc)})
         if not relay.authorised(r.headers, config.api_key):
             return _json_reply(401, {"error": "missing or wrong key (Authorization: Bearer <key>)"},
                                (("WWW-Authenticate", 'Bearer realm="llmobs"'),))

@@ -104,7 +104,7 @@ EXPORTERS = Exporters()
 
 def offered_keys(headers: Mapping[str, str]) -> list[str]:
     """The keys a request presents: the ``api_key`` header and an ``Authorization: Bearer`` token."""
-    offered = [headers.get("api_key") or headers.get("Api-Key") or ""]
+    offered = [(headers.get("api_key") or headers.get("Api-Key") or "").strip()]
     authorization = headers.get("Authorization") or headers.get("authorization") or ""
     if authorization[:7].lower() == "bearer ":
         offered.append(authorization[7:].strip())
@@ -147,6 +147,13 @@ def _error(encoding: str, status: int, message: str, headers: tuple[tuple[str, s
     return Reply(status, otlp.error(encoding, otlp.GRPC_CODE.get(status, 13), message), encoding, headers)
 
 
+def not_configured(exc: SettingsError) -> str:
+    """The answer to a call on a misconfigured endpoint. Any caller gets it, before any key is checked (none may be
+    set), so what is wrong — which can quote the configured URL — goes to the plugin's log only."""
+    _log.warning("llmobs Dify endpoint is not configured: %s", exc)
+    return "the endpoint is not configured; the plugin's log says why"
+
+
 def handle_traces(settings_map: Mapping[str, Any], headers: Mapping[str, str], body: bytes | None,
                   exporters: Exporters | None = None, path_key: str | None = None) -> Reply:
     """Answer one trace export (``body`` None: declared over :data:`MAX_BODY`, not read).
@@ -160,7 +167,7 @@ def handle_traces(settings_map: Mapping[str, Any], headers: Mapping[str, str], b
     try:
         settings = relay_settings(settings_map)
     except SettingsError as exc:
-        return _error(encoding, 500, f"the endpoint is not configured: {exc}")
+        return _error(encoding, 500, not_configured(exc))
     try:
         return _traces(settings, headers, content_type, encoding, body, exporters or EXPORTERS, path_key)
     except Exception as exc:  # fail open towards Dify: an answer, never a traceback

@@ -111,8 +111,8 @@ def _flag(value: Any) -> bool:
 
 def relay_settings(config: Mapping[str, Any]) -> RelaySettings:
     """An endpoint's settings, validated."""
-    key = str(config.get(API_KEY) or "")
-    if not key.strip():
+    key = str(config.get(API_KEY) or "").strip()  # as pasted into Dify's form; offered keys are stripped too
+    if not key:
         raise SettingsError("set the API key Dify must present (endpoint setting api_key)")
     raw_size = config.get(MAX_ATTRIBUTE_BYTES)
     try:
