@@ -247,6 +247,16 @@ def test_admission_rejections(env):
     assert points == {"max_num_queued_reqs": 2, "max_num_queued_tokens": 1}
 
 
+def test_rejection_reasons_past_the_label_limit_are_counted_as_other(env):
+    telemetry = env.telemetry()
+    for i in range(20):
+        telemetry.record_rejection(f"reason-{i}")
+    telemetry.record_rejection("reason-0")
+    points = {p.attributes[sc.VLLM_REJECTION_REASON]: p.value for p in env.metrics()[sc.METRIC_VLLM_REQUESTS_REJECTED]}
+    assert len(points) == 17 and points["other"] == 4 and points["reason-0"] == 2  # 16 reasons and other
+    assert sum(points.values()) == 21  # every rejection counted
+
+
 def test_flusher_thread_drains_by_itself_and_close_stops_it(env, fake):
     telemetry = env.telemetry(start_thread=True, flush_interval=0.05)
     telemetry.record(None, fake.iteration(done=[fake.finished()]), 0)

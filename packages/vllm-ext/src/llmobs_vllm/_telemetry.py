@@ -75,6 +75,11 @@ FINISHED_FIELDS = ("finish_reason", "request_id", "e2e_latency", "num_prompt_tok
                    "decode_time", "inference_time", "mean_time_per_output_token")
 
 
+#: Distinct rejection reasons kept as labels; later ones are counted as ``other``.
+_MAX_REJECTION_REASONS = 16
+_OTHER_REASON = "other"
+
+
 def _absent_or(kind: Any, value: Any) -> bool:
     """Whether a stats field is missing (None) or a number of ``kind`` (a bool is no count)."""
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
@@ -397,8 +402,9 @@ class EngineTelemetry:
         try:
             reason = str(reason)[:64]
             rejections = self._rejections
-            if reason in rejections or len(rejections) < 16:
-                rejections[reason] = rejections.get(reason, 0) + 1
+            if reason not in rejections and len(rejections) >= _MAX_REJECTION_REASONS:
+                reason = _OTHER_REASON  # bounded, like every attribute set here: counted, under one label
+            rejections[reason] = rejections.get(reason, 0) + 1
         except Exception as exc:
             selfstats.failure("vllm.record_failed", exc)
 
