@@ -358,3 +358,18 @@ def test_fuzzed_stats_never_raise(env, sched, it, engine_idx):
     telemetry = env.telemetry()
     telemetry.record(sched, it, engine_idx)
     telemetry.flush()
+
+
+def test_finish_reasons_are_read_by_name_not_by_position():
+    import enum
+
+    finish_reason = _telemetry.finish_reason
+
+    class Reordered(enum.IntEnum):  # a vLLM whose enum lists its reasons in another order
+        LENGTH = 0
+        ABORT = 1
+        STOP = 2
+
+    assert [finish_reason(r) for r in Reordered] == ["length", "abort", "stop"]
+    assert (finish_reason(1), finish_reason("stop"), finish_reason(None), finish_reason(99)) == (
+        "length", "stop", "unknown", "unknown")

@@ -108,10 +108,12 @@ def finish_reason(value: Any) -> str:
     """``stop`` / ``length`` / ... from vLLM's FinishReason (an IntEnum), a plain int or a string."""
     if isinstance(value, str):
         return value
+    name = getattr(value, "name", None)
+    if isinstance(name, str):  # an enum member: by its name, whatever its position in this vLLM's enum
+        return name.lower()
     if isinstance(value, int) and 0 <= value < len(FINISH_REASONS):
         return FINISH_REASONS[value]
-    name = getattr(value, "name", None)
-    return name.lower() if isinstance(name, str) else "unknown"
+    return "unknown"
 
 
 def _duration(value: Any) -> float | None:
