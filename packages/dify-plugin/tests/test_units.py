@@ -92,14 +92,33 @@ def test_exporter_cache_is_bounded_and_closes_what_it_evicts():
         made.append(relay._otlp_exporter(dest))
         return made[-1]
 
+    def use(dest):
+        with cache.use(dest) as exporter:
+            return exporter
+
     cache = relay.Exporters(factory, limit=2)
     first = Destination("http://a/v1/traces")
-    assert cache.get(first) is cache.get(first)
-    cache.get(Destination("http://b/v1/traces"))
-    cache.get(Destination("http://c/v1/traces"))
+    assert use(first) is use(first)
+    use(Destination("http://b/v1/traces"))
+    use(Destination("http://c/v1/traces"))
     assert len(made) == 3 and made[0]._shutdown and not made[2]._shutdown
     cache.clear()
     assert all(e._shutdown for e in made)
+
+
+def test_an_exporter_evicted_while_a_request_uses_it_closes_when_that_request_ends():
+    made = []
+
+    def factory(dest):
+        made.append(relay._otlp_exporter(dest))
+        return made[-1]
+
+    cache = relay.Exporters(factory, limit=1)
+    with cache.use(Destination("http://a/v1/traces")) as busy:
+        with cache.use(Destination("http://b/v1/traces")):  # evicts a's exporter while it is exporting
+            assert not busy._shutdown
+        assert not busy._shutdown
+    assert busy._shutdown and not made[1]._shutdown
 
 
 def _attributes(span) -> dict:

@@ -111,7 +111,8 @@ def _record(dest: Destination, span_name: str, dify: DifyIds, event: str, event_
     if not collect.spans:
         return Outcome(False, trace_id, "the span was not recorded", attributes)
     try:
-        result = (exporters or EXPORTERS).get(dest).export(collect.spans)
+        with (exporters or EXPORTERS).use(dest) as exporter:
+            result = exporter.export(collect.spans)
     except Exception as exc:
         _log.warning("llmobs Dify plugin: export failed", exc_info=True)
         return Outcome(False, trace_id, f"export failed: {type(exc).__name__}", attributes)

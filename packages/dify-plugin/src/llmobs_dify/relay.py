@@ -20,12 +20,13 @@ built from the endpoint's settings (capture mode, size cap, secret scrubbing, op
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hmac
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,24 +66,45 @@ def _otlp_exporter(dest: Destination) -> SpanExporter:
 
 
 class Exporters:
-    """A bounded cache of exporters by destination; evicted exporters are shut down."""
+    """A bounded cache of exporters by destination. An evicted exporter is shut down once no request is using it:
+    one that another request is still exporting through closes when that request ends."""
 
     def __init__(self, factory: ExporterFactory = _otlp_exporter, limit: int = MAX_EXPORTERS) -> None:
         self._factory = factory
         self._limit = limit
         self._items: OrderedDict[Destination, SpanExporter] = OrderedDict()
+        self._users: dict[SpanExporter, int] = {}  # requests exporting through each exporter now
+        self._retired: set[SpanExporter] = set()  # evicted while in use: shut down by their last user
         self._lock = threading.Lock()
 
-    def get(self, dest: Destination) -> SpanExporter:
+    @contextlib.contextmanager
+    def use(self, dest: Destination) -> Iterator[SpanExporter]:
+        """The exporter for ``dest``, kept open for the duration of the ``with`` block."""
         with self._lock:
             exporter = self._items.pop(dest, None) or self._factory(dest)
             self._items[dest] = exporter
+            self._users[exporter] = self._users.get(exporter, 0) + 1
             evicted = []
             while len(self._items) > self._limit:
-                evicted.append(self._items.popitem(last=False)[1])
+                old = self._items.popitem(last=False)[1]
+                if self._users.get(old):
+                    self._retired.add(old)
+                else:
+                    evicted.append(old)
         for old in evicted:
             _shutdown_quietly(old)
-        return exporter
+        try:
+            yield exporter
+        finally:
+            with self._lock:
+                left = self._users.pop(exporter) - 1
+                if left:
+                    self._users[exporter] = left
+                close = not left and exporter in self._retired
+                if close:
+                    self._retired.discard(exporter)
+            if close:
+                _shutdown_quietly(exporter)
 
     def clear(self) -> None:
         with self._lock:
@@ -215,12 +237,12 @@ def _traces(settings: RelaySettings, headers: Mapping[str, str], content_type: s
 
     decoded = otlp.decode(request, span_attributes, event_attributes, resource_attributes)
     if decoded.spans:
-        exporter = exporters.get(settings.destination)
-        try:
-            result = exporter.export(decoded.spans)
-        except Exception:  # an exporter that raises is a failed forward, like one that says so
-            _log.warning("llmobs Dify relay: forwarding raised", exc_info=True)
-            result = SpanExportResult.FAILURE
+        with exporters.use(settings.destination) as exporter:
+            try:
+                result = exporter.export(decoded.spans)
+            except Exception:  # an exporter that raises is a failed forward, like one that says so
+                _log.warning("llmobs Dify relay: forwarding raised", exc_info=True)
+                result = SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
             return _error(encoding, 503, "the destination did not accept the spans; retry later",
                           (("Retry-After", RETRY_AFTER_SECONDS),))
