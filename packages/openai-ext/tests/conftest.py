@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import httpx
 import openai
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -92,3 +93,23 @@ def async_client(server):
     http = llmobs_openai.async_http_client(provider="vllm")
     return openai.AsyncOpenAI(api_key="sk-test-key-0123456789abcdef", base_url=server.base_url, http_client=http,
                               max_retries=0)  # fmt: skip
+
+
+@pytest.fixture
+def mock_client():
+    """``mock_client(answer, base_url=..., client_class=openai.OpenAI, **kwargs)``: a client whose llmobs transport
+    wraps an httpx ``MockTransport`` calling ``answer(request)``; closed when the test ends. ``base_url=None``
+    for clients that take their endpoint otherwise (``AzureOpenAI(azure_endpoint=...)``)."""
+    opened = []
+
+    def make(answer, *, base_url: str | None = "https://api.openai.com/v1", client_class=openai.OpenAI, **kwargs):
+        http = llmobs_openai.http_client(transport=httpx.MockTransport(answer))
+        opened.append(http)
+        if base_url is not None:
+            kwargs["base_url"] = base_url
+        kwargs.setdefault("api_key", "k")
+        return client_class(http_client=http, max_retries=0, **kwargs)
+
+    yield make
+    for http in opened:
+        http.close()

@@ -174,13 +174,11 @@ def test_providers_from_the_host(host, provider):
     assert provider_of(host) == provider
 
 
-def test_the_provider_of_a_well_known_host_is_recorded(spans):
+def test_the_provider_of_a_well_known_host_is_recorded(spans, mock_client):
     body = {"id": "x", "model": "qwen-plus", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
-    with llmobs_openai.http_client(transport=transport) as http:
-        dashscope = openai.OpenAI(api_key="k", base_url="https://dashscope.aliyuncs.com/compatible-mode/v1",
-                                  http_client=http)  # fmt: skip
-        dashscope.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": "hi"}])
+    dashscope = mock_client(lambda request: httpx.Response(200, json=body),
+                            base_url="https://dashscope.aliyuncs.com/compatible-mode/v1")
+    dashscope.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": "hi"}])
     a = spans()[0].attributes
     assert a[sc.PROVIDER_NAME] == sc.PROVIDER_DASHSCOPE
     assert (a[sc.SERVER_ADDRESS], a[sc.SERVER_PORT]) == ("dashscope.aliyuncs.com", 443)

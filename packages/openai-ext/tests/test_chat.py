@@ -9,7 +9,6 @@ import openai
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-import llmobs_openai
 from llmobs import semconv as sc
 
 USER = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
@@ -126,7 +125,7 @@ def test_async_client_records_the_same_span(async_client, spans):
     assert json.loads(span.attributes[sc.OUTPUT_MESSAGES])[0]["parts"][0]["content"].startswith("Hello")
 
 
-def test_azures_api_key_header_is_never_recorded(spans):
+def test_azures_api_key_header_is_never_recorded(spans, mock_client):
     secret = "azure-key-0123456789abcdef0123456789"
     seen = {}
 
@@ -135,10 +134,9 @@ def test_azures_api_key_header_is_never_recorded(spans):
         return httpx.Response(200, json={"id": "a", "model": "gpt-4o", "choices": [],
                                          "usage": {"prompt_tokens": 1, "completion_tokens": 1}})  # fmt: skip
 
-    with llmobs_openai.http_client(transport=httpx.MockTransport(answer)) as http:
-        azure = openai.AzureOpenAI(api_key=secret, api_version="2024-10-21", http_client=http,
-                                   azure_endpoint="https://my-resource.openai.azure.com")  # fmt: skip
-        azure.chat.completions.create(model="my-deployment", messages=USER)
+    azure = mock_client(answer, base_url=None, client_class=openai.AzureOpenAI, api_key=secret,
+                        api_version="2024-10-21", azure_endpoint="https://my-resource.openai.azure.com")  # fmt: skip
+    azure.chat.completions.create(model="my-deployment", messages=USER)
     assert seen["api-key"] == secret
     (span,) = spans()
     assert span.attributes[sc.PROVIDER_NAME] == sc.PROVIDER_AZURE_OPENAI
@@ -146,13 +144,12 @@ def test_azures_api_key_header_is_never_recorded(spans):
     assert secret not in json.dumps(dict(span.attributes))
 
 
-def test_deepseeks_cache_hit_tokens_are_cache_reads(spans):
+def test_deepseeks_cache_hit_tokens_are_cache_reads(spans, mock_client):
     usage = {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105, "prompt_cache_hit_tokens": 64,
              "prompt_cache_miss_tokens": 36}
     body = {"id": "d", "model": "deepseek-chat", "choices": [], "usage": usage}
-    with llmobs_openai.http_client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json=body))) as http:
-        deepseek = openai.OpenAI(api_key="k", base_url="https://api.deepseek.com/v1", http_client=http)
-        deepseek.chat.completions.create(model="deepseek-chat", messages=USER)
+    deepseek = mock_client(lambda request: httpx.Response(200, json=body), base_url="https://api.deepseek.com/v1")
+    deepseek.chat.completions.create(model="deepseek-chat", messages=USER)
     a = spans()[0].attributes
     assert a[sc.PROVIDER_NAME] == sc.PROVIDER_DEEPSEEK
     assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_CACHE_READ_INPUT_TOKENS]) == (100, 64)

@@ -191,18 +191,16 @@ def test_a_failure_after_the_span_started_ends_it_and_the_request_goes_on(client
     assert selfstats.snapshot()["openai.start_failed"] == 1
 
 
-def _one_chat(transport: httpx.MockTransport) -> None:
-    with llmobs_openai.http_client(transport=transport) as http:
-        client = openai.OpenAI(api_key="k", base_url="https://api.openai.com/v1", http_client=http, max_retries=0)
-        client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "hi"}])
+def _one_chat(client: openai.OpenAI) -> None:
+    client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "hi"}])
 
 
-def test_a_chat_body_past_the_json_limit_keeps_its_ids_and_usage_and_is_counted(spans):
+def test_a_chat_body_past_the_json_limit_keeps_its_ids_and_usage_and_is_counted(spans, mock_client):
     huge = "x" * (bodies.MAX_JSON_BYTES + 1024)
     body = {"id": "chatcmpl-big", "model": "m-served", "choices": [{"index": 0, "finish_reason": "stop",
             "message": {"role": "assistant", "content": huge}}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 2_000_000, "total_tokens": 2_000_003}}  # fmt: skip
-    _one_chat(httpx.MockTransport(lambda request: httpx.Response(200, json=body)))
+    _one_chat(mock_client(lambda request: httpx.Response(200, json=body)))
     a = spans()[0].attributes
     assert (a[sc.RESPONSE_ID], a[sc.RESPONSE_MODEL]) == ("chatcmpl-big", "m-served")
     assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (3, 2_000_000)  # read from the body's tail
@@ -210,9 +208,9 @@ def test_a_chat_body_past_the_json_limit_keeps_its_ids_and_usage_and_is_counted(
     assert selfstats.snapshot()["openai.response_too_large"] == 1
 
 
-def test_an_unreadable_success_body_is_counted_and_the_call_still_ends(spans):
-    _one_chat(httpx.MockTransport(lambda request: httpx.Response(200, content=b"<html>gateway</html>",
-                                                                 headers={"content-type": "application/json"})))
+def test_an_unreadable_success_body_is_counted_and_the_call_still_ends(spans, mock_client):
+    _one_chat(mock_client(lambda request: httpx.Response(200, content=b"<html>gateway</html>",
+                                                         headers={"content-type": "application/json"})))
     (span,) = spans()
     assert span.status.status_code.name == "UNSET"
     assert selfstats.snapshot()["openai.response_unreadable"] == 1

@@ -222,14 +222,10 @@ def test_folded_text_beyond_the_budget_is_counted():
     assert stream.choices[0].message()["content"] == "abcdef…[+2 chars]"
 
 
-def _responses_stream(*events: dict) -> openai.OpenAI:
-    """A client whose Responses API call streams ``events`` (a MockTransport answering as OpenAI does)."""
+def _streaming(*events: dict):
+    """An answer that streams ``events`` as OpenAI's Responses API does."""
     body = b"".join(sse_event(e) for e in events)
-    transport = httpx.MockTransport(
-        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-    )
-    return openai.OpenAI(api_key="k", base_url="https://api.openai.com/v1", max_retries=0,
-                         http_client=llmobs_openai.http_client(transport=transport))  # fmt: skip
+    return lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
 
 _CREATED = {"type": "response.created", "sequence_number": 0,
@@ -239,11 +235,11 @@ _DELTA = {"type": "response.output_text.delta", "sequence_number": 1, "item_id":
           "content_index": 0, "delta": "Hel", "logprobs": []}  # fmt: skip
 
 
-def test_a_failed_responses_stream_is_an_error_with_the_providers_code(spans):
+def test_a_failed_responses_stream_is_an_error_with_the_providers_code(spans, mock_client):
     failed = {"type": "response.failed", "sequence_number": 2,
               "response": {**_CREATED["response"], "status": "failed", "usage": {"input_tokens": 5, "output_tokens": 1,
                            "total_tokens": 6}, "error": {"code": "server_error", "message": "try again"}}}  # fmt: skip
-    client = _responses_stream(_CREATED, _DELTA, failed)
+    client = mock_client(_streaming(_CREATED, _DELTA, failed))
     kinds = [event.type for event in client.responses.create(model="gpt-4o", input="Hi", stream=True)]
     assert kinds == ["response.created", "response.output_text.delta", "response.failed"]
     (span,) = spans()
@@ -254,10 +250,10 @@ def test_a_failed_responses_stream_is_an_error_with_the_providers_code(spans):
     assert a[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
 
 
-def test_an_error_event_in_a_responses_stream_is_an_error_with_its_code(spans):
+def test_an_error_event_in_a_responses_stream_is_an_error_with_its_code(spans, mock_client):
     error = {"type": "error", "sequence_number": 2, "code": "rate_limit_exceeded", "message": "slow down",
              "param": None}  # fmt: skip
-    client = _responses_stream(_CREATED, _DELTA, error)
+    client = mock_client(_streaming(_CREATED, _DELTA, error))
     kinds = [event.type for event in client.responses.create(model="gpt-4o", input="Hi", stream=True)]
     assert kinds[-1] == "error"  # handed to the application as an event; the stream then ends
     (span,) = spans()
