@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextvars
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fake_llms import ANSWER, UsageLLM
 from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.llms import ChatMessage
 from opentelemetry import trace
 
 import llmobs
@@ -16,6 +18,7 @@ from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs_llamaindex import components, translate
 from llmobs_llamaindex.handlers import EventHandler, SpanHandler
+from llmobs_llamaindex.streams import Streams
 
 
 def tracker():
@@ -103,6 +106,44 @@ def test_state_is_bounded(index, spans):
         assert all(s.end_time for s in spans.all())
     finally:
         llmobs_llamaindex.uninstrument()
+
+
+def test_state_is_bounded_while_streams_are_open(spans):
+    """Ids of nested calls on a run's own component (aliases) count towards the bound too."""
+    llmobs_llamaindex.instrument(max_spans=3)
+    try:
+        streams = []
+        for _ in range(4):
+            stream = UsageLLM().stream_chat([ChatMessage(role="user", content="hi")])
+            next(stream)
+            streams.append(stream)
+            assert len(tracker()._ids) <= 3
+        assert selfstats.snapshot()["llamaindex.evicted_spans"] >= 3
+        evicted = [s for s in spans.all() if s.attributes.get(sc.STATUS_REASON) == "evicted"]
+        assert len(evicted) == 3 and all(s.end_time for s in evicted)
+        assert ["".join(r.delta for r in rest) for rest in streams]  # the application reads on unharmed
+    finally:
+        llmobs_llamaindex.uninstrument()
+
+
+def test_a_stale_stream_frame_id_does_not_block_a_new_stream():
+    """A finished stream's frame id can be reused by a new generator while its run awaits the sweeper."""
+
+    def gen():
+        yield 1
+
+    streams, old_run, new_run = Streams(), object(), object()
+    finished_stream = gen()
+    list(finished_stream)
+    live = gen()
+    key = id(live.gi_frame)
+    streams._frames[key] = (weakref.ref(finished_stream), old_run)  # what the old run left under this address
+    assert streams.register(live, new_run) == key
+    streams.forget(key, old_run)  # the old run ending must not drop the new run's entry
+    assert streams._frames[key][1] is new_run
+    assert streams.register(live, old_run) is None  # a live registration stands: the innermost producer wins
+    streams.forget(key, new_run)
+    assert not streams
 
 
 @pytest.mark.usefixtures("instrumented")

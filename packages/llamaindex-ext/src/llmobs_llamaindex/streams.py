@@ -60,18 +60,27 @@ class Streams:
         return None
 
     def register(self, stream: Any, run: Any) -> int | None:
-        """Index the stream's frame to ``run`` (the first, innermost producer wins); returns the key."""
+        """Index the stream's frame to ``run`` (the first, innermost producer wins); returns the key.
+
+        An entry under the same key whose stream is gone or has another frame is stale: its frame was freed
+        (the stream finished while its run waits for the sweeper) and the address reused for this one."""
         frame = _frame(stream)
         if frame is None:
             return None
         key = id(frame)
-        if key in self._frames:
-            return None
+        entry = self._frames.get(key)
+        if entry is not None:
+            registered = entry[0]()
+            if registered is not None and _frame(registered) is frame:
+                return None
         self._frames[key] = (weakref.ref(stream), run)
         return key
 
-    def forget(self, key: int) -> None:
-        self._frames.pop(key, None)
+    def forget(self, key: int, run: Any) -> None:
+        """Drop ``run``'s entry under ``key``, unless the key has been taken over by another run's stream."""
+        entry = self._frames.get(key)
+        if entry is not None and entry[1] is run:
+            del self._frames[key]
 
     def producer(self) -> Any:
         """The run whose stream is running on the current stack, if any."""

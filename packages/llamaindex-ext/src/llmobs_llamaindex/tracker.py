@@ -115,27 +115,35 @@ class Tracker:
         if parent is None and self._streams:
             parent = self._streams.producer()
         if parent is not None and instance is not None and parent.instance is instance:
-            with self._lock:  # a nested call on the same component extends its run
-                self._ids[span_id] = parent
-                parent.aliases.append(span_id)
+            self._remember(span_id, parent, alias=True)  # a nested call on the same component extends its run
             return
         spec = self._classifier.spec(instance, span_id, parent.spec.category if parent is not None else None)
         if spec is None:
             if parent is not None:
-                self._ids[span_id] = parent  # folded into the parent until it exits
+                self._remember(span_id, parent)  # folded into the parent until it exits
             return
         if parent is None and not config.current().integration_enabled(INTEGRATION):
             return
         run = self._start(span_id, spec, instance, arguments, tags, parent)
-        evicted = None
+        self._remember(span_id, run, opened=True)
+
+    def _remember(self, span_id: str, run: Run, *, alias: bool = False, opened: bool = False) -> None:
+        """Map ``span_id`` to ``run`` (its own id if ``opened``, else an alias or a folded call), keeping at most
+        ``max_spans`` ids: the oldest are forgotten first, and a run whose own id goes is ended as evicted."""
+        evicted = []
         with self._lock:
-            if len(self._ids) >= self._max_spans:
-                evicted = self._pop_oldest()
-            self._ids[span_id] = run
-            if parent is not None:
-                parent.children += 1
-        if evicted is not None:
-            self.end(evicted, cancelled=True, reason="evicted")
+            while self._ids and len(self._ids) >= self._max_spans:
+                oldest = self._pop_oldest()
+                if oldest is not None:
+                    evicted.append(oldest)
+            if run not in evicted:  # else the run this id would join was the oldest: the id stays unmapped
+                self._ids[span_id] = run
+                if alias:
+                    run.aliases.append(span_id)
+                elif opened and run.parent is not None:
+                    run.parent.children += 1
+        for oldest in evicted:
+            self.end(oldest, cancelled=True, reason="evicted")
 
     def _start(
         self,
@@ -239,7 +247,7 @@ class Tracker:
                     if ids.get(alias) is run:
                         del ids[alias]
                 for key in run.frame_keys:
-                    self._streams.forget(key)
+                    self._streams.forget(key, run)
                 self._deferred.pop(run, None)
                 parent = run.parent
                 cascade = None
