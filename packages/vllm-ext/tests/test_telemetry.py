@@ -373,3 +373,55 @@ def test_finish_reasons_are_read_by_name_not_by_position():
     assert [finish_reason(r) for r in Reordered] == ["length", "abort", "stop"]
     assert (finish_reason(1), finish_reason("stop"), finish_reason(None), finish_reason(99)) == (
         "length", "stop", "unknown", "unknown")
+
+
+_EXIT_CHILD = """
+import json, sys, types
+from llmobs_vllm._telemetry import EngineTelemetry  # imported first, as when the logger class is passed in code
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+class ToFile(SpanExporter):
+    def __init__(self):
+        self.open = True
+    def export(self, spans):
+        with open(sys.argv[1], "a") as out:
+            for span in spans:
+                out.write(json.dumps({"name": span.name, "open": self.open}) + "\\n")
+        return SpanExportResult.SUCCESS
+    def shutdown(self):
+        self.open = False
+
+# Made after the import, like vLLM's own tracer provider (``--otlp-traces-endpoint``): its exit shutdown
+# (``shutdown_on_exit``) is registered later, so with atexit alone it would run before our exit flush.
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(ToFile()))
+trace.set_tracer_provider(provider)
+metrics.set_meter_provider(MeterProvider())
+telemetry = EngineTelemetry("tiny", flush_interval=3600)
+done = types.SimpleNamespace(
+    finish_reason=1, request_id="cmpl-exit-0", e2e_latency=0.5, num_prompt_tokens=5, num_preemptions=0,
+    num_generation_tokens=6, max_tokens_param=6, queued_time=0.01, prefill_time=0.04, inference_time=0.44,
+    decode_time=0.4, mean_time_per_output_token=0.08, is_corrupted=False, num_cached_tokens=0)
+step = types.SimpleNamespace(
+    iteration_timestamp=1_700_000_000.0, num_generation_tokens=6, num_prompt_tokens=5, num_preempted_reqs=0,
+    finished_requests=[done], time_to_first_tokens_iter=[0.1], inter_token_latencies_iter=[])
+telemetry.record(None, step, 0)
+# no flush, no close: the interpreter exits with the step still queued
+"""
+
+
+def test_a_step_still_queued_at_exit_reaches_a_provider_made_after_import(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "spans.jsonl"
+    env = {**os.environ, "LLMOBS_AUTO_CONFIGURE": "false"}
+    done = subprocess.run([sys.executable, "-c", _EXIT_CHILD, str(out)], capture_output=True, text=True,
+                          timeout=120, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    exported = [__import__("json").loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    assert [(s["name"], s["open"]) for s in exported] == [("text_completion tiny", True)], done.stderr[-3000:]

@@ -41,7 +41,7 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-import llmobs.export  # noqa: F401 - imported first so our exit flush (registered below) runs before its shutdown
+import llmobs.export  # noqa: F401 - imported first so that, in the atexit fallback, our exit flush runs before its shutdown
 from llmobs import __version__ as core_version
 from llmobs import aggregated_metrics, selfstats
 from llmobs import semconv as sc
@@ -608,5 +608,23 @@ def _close_all() -> None:
             selfstats.failure("vllm.close_failed", exc)
 
 
-atexit.register(_close_all)  # registered after llmobs.export's shutdown, so it runs before it
+def _register_exit_flush() -> None:
+    """Flush at exit before any provider shuts down, whenever it was made.
+
+    atexit runs its callbacks last registered first, so a provider made after this import — vLLM's own tracer
+    provider, or the application's, when the logger class is passed in code — would be shut down (its own
+    exit hook) before an atexit flush could reach it. The threading module's exit hooks run when the main
+    thread finishes, before any atexit callback; plain atexit is the fallback where they are missing.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_close_all)
+            return
+        except RuntimeError:  # the interpreter is already shutting down its threads
+            pass
+    atexit.register(_close_all)
+
+
+_register_exit_flush()
 
