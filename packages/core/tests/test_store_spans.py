@@ -265,8 +265,9 @@ def test_list_traces_summarises_root_and_counts_tokens_once(tmp_path):
 
 def test_a_call_seen_twice_counts_once_but_a_server_alone_counts(tmp_path):
     """A client's chat span with a server's span of the same call under it (llmobs-vllm behind a traced
-    client) counts one call and its tokens once; a wrapper without usage leaves the count to its inner
-    call; a server span whose client is not in the store counts."""
+    client) counts one call and its tokens once; so does a framework's span over a transport's span of the
+    same model; a router without usage over a call of another model is a call of its own; a server span
+    whose client is not in the store counts."""
     path = tmp_path / "t.db"
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
@@ -288,15 +289,26 @@ def test_a_call_seen_twice_counts_once_but_a_server_alone_counts(tmp_path):
     with trace.use_span(router, end_on_exit=True):
         chat("small", "openai", (3, 4)).end()  # the call the router made: it carries the usage
     chat("tiny", "vllm", (7, 8)).end()  # a server span whose client is not traced
+    # A framework's span with no usage over a transport's span of the same call (Promptflow's stream it could
+    # not count, over llmobs-openai): one call, with the transport's tokens; neither with usage: one call.
+    framework = chat("gpt-4o", "openai")
+    with trace.use_span(framework, end_on_exit=True):
+        chat("gpt-4o", "openai", (11, 12)).end()
+    framework = chat("gpt-4o", "openai")
+    with trace.use_span(framework, end_on_exit=True):
+        chat("gpt-4o", "openai").end()
     provider.shutdown()
     with TraceStore(path) as store:
         stats = {s.model: s for s in store.model_stats()}
-        trace_tokens = sorted(t.input_tokens for t in store.list_traces())
+        trace_tokens = sorted(t.input_tokens or 0 for t in store.list_traces())
     assert (stats["tiny"].calls, stats["tiny"].input_tokens, stats["tiny"].output_tokens) == (2, 12, 14)
     assert stats["tiny"].cost_usd == pytest.approx(0.5)
     assert (stats["small"].calls, stats["small"].input_tokens) == (1, 3)
     assert stats["router"].calls == 1 and not stats["router"].input_tokens
-    assert trace_tokens == [3, 5, 7]  # router's call, the client's call once (not 10), the lone server
+    assert (stats["gpt-4o"].calls, stats["gpt-4o"].input_tokens, stats["gpt-4o"].output_tokens) == (2, 11, 12)
+    # the framework-and-transport pair without usage, router's call, the client's call once (not 10), the
+    # lone server, the transport's tokens once
+    assert trace_tokens == [0, 3, 5, 7, 11]
 
 
 def test_list_traces_limit_and_filters(tmp_path):

@@ -2,9 +2,12 @@
 
 Each method reads one consistent WAL snapshot, so it never blocks (nor is blocked by) writers.
 Aggregates count a call, a token or a dollar once: only inference spans (``semconv.INFERENCE_OPERATIONS``)
-carry them, never the agent or chain spans that may repeat their children's totals — and not an inference
-span whose parent is an inference span that reports tokens: that is the same call seen again, by the
-server that ran it (llmobs-vllm under a client's chat span) or by a transport under a framework's span.
+carry them, never the agent or chain spans that may repeat their children's totals. An inference span
+directly under another is the same call seen again — by the server that ran it (llmobs-vllm under a
+client's chat span) or by a transport under a framework's span (llmobs-openai under LangChain's or
+Promptflow's) — when the parent reports tokens, or when neither reports any and both name the same model:
+the parent counts. A parent without tokens over a child of the same model that has them leaves the count
+to the child. A parent of another model without tokens (a router choosing a model) is a call of its own.
 """
 
 from __future__ import annotations
@@ -26,11 +29,16 @@ T = TypeVar("T")
 _INFERENCE = tuple(sorted(sc.INFERENCE_OPERATIONS))
 assert all(op.replace("_", "").isalpha() for op in _INFERENCE)  # safe as SQL literals
 _OPERATIONS = ", ".join(f"'{op}'" for op in _INFERENCE)
+_NO_TOKENS = "spans.input_tokens IS NULL AND spans.output_tokens IS NULL"
+_SAME_MODEL = "COALESCE({0}.request_model, {0}.response_model) IS COALESCE(spans.request_model, spans.response_model)"
 #: The spans whose calls, tokens and cost aggregates count (see the module docstring).
 _COUNTED = (
     f"operation IN ({_OPERATIONS}) AND NOT EXISTS (SELECT 1 FROM spans AS p WHERE p.trace_id = spans.trace_id"
     f" AND p.span_id = spans.parent_span_id AND p.operation IN ({_OPERATIONS})"
-    " AND (p.input_tokens IS NOT NULL OR p.output_tokens IS NOT NULL))"
+    f" AND (p.input_tokens IS NOT NULL OR p.output_tokens IS NOT NULL OR ({_NO_TOKENS} AND {_SAME_MODEL.format('p')})))"
+    f" AND NOT ({_NO_TOKENS} AND EXISTS (SELECT 1 FROM spans AS c WHERE c.trace_id = spans.trace_id"
+    f" AND c.parent_span_id = spans.span_id AND c.operation IN ({_OPERATIONS})"
+    f" AND (c.input_tokens IS NOT NULL OR c.output_tokens IS NOT NULL) AND {_SAME_MODEL.format('c')}))"
 )
 _HEX = frozenset(string.hexdigits.lower())
 
