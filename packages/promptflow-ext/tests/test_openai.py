@@ -146,6 +146,26 @@ def test_a_stream_traced_by_llmobs_openai_too_gets_its_ttft_and_is_counted_once(
     assert [(p.sum, p.count) for p in inputs] == [(PROMPT_TOKENS, 1)]
 
 
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_llmobs_stats_count_a_call_traced_by_both_once(traced, server, spans, tmp_path, include_usage):
+    """Promptflow's span and llmobs-openai's under it are one call in the store's aggregates, with or
+    without usage on either (without ``include_usage`` neither has any here: tiktoken is offline)."""
+    import llmobs_openai
+    from llmobs.store import SQLiteSpanExporter, TraceStore
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-test-key", max_retries=0,
+                           http_client=llmobs_openai.http_client())  # fmt: skip
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    assert ask(client, "loop-chat", stream=True, **options) == ANSWER
+    exporter = SQLiteSpanExporter(tmp_path / "t.db", retention=None)
+    exporter.export(spans.all())
+    exporter.shutdown()
+    with TraceStore(tmp_path / "t.db") as store:
+        (stats,) = store.model_stats()
+    assert stats.calls == 1
+    assert stats.input_tokens == (PROMPT_TOKENS if include_usage else 0)
+
+
 def test_an_async_stream(traced, async_client, spans):
     assert asyncio.run(ask_async(async_client, "loop-chat")) == ANSWER
     (root,) = spans.roots()
