@@ -559,3 +559,26 @@ def test_names_and_values_from_frameworks_reach_the_sdk_as_bounded_text(rig):
     assert a[sc.REQUEST_MODEL] == "range(0, 1000000000000)" and len(a[sc.PROVIDER_NAME]) < 50_000
     assert list(a[sc.RESPONSE_FINISH_REASONS]) == ["range(0, 1000000000000)"]
     assert span.events[0].attributes["attempt"] == "range(0, 1000000000000)"
+
+
+@pytest.mark.parametrize("mode", [CaptureMode.SPAN_ONLY, CaptureMode.SPAN_AND_EVENT, CaptureMode.NO_CONTENT])
+def test_a_snapshot_input_is_recorded_as_it_was_given(settings, mode):
+    settings(capture=mode)
+    rig = Rig()
+    state = {"chat": {"history": ["system: be nice"]}}
+    kept = rig.recorder.start(sc.OP_CHAIN, "kept", parent=ROOT)
+    kept.set_input(value=state, snapshot=True)
+    late = rig.recorder.start(sc.OP_CHAIN, "late", parent=ROOT)
+    late.set_input(value=state)
+    state["chat"]["history"].append("user: hi")  # the operation changes its input in place
+    kept.end()
+    late.end()
+    spans = rig.spans()
+    if not mode.on_span:
+        assert sc.INPUT_VALUE not in spans["kept"].attributes
+        return
+    assert json.loads(spans["kept"].attributes[sc.INPUT_VALUE]) == {"chat": {"history": ["system: be nice"]}}
+    assert json.loads(spans["late"].attributes[sc.INPUT_VALUE])["chat"]["history"][-1] == "user: hi"  # by reference
+    if mode.on_event:
+        (event,) = spans["kept"].events
+        assert json.loads(event.attributes[sc.INPUT_VALUE]) == {"chat": {"history": ["system: be nice"]}}

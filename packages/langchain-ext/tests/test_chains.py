@@ -222,3 +222,21 @@ def test_ids_of_an_enclosing_llmobs_span_reach_the_runs_inside(chain, recorded):
     runs = [span for span in recorded.all() if span.name != "POST /chat"]
     assert runs and {(s.attributes[sc.SESSION_ID], s.attributes[sc.USER_ID]) for s in runs} == {("sess-web", "u-web")}
     assert recorded.parent(recorded.one("RunnableSequence")).name == "POST /chat"
+
+
+def test_a_chain_input_is_recorded_as_it_was_when_the_run_started(recorded):
+    """Steps that change their input in place do not rewrite what the spans say they were given."""
+
+    def add_user(state: dict) -> dict:
+        state["chat"]["history"].append("user: hi")
+        return state
+
+    def add_bot(state: dict) -> dict:
+        state["chat"]["history"].append("bot: hello")
+        return state
+
+    chain = RunnableLambda(add_user) | RunnableLambda(add_bot)
+    chain.invoke({"chat": {"history": ["system: be nice"]}}, config={"callbacks": [LLMObsCallbackHandler()]})
+    inputs = {s.name: json.loads(s.attributes[sc.INPUT_VALUE]) for s in recorded.all()}
+    assert inputs["RunnableSequence"] == inputs["add_user"] == {"chat": {"history": ["system: be nice"]}}
+    assert inputs["add_bot"] == {"chat": {"history": ["system: be nice", "user: hi"]}}

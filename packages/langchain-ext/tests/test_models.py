@@ -405,3 +405,71 @@ def test_with_content_off_langchain_objects_are_not_even_translated(settings, sc
     assert chain.invoke("q", config=CALLBACKS) == "ok"
     assert not selfstats.snapshot(), selfstats.snapshot()
     assert recorded.one("chat m").attributes[sc.USAGE_INPUT_TOKENS] == 3
+
+
+_SUMMARY = {"type": "reasoning", "id": "rs_1", "summary": [
+    {"type": "summary_text", "text": "Think", "index": 0}, {"type": "summary_text", "text": "Then answer", "index": 1},
+]}  # fmt: skip
+
+
+def test_openai_responses_reasoning_summaries_are_reasoning_parts(recorded):
+    answer = AIMessage([_SUMMARY, {"type": "text", "text": "42"}], response_metadata={"model_provider": "openai"})
+    ScriptedChatModel(messages=iter([answer]), model="o4").invoke("q", config=CALLBACKS)
+    (output,) = json.loads(recorded.one("chat o4").attributes[sc.OUTPUT_MESSAGES])
+    assert output["parts"] == [{"type": "reasoning", "content": "Think\n\nThen answer"},
+                               {"type": "text", "content": "42"}]  # fmt: skip
+
+
+class ReasoningFirstModel(ScriptedChatModel):
+    """Streams a reasoning summary, then the answer 0.1 s later."""
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        for chunk, pause in ((AIMessageChunk(content=[_SUMMARY]), 0.1), (AIMessageChunk(content="42"), 0)):
+            if run_manager:
+                run_manager.on_llm_new_token("", chunk=ChatGenerationChunk(message=chunk))
+            yield ChatGenerationChunk(message=chunk)
+            time.sleep(pause)
+
+
+def test_a_streamed_reasoning_summary_is_the_first_chunk(recorded):
+    list(ReasoningFirstModel(messages=iter([]), model="o4").stream("q", config=CALLBACKS))
+    assert recorded.one("chat o4").attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] < 0.09
+
+
+class FailsMidStream(ScriptedChatModel):
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content="partial"))
+        if run_manager:
+            run_manager.on_llm_new_token("partial", chunk=chunk)
+        yield chunk
+        raise ConnectionError("connection reset")
+
+
+def test_a_stream_that_fails_after_chunks_is_still_a_stream(recorded):
+    with pytest.raises(ConnectionError):
+        list(FailsMidStream(messages=iter([]), model="flaky").stream("q", config=CALLBACKS))
+    chat = recorded.one("chat flaky")
+    assert chat.status.status_code is StatusCode.ERROR
+    assert chat.attributes[sc.REQUEST_STREAM] is True and chat.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+
+
+def test_images_in_tool_results_are_described_not_copied(recorded):
+    image = "iVBORw0KGgo" * 300
+
+    @tool
+    def screenshot(url: str) -> list:
+        """Take a screenshot."""
+        return [{"type": "text", "text": "here it is"}, {"type": "image", "base64": image, "mime_type": "image/png"},
+                {"type": "flight", "price": 100}]  # fmt: skip
+
+    screenshot.invoke({"url": "x"}, config=CALLBACKS)
+    history = [HumanMessage("look"), ToolMessage(content=[{"type": "image", "base64": image, "mime_type": "image/png"}],
+                                                 tool_call_id="c1")]  # fmt: skip
+    ScriptedChatModel(messages=iter([AIMessage("seen")]), model="vision").invoke(history, config=CALLBACKS)
+    result = json.loads(recorded.one("execute_tool screenshot").attributes[sc.TOOL_CALL_RESULT])
+    omitted = f"<omitted {len(image) * 3 // 4} bytes>"
+    blob = {"type": "blob", "modality": "image", "mime_type": "image/png", "content": omitted}
+    assert result == [{"type": "text", "text": "here it is"}, blob, {"type": "flight", "price": 100}]
+    (_, tool_message) = json.loads(recorded.one("chat vision").attributes[sc.INPUT_MESSAGES])
+    assert tool_message["parts"][0]["response"] == [blob]
+    assert image not in json.dumps([dict(s.attributes) for s in recorded.all()])

@@ -230,3 +230,18 @@ def test_a_failed_retry_is_an_event_with_its_attempt_and_error_type(recorded):
     (event,) = recorded.one("flaky").events
     assert event.name == sc.EVENT_RETRY
     assert dict(event.attributes) == {sc.RETRY_ATTEMPT: 2, sc.ERROR_TYPE: "TimeoutError"}
+
+
+def test_a_step_that_deep_copies_its_config_works_as_without_llmobs(recorded):
+    """LangChain's own tracers copy as themselves; the handler holds a lock, which cannot be copied."""
+    import copy
+
+    def step(value: int, config) -> int:
+        copy.deepcopy(config)
+        copy.copy(config)
+        return value + 1
+
+    handler = LLMObsCallbackHandler()
+    assert copy.deepcopy(handler) is handler and copy.copy(handler) is handler
+    assert RunnableLambda(step).invoke(1, config={"callbacks": [handler]}) == 2
+    assert recorded.one("step").status.status_code is StatusCode.UNSET

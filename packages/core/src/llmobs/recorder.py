@@ -42,6 +42,12 @@ ROOT = object()
 #: Token usage as ``(input, output, cache_read, cache_write, reasoning, total)``; ``None`` where unknown.
 Usage = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
 
+
+class _Rendered(str):
+    """Content already serialised by the policy (``set_input(snapshot=True)``): recorded as it is."""
+
+    __slots__ = ()
+
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACE_FLAGS = [f"{flags:02x}" for flags in range(256)]  # formatting TraceFlags itself is slow
 _Carrier = TypeVar("_Carrier", bound=MutableMapping[str, str])
@@ -576,13 +582,21 @@ class SpanHandle:
             else:
                 self.set_attribute(attribute, value)
 
-    def set_input(self, messages: Any = None, *, system: Any = None, tools: Any = None, value: Any = None) -> None:
+    def set_input(
+        self, messages: Any = None, *, system: Any = None, tools: Any = None, value: Any = None, snapshot: bool = False
+    ) -> None:
         """Input content, kept by reference and serialised only if the span is recorded with content.
 
         ``messages``: GenAI input messages (see ``llmobs.content`` builders); ``system``: system
         instructions given apart from the messages; ``tools``: tool definitions; ``value``: anything
-        else (a chain's input, a tool's arguments, a retrieval query).
+        else (a chain's input, a tool's arguments, a retrieval query). ``snapshot``: serialise ``value``
+        now rather than at span end — for a value the operation itself may change in place (a chain's state),
+        which would otherwise be recorded as it is at the end. The same work, done earlier.
         """
+        if snapshot and value is not None:
+            policy = self._recorder.derived.policy
+            if (policy.mode.on_span or policy.mode.on_event) and self.span.is_recording():
+                value = _Rendered(policy.render_text(value))
         self._input = {"messages": messages, "system": system, "tools": tools, "value": value}
 
     def set_output(
@@ -783,9 +797,10 @@ class SpanHandle:
             for key, attribute in messages_attribute.items():
                 if self._input[key] is not None:
                     attrs[attribute] = policy.render(self._input[key])
-            if self._input["value"] is not None:
+            value = self._input["value"]
+            if value is not None:
                 target = _INPUT_VALUE_ATTRIBUTE.get(self.operation, sc.INPUT_VALUE)
-                attrs[target] = policy.render_text(self._input["value"])
+                attrs[target] = str(value) if type(value) is _Rendered else policy.render_text(value)
         if self._output:
             if self._output["messages"] is not None:
                 attrs[sc.OUTPUT_MESSAGES] = policy.render(self._output["messages"])

@@ -58,6 +58,14 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
     def __init__(self, *, registry: RunRegistry | None = None) -> None:
         self._runs = registry if registry is not None else RUNS
 
+    def __copy__(self) -> LLMObsCallbackHandler:
+        """Itself: a copied ``RunnableConfig`` keeps tracing into the same table of runs (as LangChain's own
+        tracers do); copying the table, with its lock, would fail."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LLMObsCallbackHandler:
+        return self
+
     # --- chains, runnables, graphs --------------------------------------------------------------------
     def on_chain_start(
         self,
@@ -86,7 +94,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
             elif operation == sc.OP_INVOKE_WORKFLOW:
                 handle.set_request(workflow_name=name)
             if _capturing(handle):
-                handle.set_input(value=translate.compact(inputs))
+                handle.set_input(value=translate.compact(inputs), snapshot=True)
         except Exception as exc:
             selfstats.failure("langchain.on_chain_start_failed", exc)
 
@@ -255,7 +263,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
                 tool_type="function",
             )
             if _capturing(handle):
-                handle.set_input(value=inputs if inputs is not None else input_str)
+                handle.set_input(value=inputs if inputs is not None else input_str, snapshot=True)
         except Exception as exc:
             selfstats.failure("langchain.on_tool_start_failed", exc)
 
@@ -434,6 +442,8 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
     def _failed(run: Run, error: BaseException, inputs: Any) -> None:
         if inputs is not None and _capturing(run.handle):  # a streamed chain's input, known at its end
             run.handle.set_input(value=translate.compact(inputs))
+        if run.streamed:  # chunks arrived before the failure or cancellation
+            run.handle.set_request(stream=True)
         if isinstance(error, _CANCELLED):
             run.handle.end(cancelled=True, reason="cancelled")
             return
@@ -522,4 +532,4 @@ def _block_bears_content(block: Any) -> bool:
         return bool(block)
     if not isinstance(block, Mapping):
         return False
-    return any(block.get(key) for key in ("text", "reasoning", "thinking", "partial_json", "args"))
+    return any(block.get(key) for key in ("text", "reasoning", "thinking", "summary", "partial_json", "args"))

@@ -145,13 +145,13 @@ def _block(block: Any) -> dict[str, Any] | None:
         text = block.get("text")
         return content.text_part(text) if isinstance(text, str) and text else None
     if kind in ("reasoning", "thinking"):
-        text = block.get("reasoning") or block.get("thinking")
+        text = block.get("reasoning") or block.get("thinking") or _summary(block.get("summary"))
         return content.reasoning_part(text) if isinstance(text, str) and text else None
     if kind in _CALL_BLOCKS:
         return None
     if kind == "tool_result":
         return content.tool_call_response_part(_tool_response(block.get("content")), block.get("tool_use_id"))
-    modality = _MEDIA.get(kind) if isinstance(kind, str) else None
+    modality = _modality(block)
     if modality is not None:
         return _media(block, modality)
     return {"type": str(kind)}  # unknown block: its type only, its payload may be binary
@@ -176,10 +176,26 @@ def _media(block: Mapping[str, Any], modality: str) -> dict[str, Any]:
     return content.blob_part(modality, mime, size=len(data) * 3 // 4 if isinstance(data, str) else None)
 
 
+def _summary(summary: Any) -> str | None:
+    """The text of an OpenAI Responses reasoning block's ``summary`` (``summary_text`` items)."""
+    if not isinstance(summary, list):
+        return None
+    texts = [item["text"] for item in summary if isinstance(item, Mapping) and isinstance(item.get("text"), str)]
+    return "\n\n".join(texts) or None
+
+
 def _tool_response(value: Any) -> Any:
-    if isinstance(value, list) and all(isinstance(b, Mapping) and b.get("type") == "text" for b in value):
+    """A tool's result content: text blocks joined; in any other list, media blocks described, not copied."""
+    if not isinstance(value, list):
+        return value
+    if all(isinstance(b, Mapping) and b.get("type") == "text" for b in value):
         return "".join(str(b.get("text", "")) for b in value)
-    return value
+    return [_media(b, modality) if (modality := _modality(b)) else b for b in value]
+
+
+def _modality(block: Any) -> str | None:
+    kind = block.get("type") if isinstance(block, Mapping) else None
+    return _MEDIA.get(kind) if isinstance(kind, str) else None
 
 
 # --- free-form values (chain inputs and outputs, tool results, documents) -------------------------
@@ -199,10 +215,12 @@ def document(doc: Document) -> dict[str, Any]:
 
 
 def tool_result(output: Any) -> Any:
-    """What a tool returned: a ``ToolMessage``'s content, else the value itself."""
+    """What a tool returned: a ``ToolMessage``'s content, else the value itself (content blocks read as in a
+    ``ToolMessage``: media described, not copied)."""
     if isinstance(output, BaseMessage):
         return _tool_response(output.content)
-    return compact(output)
+    value = compact(output)
+    return _tool_response(value) if isinstance(value, list) and value else value
 
 
 def compact(value: Any, depth: int = 0) -> Any:
