@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import pytest
@@ -94,3 +95,129 @@ def test_cancellation_is_not_an_error(spans, settings):
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is StatusCode.UNSET
     assert span.attributes[sc.STATUS_REASON] == "interrupted"
+
+
+def test_trace_decorator_generator_spans_its_iteration_and_records_its_error(spans, settings):
+    settings()
+
+    @llmobs.trace()
+    def numbers(n):
+        for i in range(n):
+            with llmobs.span(f"step-{i}"):
+                pass
+            yield i
+        raise ValueError("after the last item")
+
+    gen = numbers(2)
+    assert spans.get_finished_spans() == ()  # nothing ran yet
+    assert next(gen) == 0
+    with llmobs.span("consumer"):  # the consumer's work between items is not the generator's child
+        pass
+    assert next(gen) == 1
+    with pytest.raises(ValueError):
+        next(gen)
+    got = by_name(spans)
+    traced = got["test_trace_decorator_generator_spans_its_iteration_and_records_its_error.<locals>.numbers"]
+    assert got["step-0"].parent.span_id == got["step-1"].parent.span_id == traced.context.span_id
+    assert got["consumer"].parent is None
+    assert traced.end_time >= got["step-1"].end_time
+    assert traced.status.status_code is StatusCode.ERROR and traced.attributes[sc.ERROR_TYPE] == "ValueError"
+    assert json.loads(traced.attributes[sc.INPUT_VALUE]) == {"n": 2}
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_trace_decorator_generator_return_value_values_sent_and_thrown(spans, settings):
+    settings()
+
+    @llmobs.trace("echo")
+    def echo():
+        received = []
+        try:
+            while True:
+                received.append((yield len(received)))
+        except KeyError:
+            return received
+
+    gen = echo()
+    assert next(gen) == 0 and gen.send("a") == 1
+    with pytest.raises(StopIteration) as stop:
+        gen.throw(KeyError("done"))
+    assert stop.value.value == ["a"]
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET and json.loads(span.attributes[sc.OUTPUT_VALUE]) == ["a"]
+
+
+def test_a_generator_closed_or_collected_early_ends_its_span_once_as_cancelled(spans, settings):
+    settings()
+    cleaned = []
+
+    @llmobs.trace("endless")
+    def endless():
+        try:
+            while True:
+                yield 1
+        finally:
+            cleaned.append(True)
+
+    closed = endless()
+    next(closed)
+    closed.close()
+    closed.close()
+    collected = endless()
+    next(collected)
+    del collected
+    gc.collect()
+    finished = spans.get_finished_spans()
+    assert len(finished) == 2 and cleaned == [True, True]
+    for span in finished:
+        assert span.status.status_code is StatusCode.UNSET and sc.ERROR_TYPE not in span.attributes
+        assert span.attributes[sc.STATUS_REASON] == "interrupted"
+
+
+def test_trace_decorator_async_generator_spans_its_iteration(spans, settings):
+    settings()
+
+    @llmobs.trace("stream")
+    async def stream(n):
+        for i in range(n):
+            await asyncio.sleep(0)
+            with llmobs.span(f"chunk-{i}"):
+                pass
+            yield i
+        raise ValueError("cut")
+
+    async def consume():
+        items = []
+        with pytest.raises(ValueError):
+            async for item in stream(2):
+                items.append(item)
+        async for _ in stream(5):  # left early: closed by the event loop
+            break
+        return items
+
+    assert asyncio.run(consume()) == [0, 1]
+    finished = [s for s in spans.get_finished_spans() if s.name == "stream"]
+    failed, left = sorted(finished, key=lambda s: s.status.status_code is StatusCode.UNSET)
+    chunks = [s for s in spans.get_finished_spans() if s.name.startswith("chunk-")]
+    assert {c.parent.span_id for c in chunks[:2]} == {failed.context.span_id}
+    assert failed.attributes[sc.ERROR_TYPE] == "ValueError" and failed.end_time >= chunks[1].end_time
+    assert left.attributes[sc.STATUS_REASON] == "interrupted" and sc.ERROR_TYPE not in left.attributes
+
+
+def test_span_as_decorator_covers_the_await_of_a_coroutine(spans, settings):
+    settings()
+
+    @llmobs.span("handler", session_id="s-1")
+    async def handler():
+        await asyncio.sleep(0)
+        with llmobs.span("inner"):
+            pass
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError):
+        asyncio.run(handler())
+    got = by_name(spans)
+    assert got["inner"].parent.span_id == got["handler"].context.span_id
+    assert got["handler"].end_time >= got["inner"].end_time
+    assert got["handler"].attributes[sc.ERROR_TYPE] == "KeyError"
+    assert got["inner"].attributes[sc.SESSION_ID] == "s-1"

@@ -1,7 +1,7 @@
 """The small user-facing API for custom spans: ``with llmobs.span(...)`` and ``@llmobs.trace``.
 
 Both sit on the recorder. Unlike framework handles, a custom span is made current in the OTel context
-for its duration, so framework runs and nested custom spans inside it become its children.
+while its code runs, so framework runs and nested custom spans inside it become its children.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -20,9 +20,35 @@ from llmobs.recorder import SpanHandle, get_recorder
 
 F = TypeVar("F", bound=Callable[..., Any])
 _INTERRUPTS = (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)
+_Start = Callable[[tuple, dict], SpanHandle]
 
 
-@contextmanager
+class CustomSpan:
+    """What ``llmobs.span(...)`` returns: a context manager, and a decorator making a span per call."""
+
+    def __init__(self, name: str, operation: str, input: Any, options: dict[str, Any]) -> None:
+        self._name, self._operation, self._input, self._options = name, operation, input, options
+        self._open: list[Any] = []  # one entry per active ``with``, so the same object nests
+
+    def _start(self, args: tuple = (), kwargs: dict | None = None) -> SpanHandle:
+        handle = get_recorder().start(self._operation, self._name, **self._options)
+        if self._input is not None:
+            handle.set_input(value=self._input)
+        return handle
+
+    def __enter__(self) -> SpanHandle:
+        block = _current(self._start())
+        handle = block.__enter__()
+        self._open.append(block)
+        return handle
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._open.pop().__exit__(*exc_info)
+
+    def __call__(self, func: F) -> F:
+        return _wrap(func, self._start, capture=False)
+
+
 def span(
     name: str,
     operation: str = sc.OP_CHAIN,
@@ -32,25 +58,64 @@ def span(
     user_id: str | None = None,
     parent: Any = None,
     **start_options: Any,
-) -> Iterator[SpanHandle]:
+) -> CustomSpan:
     """Trace a block as a span (a chain step by default; pass ``operation=`` for another GenAI kind).
 
     An exception leaving the block marks the span as an error and propagates unchanged; an interrupt
-    (cancellation, KeyboardInterrupt) ends it as cancelled, not as an error.
+    (cancellation, KeyboardInterrupt) ends it as cancelled, not as an error. Used as a decorator, each
+    call is a span, as with ``trace`` (without capturing arguments).
     """
-    handle = get_recorder().start(
-        operation, name, parent=parent, session_id=session_id, user_id=user_id, **start_options
-    )
-    if input is not None:
-        handle.set_input(value=input)
+    options = dict(start_options, parent=parent, session_id=session_id, user_id=user_id)
+    return CustomSpan(name, operation, input, options)
+
+
+def trace(name: str | None = None, *, operation: str = sc.OP_CHAIN, capture: bool = True) -> Callable[[F], F]:
+    """Decorate a callable so each call is a span named after it.
+
+    Coroutine functions are traced over the await, generator and async generator functions from their
+    first step to their end (their return value is the output; yielded items are not kept). With
+    ``capture`` the call's arguments and return value are recorded as the span's input and output
+    (serialised lazily under the content policy).
+    """
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+        span_name = name or func.__qualname__
+
+        def start(args: tuple, kwargs: dict) -> SpanHandle:
+            handle = get_recorder().start(operation, span_name)
+            if capture:
+                handle.set_input(value=_arguments(signature, args, kwargs))
+            return handle
+
+        return _wrap(func, start, capture)
+
+    return decorate
+
+
+def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> Any:
+    try:
+        bound = signature.bind_partial(*args, **kwargs)
+        return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+    except TypeError:
+        return {"args": args, "kwargs": kwargs}
+
+
+def _end(handle: SpanHandle, error: BaseException) -> None:
+    if isinstance(error, _INTERRUPTS):
+        handle.end(cancelled=True, reason="interrupted")
+    else:
+        handle.end(error)
+
+
+@contextmanager
+def _current(handle: SpanHandle) -> Iterator[SpanHandle]:
+    """The handle current in the OTel context over a block, ended when the block leaves."""
     token = otel_context.attach(handle.context)
     try:
         yield handle
-    except _INTERRUPTS:
-        handle.end(cancelled=True, reason="interrupted")
-        raise
     except BaseException as exc:
-        handle.end(exc)
+        _end(handle, exc)
         raise
     else:
         handle.end()
@@ -58,46 +123,108 @@ def span(
         otel_context.detach(token)
 
 
-def trace(name: str | None = None, *, operation: str = sc.OP_CHAIN, capture: bool = True) -> Callable[[F], F]:
-    """Decorate a function or coroutine function so each call is a span named after it.
+def _within(handle: SpanHandle, step: Callable[..., Any], *args: Any) -> Any:
+    """One step of a generator with its span current, and only that step: the consumer is not a child."""
+    token = otel_context.attach(handle.context)
+    try:
+        return step(*args)
+    finally:
+        otel_context.detach(token)
 
-    With ``capture`` the call's arguments and return value are recorded as the span's input and output
-    (serialised lazily under the content policy).
-    """
 
-    def decorate(func: F) -> F:
-        span_name = name or func.__qualname__
-        signature = inspect.signature(func)
+async def _awithin(handle: SpanHandle, step: Awaitable[Any]) -> Any:
+    token = otel_context.attach(handle.context)
+    try:
+        return await step
+    finally:
+        otel_context.detach(token)
 
-        def arguments(args: tuple, kwargs: dict) -> Any:
-            if not capture:
-                return None
-            try:
-                bound = signature.bind_partial(*args, **kwargs)
-                return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
-            except TypeError:
-                return {"args": args, "kwargs": kwargs}
 
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with span(span_name, operation, input=arguments(args, kwargs)) as handle:
-                    result = await func(*args, **kwargs)
-                    if capture:
-                        handle.set_output(value=result)
-                    return result
-
-            return async_wrapper  # type: ignore[return-value]
+def _wrap(func: F, start: _Start, capture: bool) -> F:
+    if inspect.isasyncgenfunction(func):
+        return _traced_async_generator(func, start)  # type: ignore[return-value]
+    if inspect.isgeneratorfunction(func):
+        return _traced_generator(func, start, capture)  # type: ignore[return-value]
+    if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with span(span_name, operation, input=arguments(args, kwargs)) as handle:
-                result = func(*args, **kwargs)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _current(start(args, kwargs)) as handle:
+                result = await func(*args, **kwargs)
                 if capture:
                     handle.set_output(value=result)
                 return result
 
-        return wrapper  # type: ignore[return-value]
+        return async_wrapper  # type: ignore[return-value]
 
-    return decorate
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _current(start(args, kwargs)) as handle:
+            result = func(*args, **kwargs)
+            if capture:
+                handle.set_output(value=result)
+            return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _traced_generator(func: Callable[..., Generator], start: _Start, capture: bool) -> Callable[..., Generator]:
+    """Each run a span from its first step to its end; closed early (or collected), it ends as cancelled."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator:
+        handle = start(args, kwargs)
+        try:
+            inner = func(*args, **kwargs)
+            step, arg = inner.send, None
+            while True:
+                try:
+                    item = _within(handle, step, arg)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                try:
+                    arg, step = (yield item), inner.send
+                except GeneratorExit:
+                    _within(handle, inner.close)
+                    raise
+                except BaseException as exc:  # thrown in by the consumer: the inner generator decides
+                    step, arg = inner.throw, exc
+        except BaseException as exc:
+            _end(handle, exc)
+            raise
+        if capture and result is not None:
+            handle.set_output(value=result)
+        handle.end()
+        return result
+
+    return wrapper
+
+
+def _traced_async_generator(func: Callable[..., AsyncGenerator], start: _Start) -> Callable[..., AsyncGenerator]:
+    """As ``_traced_generator``, for ``async def`` with ``yield`` (which returns nothing)."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator:
+        handle = start(args, kwargs)
+        try:
+            inner = func(*args, **kwargs)
+            step, arg = inner.asend, None
+            while True:
+                try:
+                    item = await _awithin(handle, step(arg))
+                except StopAsyncIteration:
+                    break
+                try:
+                    arg, step = (yield item), inner.asend
+                except GeneratorExit:
+                    await _awithin(handle, inner.aclose())
+                    raise
+                except BaseException as exc:
+                    step, arg = inner.athrow, exc
+        except BaseException as exc:
+            _end(handle, exc)
+            raise
+        handle.end()
+
+    return wrapper
