@@ -82,3 +82,13 @@ def test_vllm_per_request_metrics_are_recorded(client, spans, stream):
     assert a[sc.VLLM_PREFILL_TIME] == VLLM_METRICS["time_to_first_token_ms"] / 1000
     assert a[sc.VLLM_DECODE_TIME] == VLLM_METRICS["generation_time_ms"] / 1000
     assert a[sc.VLLM_TIME_PER_OUTPUT_TOKEN] == VLLM_METRICS["mean_itl_ms"] / 1000
+
+
+def test_an_error_object_sent_with_http_200_is_an_error(spans, mock_client):
+    """Some gateways answer a failed call with status 200 and the provider's error object as the body."""
+    error = {"error": {"message": "upstream quota exhausted", "type": "insufficient_quota", "code": None}}
+    client = mock_client(lambda request: httpx.Response(200, json=error))
+    client.chat.completions.create(model="m", messages=USER)  # the openai client returns it as a completion
+    (span,) = spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[sc.ERROR_TYPE] == "insufficient_quota"

@@ -260,3 +260,36 @@ def test_an_error_event_in_a_responses_stream_is_an_error_with_its_code(spans, m
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes[sc.ERROR_TYPE] == "rate_limit_exceeded"
     assert span.attributes[sc.RESPONSE_ID] == "resp_9"
+
+
+def _chunk(delta: dict, finish: str | None = None, **fields) -> dict:
+    return {"id": "chatcmpl-7", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **fields}  # fmt: skip
+
+
+def test_azures_prompt_filter_chunk_does_not_hide_the_response_id_and_model(spans, mock_client):
+    """Azure OpenAI streams first a chunk of prompt filter results, with an empty id and model."""
+    filtered = {"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}  # fmt: skip
+    client = mock_client(_streaming(filtered, _chunk({"role": "assistant", "content": "Hi"}), _chunk({}, "stop")))
+    assert [c.id for c in client.chat.completions.create(model="gpt-4o", messages=USER, stream=True)][1:] == [
+        "chatcmpl-7", "chatcmpl-7"]  # fmt: skip
+    (span,) = spans()
+    assert span.attributes[sc.RESPONSE_ID] == "chatcmpl-7"
+    assert span.attributes[sc.RESPONSE_MODEL] == "gpt-4o-2024-08-06"
+
+
+def test_a_streamed_legacy_function_call_is_output_and_first_chunk(spans, mock_client):
+    pieces = [
+        _chunk({"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": ""}}),
+        _chunk({"function_call": {"arguments": '{"city": '}}),
+        _chunk({"function_call": {"arguments": '"Paris"}'}}),
+        _chunk({}, "function_call"),
+    ]
+    functions = [{"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    client = mock_client(_streaming(*pieces))
+    list(client.chat.completions.create(model="gpt-4o", messages=USER, functions=functions, stream=True))
+    (span,) = spans()
+    (output,) = json.loads(span.attributes[sc.OUTPUT_MESSAGES])
+    assert output["parts"] == [{"type": "tool_call", "name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert span.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] >= 0

@@ -77,6 +77,8 @@ def finish_span(handle: SpanHandle, api: Api, status: int, tap: BodyTap, capture
         return None
     if api is Api.RESPONSES:
         return streams.apply_response(handle, body, capture)
+    if isinstance(body.get("error"), dict) and not body.get("choices"):  # a gateway's error sent with HTTP 200
+        return payloads.error_type(body, "response_error")
     choices = body.get("choices")
     choices = choices if isinstance(choices, list) else []
     output = None

@@ -9,6 +9,7 @@ failures (counted in ``llmobs.selfstats``): the application's request and bytes 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -16,11 +17,18 @@ from llmobs import config, get_recorder, selfstats
 from llmobs import semconv as sc
 from llmobs.recorder import SpanHandle
 from llmobs_openai import bodies, messages, payloads, propagation, routes
+from llmobs_openai.decoding import Decoder, UnsupportedEncoding
 from llmobs_openai.routes import Api, Route
 from llmobs_openai.sse import SSEParser
 from llmobs_openai.streams import ChatStream, ResponsesStream
 
 FRAMEWORK = "openai"
+_INTERRUPTS = (asyncio.CancelledError, KeyboardInterrupt)
+#: Calls answered with a redirect, by the ``traceparent`` put in their request (which the client copies into
+#: the redirected request): the parent they had and their body (which the client re-sends unread). Bounded:
+#: a client that does not follow redirects leaves its entries behind.
+_REDIRECTED: dict[str, tuple[Any, bytes | None]] = {}
+_REDIRECTED_MAX = 256
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -34,6 +42,12 @@ def start(
     """Start tracing a recognised request (``url`` an httpx URL); None (counted) if that failed."""
     handle = None
     try:
+        parent = propagation.incoming(headers)
+        if parent is not None and _REDIRECTED:
+            followed = _REDIRECTED.pop(parent["traceparent"], None)
+            if followed is not None:  # our own request again, redirected: its caller's parent, its body
+                parent, original = followed
+                content = content if content is not None else original
         body = payloads.loads(content) if content else {}
         if not isinstance(body, dict):
             body = {}
@@ -44,8 +58,8 @@ def start(
         host = url.host
         recorder = get_recorder()
         handle = recorder.start(
-            route.operation, parent=propagation.incoming(headers), provider=provider or routes.provider_of(host),
-            model=model, framework=FRAMEWORK,
+            route.operation, parent=parent, provider=provider or routes.provider_of(host), model=model,
+            framework=FRAMEWORK,
         )  # fmt: skip
         params = payloads.request_params(body, api)
         handle.set_request(server_address=host, server_port=url.port or _DEFAULT_PORTS.get(url.scheme), **params)
@@ -56,12 +70,26 @@ def start(
         if capture:
             messages.set_input(handle, body, api)
         propagation.inject(headers, handle)
-        return Call(handle, api, capture, params.get("stream") is True)
+        call = Call(handle, api, capture, params.get("stream") is True)
+        call.request = (parent, content)
+        return call
     except Exception as exc:
         selfstats.failure("openai.start_failed", exc)
         if handle is not None:  # the call goes on untraced: do not leave its span open
             handle.end(cancelled=True, reason="instrumentation_failed")
         return None
+
+
+def _remember_redirect(handle: SpanHandle, request: tuple[Any, bytes | None]) -> None:
+    traceparent = handle.inject({}).get("traceparent")
+    if traceparent is None:
+        return
+    _REDIRECTED[traceparent] = request
+    try:
+        while len(_REDIRECTED) > _REDIRECTED_MAX:
+            del _REDIRECTED[next(iter(_REDIRECTED))]
+    except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+        pass
 
 
 def _embeddings_request(handle: SpanHandle, body: dict[str, Any]) -> None:
@@ -81,7 +109,10 @@ def enabled() -> bool:
 class Call:
     """The span of one call and the reader of its response body (a whole JSON body or an event stream)."""
 
-    __slots__ = ("api", "capture", "ended", "events", "handle", "parser", "status", "stream_requested", "tap")
+    __slots__ = (
+        "api", "capture", "decoder", "ended", "events", "handle", "parser", "request", "status", "stream_requested",
+        "tap",
+    )  # fmt: skip
 
     def __init__(self, handle: SpanHandle, api: Api, capture: bool, stream_requested: bool) -> None:
         self.handle = handle
@@ -92,12 +123,24 @@ class Call:
         self.tap: bodies.BodyTap | None = None
         self.parser: SSEParser | None = None
         self.events: ChatStream | ResponsesStream | None = None
+        self.decoder: Decoder | None = None
+        self.request: tuple[Any, bytes | None] | None = None  # the request's parent context and body
         self.ended = False
 
-    def response(self, status: int, headers: Mapping[str, str]) -> None:
-        """The response head arrived: choose how its body will be read."""
+    def response(self, status: int, headers: Mapping[str, str], *, decoded: bool = False) -> None:
+        """The response head arrived: choose how its body will be read (``decoded``: the body will be fed
+        already decompressed, not as it came off the wire)."""
         try:
             self.status = status
+            if 300 <= status < 400 and self.request is not None:
+                _remember_redirect(self.handle, self.request)
+            encoding = headers.get("content-encoding")
+            if encoding and not decoded:
+                try:
+                    self.decoder = Decoder(encoding) or None
+                except UnsupportedEncoding:
+                    selfstats.count("openai.unsupported_encoding")
+                    return  # nothing of the body is read: the span keeps the status
             content_type = headers.get("content-type", "")
             streamed = "event-stream" in content_type or (self.stream_requested and "json" not in content_type)
             if status < 400 and streamed:
@@ -115,6 +158,8 @@ class Call:
     def feed(self, chunk: bytes) -> None:
         """A chunk of the body, just before the application gets it."""
         try:
+            if self.decoder is not None:
+                chunk = self.decoder.decode(chunk)
             parser = self.parser
             if parser is not None:
                 events = self.events
@@ -129,6 +174,15 @@ class Call:
 
     def complete(self) -> None:
         """The body was read to its end."""
+        decoder = self.decoder
+        if decoder is not None:
+            try:
+                rest = decoder.flush()
+                self.decoder = None
+                if rest:
+                    self.feed(rest)
+            except Exception as exc:
+                self._broken(exc)
         self._end()
 
     def close(self) -> None:
@@ -147,8 +201,12 @@ class Call:
             self._end(cancelled="garbage_collected")
 
     def fail(self, error: BaseException) -> None:
-        """The request or the body's transfer failed (connection refused, dropped, timed out...)."""
-        self._end(error=error)
+        """The request or the body's transfer failed (connection refused, dropped, timed out...), or the
+        application was interrupted meanwhile (its task cancelled, Ctrl-C): then the call is cancelled."""
+        if isinstance(error, _INTERRUPTS):
+            self._end(cancelled="cancelled")
+        else:
+            self._end(error=error)
 
     def _broken(self, exc: BaseException | None, kind: str = "openai.observe_failed") -> None:
         """Our reading failed: stop reading, keep what the span has, let the bytes flow."""
@@ -156,7 +214,7 @@ class Call:
             selfstats.count(kind)
         else:
             selfstats.failure(kind, exc)
-        self.parser = self.events = self.tap = None
+        self.parser = self.events = self.tap = self.decoder = None
 
     def _end(self, error: BaseException | None = None, cancelled: str | None = None) -> None:
         if self.ended:
@@ -173,7 +231,7 @@ class Call:
                 reported = f"http.{self.status}"
         except Exception as exc:
             selfstats.failure("openai.observe_failed", exc)
-        self.parser = self.events = self.tap = None
+        self.parser = self.events = self.tap = self.decoder = None
         if error is not None:
             handle.end(error=error)
         elif reported is not None:

@@ -25,7 +25,7 @@ _DONE = b"[DONE]"
 class _Choice:
     """The text, reasoning, refusal and tool calls of one streamed choice, within a character budget."""
 
-    __slots__ = ("budget", "calls", "dropped", "reasoning", "refusal", "role", "text")
+    __slots__ = ("budget", "calls", "dropped", "function", "reasoning", "refusal", "role", "text")
 
     def __init__(self, budget: int) -> None:
         self.role: str | None = None
@@ -33,6 +33,7 @@ class _Choice:
         self.reasoning: list[str] = []
         self.refusal: list[str] = []
         self.calls: dict[int, list[Any]] = {}  # index -> [id, name, argument fragments]
+        self.function: list[Any] | None = None  # the legacy ``function_call``: [name, argument fragments]
         self.budget = budget
         self.dropped = 0
 
@@ -74,6 +75,13 @@ class _Choice:
                 if function.get("name"):
                     state[1] = function["name"]
                 self.take(state[2], function.get("arguments"))
+        legacy = delta.get("function_call")
+        if isinstance(legacy, dict):
+            if self.function is None:
+                self.function = [None, []]
+            if legacy.get("name"):
+                self.function[0] = legacy["name"]
+            self.take(self.function[1], legacy.get("arguments"))
 
     def message(self) -> dict[str, Any]:
         text = "".join(self.text)
@@ -84,6 +92,8 @@ class _Choice:
             message["reasoning_content"] = "".join(self.reasoning)
         if self.refusal:
             message["refusal"] = "".join(self.refusal)
+        if self.function is not None:
+            message["function_call"] = {"name": self.function[0] or "", "arguments": "".join(self.function[1])}
         if self.calls:
             message["tool_calls"] = [
                 {"id": cid, "type": "function", "function": {"name": name or "", "arguments": "".join(args)}}
@@ -124,7 +134,7 @@ class ChatStream:
             event = payloads.loads(data)  # what only the standard parser reads, or a ValueError
         if type(event) is not dict:
             return
-        if self.response_id is None:
+        if not self.response_id:  # Azure's first chunk (its prompt filter results) has an empty id and model
             self.response_id = event.get("id")
             self.model = event.get("model")
         choices = event.get("choices")
@@ -153,6 +163,7 @@ class ChatStream:
                     or delta.get("reasoning_content")
                     or delta.get("reasoning")
                     or delta.get("refusal")
+                    or delta.get("function_call")
                 )
             if content:
                 bearing = True

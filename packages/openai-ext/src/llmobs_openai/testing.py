@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,14 +66,20 @@ class FakeOpenAIServer:
     ``words`` is the answer, streamed one word per event; ``usage`` the token counts it reports
     (input, output, cached input, reasoning). ``reply``, if given, makes the chat and completion answers
     from the request instead: it is called with the request's messages (a completion's prompt as one user
-    message) and its text is streamed one word per event.
+    message) and its text is streamed one word per event. ``content_encoding`` compresses every body as
+    providers behind a CDN or gateway do: ``"gzip"``, ``"deflate"`` (zlib data) or ``"deflate-raw"`` (raw
+    deflate data under ``Content-Encoding: deflate``, as some servers send); a stream is flushed event by event.
     """
 
     def __init__(self, words: list[str] | None = None, usage: tuple[int, int, int, int] = USAGE,
-                 reply: Callable[[list[dict[str, Any]]], str] | None = None) -> None:
+                 reply: Callable[[list[dict[str, Any]]], str] | None = None,
+                 content_encoding: str | None = None) -> None:  # fmt: skip
         self.words = words or list(WORDS)
         self.usage = usage
         self.reply = reply
+        if content_encoding is not None and content_encoding not in _WBITS:
+            raise ValueError(f"content_encoding must be one of {sorted(_WBITS)}, not {content_encoding!r}")
+        self.content_encoding = content_encoding
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.before_event: Callable[[int], None] | None = None
         self._server = _Server(("127.0.0.1", 0), _handler(self))
@@ -263,6 +270,9 @@ class FakeOpenAIServer:
             yield {**event, "sequence_number": number}
 
 
+_WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "deflate-raw": -zlib.MAX_WBITS}
+
+
 def sse_event(event: Any) -> bytes:
     """One event of :meth:`FakeOpenAIServer.answer`'s stream as the server sends it: its ``data`` line (JSON,
     or the text ``[DONE]``), after an ``event`` line naming a Responses API event's type."""
@@ -300,15 +310,21 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def _json(self, status: int, answer: dict[str, Any]) -> None:
             data = json.dumps(answer).encode()
+            compressor = self._compressor()
+            if compressor is not None:
+                data = compressor.compress(data) + compressor.flush()
             self.send_response(status)
             self.send_header("content-type", "application/json")
+            self._encoding_header()
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
         def _events(self, events: Iterator[Any], drop: bool) -> None:
+            compressor = self._compressor()
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
+            self._encoding_header()
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
             for index, event in enumerate(events):
@@ -319,8 +335,25 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 if server.before_event is not None:
                     server.before_event(index)
                 payload = sse_event(event)
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+                if compressor is not None:
+                    payload = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                self._chunk(payload)
+            if compressor is not None:
+                self._chunk(compressor.flush())
             self.wfile.write(b"0\r\n\r\n")
+
+        def _chunk(self, payload: bytes) -> None:
+            if payload:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+
+        def _compressor(self) -> Any:
+            """A compressor for the server's ``content_encoding``; None for identity."""
+            encoding = server.content_encoding
+            return None if encoding is None else zlib.compressobj(wbits=_WBITS[encoding])
+
+        def _encoding_header(self) -> None:
+            if server.content_encoding is not None:
+                self.send_header("content-encoding", server.content_encoding.split("-")[0])
 
     return Handler
 

@@ -107,8 +107,9 @@ class Tracing:
         return calls.start(route, request.url, request.headers, content, self.provider)
 
     def _observe(self, response: Any, call: Call) -> Any:
-        call.response(response.status_code, response.headers)
-        if response.is_stream_consumed:  # a transport that read the body itself (e.g. MockTransport)
+        consumed = response.is_stream_consumed  # a transport that read (and decoded) the body itself
+        call.response(response.status_code, response.headers, decoded=consumed)
+        if consumed:
             call.feed(response.content)
             call.complete()
         else:
@@ -158,11 +159,30 @@ def make_client(
     client_class: type, tracing_class: type, provider: str | None, transport: Any, kwargs: dict[str, Any]
 ) -> Any:
     """A client whose transport traces, with the openai client's own defaults: 600 s timeout (5 s to
-    connect), redirects followed, up to 1000 connections of which 100 kept alive."""
+    connect), redirects followed, up to 1000 connections of which 100 kept alive; and, as a client that
+    builds its own transport, the proxies of the environment (``HTTPS_PROXY``, ``NO_PROXY``...)."""
     http = tracing_class.http
     transport_kwargs = {k: kwargs.pop(k) for k in _TRANSPORT_KWARGS & kwargs.keys()}
     transport_kwargs.setdefault("limits", http.Limits(max_connections=1000, max_keepalive_connections=100))
     kwargs.setdefault("timeout", http.Timeout(600.0, connect=5.0))
     kwargs.setdefault("follow_redirects", True)
+    if transport is None and transport_kwargs.get("trust_env", True) and transport_kwargs.get("proxy") is None:
+        # httpx reads the environment's proxies only for a transport it builds itself: mount them as it would,
+        # each proxy's transport traced too, before the application's own mounts (which win, as in httpx).
+        mounts = {
+            pattern: None if url is None else tracing_class(
+                tracing_class.default_transport(proxy=url, **transport_kwargs), provider=provider
+            )
+            for pattern, url in _environment_proxies(http).items()
+        }  # fmt: skip
+        if mounts:
+            kwargs["mounts"] = {**mounts, **(kwargs.get("mounts") or {})}
     wrapped = transport if transport is not None else tracing_class.default_transport(**transport_kwargs)
     return client_class(transport=tracing_class(wrapped, provider=provider), **kwargs)
+
+
+def _environment_proxies(http: ModuleType) -> dict[str, str | None]:
+    """The library's own reading of the proxy environment variables: URL pattern -> proxy URL (None: direct)."""
+    utils = getattr(http, "_utils", None)
+    read = getattr(utils, "get_environment_proxies", None)
+    return dict(read()) if read is not None else {}
