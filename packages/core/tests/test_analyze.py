@@ -84,8 +84,9 @@ def test_cluster_labels_are_characteristic_terms(corpus):
         members = [c for c, label in zip(result.calls, result.labels, strict=True) if label == cluster.id]
         topic = collections.Counter(truth.topic[c.span_id] for c in members).most_common(1)[0][0]
         text = " ".join(c.text().lower() for c in members)
+        words = set(tx.words(text))  # a term is a CJK run or words: "example com" comes from "example.com"
         assert cluster.terms, cluster
-        assert all(term in text for term in cluster.terms), (cluster.terms, topic)
+        assert all(term in text or set(term.split()) <= words for term in cluster.terms), (cluster.terms, topic)
     python = next(c for c in result.clusters if "pip" in c.terms or "python" in c.terms)
     others = [c.p95_latency_s for c in result.clusters if c is not python]
     assert python.p95_latency_s > max(others)  # the planted slow topic stands out
