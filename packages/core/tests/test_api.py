@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 
@@ -221,3 +222,29 @@ def test_span_as_decorator_covers_the_await_of_a_coroutine(spans, settings):
     assert got["handler"].end_time >= got["inner"].end_time
     assert got["handler"].attributes[sc.ERROR_TYPE] == "KeyError"
     assert got["inner"].attributes[sc.SESSION_ID] == "s-1"
+
+
+def test_trace_decorates_partials_callable_objects_and_builtins_without_raising(spans, settings):
+    settings()
+
+    def add(a, b):
+        return a + b
+
+    class Tool:
+        def __call__(self, query):
+            return query.upper()
+
+    class AsyncTool:
+        async def __call__(self, query):
+            await asyncio.sleep(0)
+            return query
+
+    assert llmobs.trace()(functools.partial(add, 1))(2) == 3
+    assert llmobs.trace()(Tool())(query="q") == "Q"
+    assert llmobs.trace("largest")(max)([3, 5]) == 5
+    assert asyncio.run(llmobs.trace("async-tool")(AsyncTool())("q")) == "q"
+    got = {name.rpartition(".")[2]: span for name, span in by_name(spans).items()}
+    assert json.loads(got["add"].attributes[sc.INPUT_VALUE]) == {"b": 2}  # named after the wrapped function
+    assert json.loads(got["Tool"].attributes[sc.INPUT_VALUE]) == {"query": "q"}  # and after an object's class
+    assert json.loads(got["largest"].attributes[sc.INPUT_VALUE]) == {"args": [[3, 5]], "kwargs": {}}
+    assert got["async-tool"].attributes[sc.OUTPUT_VALUE] == "q"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
 
+from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs.recorder import SpanHandle, get_recorder
 
@@ -75,30 +76,51 @@ def trace(name: str | None = None, *, operation: str = sc.OP_CHAIN, capture: boo
     Coroutine functions are traced over the await, generator and async generator functions from their
     first step to their end (their return value is the output; yielded items are not kept). With
     ``capture`` the call's arguments and return value are recorded as the span's input and output
-    (serialised lazily under the content policy).
+    (serialised lazily under the content policy). Decorating never raises: what cannot be traced is
+    returned unchanged.
     """
 
     def decorate(func: F) -> F:
-        signature = inspect.signature(func)
-        span_name = name or func.__qualname__
+        try:
+            signature = _signature(func)
+            span_name = name or _name_of(func)
 
-        def start(args: tuple, kwargs: dict) -> SpanHandle:
-            handle = get_recorder().start(operation, span_name)
-            if capture:
-                handle.set_input(value=_arguments(signature, args, kwargs))
-            return handle
+            def start(args: tuple, kwargs: dict) -> SpanHandle:
+                handle = get_recorder().start(operation, span_name)
+                if capture:
+                    handle.set_input(value=_arguments(signature, args, kwargs))
+                return handle
 
-        return _wrap(func, start, capture)
+            return _wrap(func, start, capture)
+        except Exception as exc:
+            selfstats.failure("api.decorate_failed", exc)
+            return func
 
     return decorate
 
 
-def _arguments(signature: inspect.Signature, args: tuple, kwargs: dict) -> Any:
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
     try:
-        bound = signature.bind_partial(*args, **kwargs)
-        return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
-    except TypeError:
-        return {"args": args, "kwargs": kwargs}
+        return inspect.signature(func)
+    except (TypeError, ValueError):  # builtins without one
+        return None
+
+
+def _name_of(func: Any) -> str:
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
+    return name if isinstance(name, str) else type(func).__qualname__
+
+
+def _arguments(signature: inspect.Signature | None, args: tuple, kwargs: dict) -> Any:
+    if signature is not None:
+        try:
+            bound = signature.bind_partial(*args, **kwargs)
+            return {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+        except TypeError:
+            pass
+    return {"args": args, "kwargs": kwargs}
 
 
 def _end(handle: SpanHandle, error: BaseException) -> None:
@@ -145,7 +167,7 @@ def _wrap(func: F, start: _Start, capture: bool) -> F:
         return _traced_async_generator(func, start)  # type: ignore[return-value]
     if inspect.isgeneratorfunction(func):
         return _traced_generator(func, start, capture)  # type: ignore[return-value]
-    if inspect.iscoroutinefunction(func):
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
