@@ -208,6 +208,21 @@ def test_a_chat_body_past_the_json_limit_keeps_its_ids_and_usage_and_is_counted(
     assert selfstats.snapshot()["openai.response_too_large"] == 1
 
 
+def test_a_responses_body_past_the_limit_takes_its_own_id_and_model_not_nested_ones(spans, mock_client):
+    """An image-generation answer: its tool config ("model") and reusable prompt ("id") come after the output."""
+    image = "A" * (bodies.MAX_JSON_BYTES + 1024)
+    body = {"id": "resp_big", "object": "response", "created_at": 1, "status": "completed", "model": "gpt-4.1-x",
+            "output": [{"id": "ig_1", "type": "image_generation_call", "status": "completed", "result": image}],
+            "prompt": {"id": "pmpt_abc", "version": "2"},
+            "tools": [{"type": "image_generation", "model": "gpt-image-1"}],
+            "usage": {"input_tokens": 10, "output_tokens": 20, "total_tokens": 30}}  # fmt: skip
+    client = mock_client(lambda request: httpx.Response(200, json=body))
+    client.responses.create(model="gpt-4.1", input="draw a cat", tools=[{"type": "image_generation"}])
+    a = spans()[0].attributes
+    assert (a[sc.RESPONSE_ID], a[sc.RESPONSE_MODEL]) == ("resp_big", "gpt-4.1-x")
+    assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_OUTPUT_TOKENS]) == (10, 20)
+
+
 def test_an_unreadable_success_body_is_counted_and_the_call_still_ends(spans, mock_client):
     _one_chat(mock_client(lambda request: httpx.Response(200, content=b"<html>gateway</html>",
                                                          headers={"content-type": "application/json"})))

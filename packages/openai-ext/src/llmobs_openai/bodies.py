@@ -3,8 +3,9 @@
 A body up to ``head_limit`` bytes is kept whole and parsed once. Past that only its head and its last
 ``TAIL_BYTES`` are kept, and usage, model and id are found by scanning: in JSON a quoted key can only
 be a key (quotes inside strings are escaped), and these sit at the top level at either end of the
-body. Embeddings are always read that way: their bulk is numbers (or base64), which only costs time
-to parse, and ``usage`` comes last.
+body — id and model first in its head (chat, completions, Responses), usage last in its tail.
+Embeddings are always read that way: their bulk is numbers (or base64), which only costs time to
+parse, and their model and ``usage`` come last.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ _SPACE = (b" ", b"\n", b"\r", b"\t")
 
 
 class BodyTap:
-    """The bytes of a body as they pass: all of it up to ``head_limit``, then the head and a rolling tail."""
+    """The bytes of a body as they pass: all of it up to ``head_limit``, then the head and a rolling tail
+    (which may overlap the head)."""
 
     __slots__ = ("head", "head_limit", "head_size", "overflowed", "tail", "tail_size")
 
@@ -45,6 +47,10 @@ class BodyTap:
                 self.head_size += len(chunk)
                 return
             self.overflowed = True
+            room = self.head_limit - self.head_size
+            if room:  # the head is the body's first head_limit bytes, however the body was cut into chunks
+                self.head.append(chunk[:room])
+                self.head_size += room
         tail = self.tail
         tail.append(chunk)
         self.tail_size += len(chunk)
@@ -105,8 +111,10 @@ def _loads(data: bytes) -> Any:
 
 def _scan(handle: SpanHandle, api: Api, head: bytes, tail: bytes) -> None:
     ends = (tail, head) if tail else (head,)
-    model = _value_of(b"model", ends)
-    response_id = _value_of(b"id", ends) if api is not Api.EMBEDDINGS else None
+    if api is Api.EMBEDDINGS:  # the vectors first, then model and usage
+        model, response_id = _value_of(b"model", ends), None
+    else:  # id and model open the object, before content whose own "id"/"model" keys (tool configs...) follow
+        model, response_id = _value_of(b"model", (head,), last=False), _value_of(b"id", (head,), last=False)
     handle.set_output(
         response_id=response_id if isinstance(response_id, str) else None,
         response_model=model if isinstance(model, str) else None,
@@ -118,10 +126,10 @@ def _scan(handle: SpanHandle, api: Api, head: bytes, tail: bytes) -> None:
             handle.set_attribute(sc.EMBEDDINGS_DIMENSION_COUNT, dimensions)
 
 
-def _value_of(key: bytes, ends: tuple[bytes, ...]) -> Any:
-    """The value of the last ``"key":`` in the first of ``ends`` that has one."""
+def _value_of(key: bytes, ends: tuple[bytes, ...], *, last: bool = True) -> Any:
+    """The value of the last (or first) ``"key":`` in the first of ``ends`` that has one."""
     for data in ends:
-        start = _after_key(data, key, last=True)
+        start = _after_key(data, key, last=last)
         if start is None:
             continue
         text = data[start : start + TAIL_BYTES].decode("utf-8", "replace")
