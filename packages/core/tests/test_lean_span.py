@@ -262,3 +262,19 @@ def test_a_proxy_tracer_gets_lean_spans_once_its_real_tracer_exists(settings):
     handle = recorder.start(sc.OP_CHAT, provider="openai", model="gpt-4o")
     assert type(handle.span) is LeanSpan
     handle.end()
+
+
+def test_record_exception_takes_an_exception_whose_str_raises(settings):
+    settings()
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("cannot format")
+
+    def scenario(recorder):
+        handle = recorder.start(sc.OP_CHAT, provider="openai", model="gpt-4o")
+        handle.span.record_exception(Unprintable())
+        handle.end()
+
+    ((event,),) = [span.events for span in run(scenario, False)]
+    assert event.attributes[sc.EXCEPTION_TYPE].endswith("Unprintable") and event.attributes[sc.EXCEPTION_MESSAGE] == ""

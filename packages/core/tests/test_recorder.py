@@ -40,12 +40,12 @@ def metric_points(reader, name):
 class Rig:
     """A recorder over its own providers, so each test sees only its own spans and metrics."""
 
-    def __init__(self, sampler=None):
+    def __init__(self, sampler=None, sdk_spans=False):
         self.exporter = InMemorySpanExporter()
         provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.reader = InMemoryMetricReader()
-        self.recorder = Recorder(provider, MeterProvider(metric_readers=[self.reader]))
+        self.recorder = Recorder(provider, MeterProvider(metric_readers=[self.reader]), sdk_spans=sdk_spans)
 
     def spans(self):
         return {s.name: s for s in self.exporter.get_finished_spans()}
@@ -351,6 +351,31 @@ def test_error_status_type_exception_event_and_metric_attribute(rig):
     assert [e.name for e in span.events] == ["exception"]
     ((attrs, point),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
     assert attrs[sc.ERROR_TYPE].endswith("RateLimitError") and point.count == 1
+
+
+@pytest.mark.parametrize("sdk_spans", [False, True], ids=["lean", "sdk"])
+def test_an_exception_whose_str_raises_keeps_the_error_usage_content_and_metrics(settings, sdk_spans):
+    settings()
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("cannot format")
+
+    rig = Rig(sdk_spans=sdk_spans)
+    llm = rig.recorder.start(sc.OP_CHAT, model="gpt-4o", provider="openai")
+    llm.set_input(value="hello")
+    llm.set_usage(10, 5)
+    llm.end(Unprintable())
+    span = rig.spans()["chat gpt-4o"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[sc.ERROR_TYPE].endswith("Unprintable")
+    (event,) = span.events
+    assert event.name == "exception" and event.attributes[sc.EXCEPTION_TYPE].endswith("Unprintable")
+    assert "Unprintable" in event.attributes[sc.EXCEPTION_STACKTRACE]
+    assert span.attributes[sc.USAGE_INPUT_TOKENS] == 10 and span.attributes[sc.INPUT_VALUE] == "hello"
+    ((attrs, _),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert attrs[sc.ERROR_TYPE].endswith("Unprintable")
+    assert "recorder.end_failed" not in selfstats.snapshot()
 
 
 def test_cancelled_is_not_an_error_and_end_is_once_only(rig):

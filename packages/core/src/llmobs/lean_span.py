@@ -246,10 +246,13 @@ class LeanSpan(trace.Span):
     def record_exception(self, exception: BaseException, attributes: Mapping[str, Any] | None = None,
                          timestamp: int | None = None, escaped: bool = False) -> None:
         """The SDK's ``exception`` event: type (module-qualified), message, stack trace, escaped."""
-        module, qualname = type(exception).__module__, type(exception).__qualname__
+        try:
+            message = str(exception)
+        except Exception:  # an exception whose __str__ raises still gets its event
+            message = ""
         attrs: dict[str, Any] = {
-            sc.EXCEPTION_TYPE: f"{module}.{qualname}" if module and module != "builtins" else qualname,
-            sc.EXCEPTION_MESSAGE: str(exception),
+            sc.EXCEPTION_TYPE: exception_type(exception),
+            sc.EXCEPTION_MESSAGE: message,
             sc.EXCEPTION_STACKTRACE: "".join(traceback.format_exception(exception)),
             sc.EXCEPTION_ESCAPED: str(escaped),
         }
@@ -298,3 +301,9 @@ def _bounded(items: list[Any] | None, limit: int | None) -> Any:
     if limit is not None and len(items) > limit:
         return BoundedList.from_seq(limit, items)
     return items
+
+
+def exception_type(exception: BaseException) -> str:
+    """``exception.type`` as the SDK spells it: module-qualified, except for builtins."""
+    module, qualname = type(exception).__module__, type(exception).__qualname__
+    return f"{module}.{qualname}" if module and module != "builtins" else qualname

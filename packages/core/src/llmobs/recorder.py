@@ -34,7 +34,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from llmobs import __version__, aggregated_metrics, config, plugins, selfstats
 from llmobs import semconv as sc
 from llmobs.content import ContentPolicy
-from llmobs.lean_span import LeanSpan, LeanTracer, lean_tracer
+from llmobs.lean_span import LeanSpan, LeanTracer, exception_type, lean_tracer
 from llmobs.pricing import ModelPrice
 
 #: Pass as ``parent=`` to start a new trace, ignoring the ambient OTel span.
@@ -726,7 +726,7 @@ class SpanHandle:
             span.set_status(Status(StatusCode.ERROR, message))
             pending[sc.ERROR_TYPE] = self.error_type
             if isinstance(error, BaseException) and recording:
-                span.record_exception(error, attributes=_exception_text(error, policy), timestamp=end_time_ns)
+                span.add_event(sc.EVENT_EXCEPTION, _exception_event(error, policy), timestamp=end_time_ns)
         elif cancelled:
             pending[sc.STATUS_REASON] = reason or "cancelled"
         elif reason:
@@ -851,8 +851,9 @@ def _span_name(operation: str, name: str | None, model: str | None) -> str:
     return f"{operation} {name}" if name else operation
 
 
-def _exception_text(exc: BaseException, policy: ContentPolicy) -> dict[str, str]:
-    """The exception event's message and stack trace, as the SDK writes them but through the content policy."""
+def _exception_event(exc: BaseException, policy: ContentPolicy) -> dict[str, str]:
+    """The exception event as the SDK's ``record_exception`` writes it, but with message and stack trace
+    through the content policy, and never raising (the SDK's raises for an exception whose __str__ does)."""
     try:
         message = str(exc)
     except Exception:
@@ -861,7 +862,12 @@ def _exception_text(exc: BaseException, policy: ContentPolicy) -> dict[str, str]
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except Exception:
         stack = ""
-    return {sc.EXCEPTION_MESSAGE: policy.render_text(message), sc.EXCEPTION_STACKTRACE: policy.render_text(stack)}
+    return {
+        sc.EXCEPTION_TYPE: exception_type(exc),
+        sc.EXCEPTION_MESSAGE: policy.render_text(message),
+        sc.EXCEPTION_STACKTRACE: policy.render_text(stack),
+        sc.EXCEPTION_ESCAPED: "False",
+    }
 
 
 def _message(exc: BaseException) -> str:
