@@ -522,3 +522,26 @@ def test_filtered_listings_and_trace_lookups_read_through_indexes(tmp_path):
             plan = [row[-1] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql)]
             full_scans = [step for step in plan if step.startswith("SCAN spans") and "INDEX" not in step]
             assert not full_scans, (sql, plan)
+
+
+def test_a_lone_surrogate_is_replaced_and_its_batch_kept(tmp_path):
+    """Text decoded with surrogateescape (a non-UTF-8 file name) cannot be bound as UTF-8: that value gets
+    U+FFFD in place of its surrogates, and the rest of the batch is stored as sent."""
+    bad = b"report-\xff.pdf".decode("utf-8", "surrogateescape")
+    good = _spans(3, **{sc.REQUEST_MODEL: "gpt-4o", "app.file": "r\u00e9sum\u00e9 \U0001f600"})
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.get_tracer("t").start_span(f"open {bad}", attributes={sc.SESSION_ID: bad, "app.file": bad}).end()
+    path = tmp_path / "t.db"
+    exporter = SQLiteSpanExporter(path)
+    assert exporter.export([*good, *memory.get_finished_spans()]) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    stored = rows(path)
+    assert set(stored) == {"s0", "s1", "s2", "open report-\ufffd.pdf"}
+    assert json.loads(stored["s1"]["attributes"])["app.file"] == "r\u00e9sum\u00e9 \U0001f600"
+    assert stored["s1"]["request_model"] == "gpt-4o"
+    odd = stored["open report-\ufffd.pdf"]
+    assert odd["session_id"] == "report-\ufffd.pdf"
+    assert json.loads(odd["attributes"])["app.file"] == "report-\ufffd.pdf"
+    assert selfstats.snapshot() == {}

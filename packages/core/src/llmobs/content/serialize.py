@@ -86,7 +86,7 @@ def _cut_str(s: str, keep: int) -> str:
     return s[:keep] + _chars_marker(hidden + end - keep)
 
 
-def _valid_text(s: str) -> str:
+def valid_text(s: str) -> str:
     """Replace lone surrogates (which cannot be encoded as UTF-8) with U+FFFD."""
     if s.isascii():
         return s
@@ -135,7 +135,7 @@ class _Converter:
         if len(s) > self.max_str:
             self.limited = True
             s = _cut_str(s, self.max_str)
-        return _valid_text(s)
+        return valid_text(s)
 
     def convert(self, v: Any, depth: int) -> Any:
         t = type(v)
@@ -502,7 +502,7 @@ def cap_text(text: str, max_bytes: int) -> str:
     """``text`` cut on a character boundary to at most ``max_bytes`` UTF-8 bytes, ending with a
     ``…[+N chars]`` marker that counts towards the budget (just ``…``, or nothing, if the budget is
     too small for the marker). Lone surrogates become U+FFFD so the result always encodes."""
-    text = _valid_text(text)
+    text = valid_text(text)
     if _utf8_len(text) <= max_bytes:
         return text
     selfstats.count("content.truncated")

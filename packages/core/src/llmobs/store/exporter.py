@@ -29,6 +29,7 @@ from opentelemetry.trace import StatusCode
 
 from llmobs import selfstats
 from llmobs import semconv as sc
+from llmobs.content.serialize import valid_text
 from llmobs.store import schema
 
 # Inherited connections are never used nor closed in a forked child: closing one could checkpoint or
@@ -402,18 +403,21 @@ def span_row(trace_id: str, span_id: str, parent_span_id: str | None, name: str,
 def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     try:
         conn.executemany(_INSERT, rows)
-    except (sqlite3.ProgrammingError, OverflowError):
-        # An attribute SQLite cannot bind (a list where a string belongs, an int over 64 bits):
-        # store such values as JSON text. Rows already inserted are simply replaced.
+    except (sqlite3.ProgrammingError, OverflowError, UnicodeEncodeError):
+        # An attribute SQLite cannot bind (a list where a string belongs, an int over 64 bits, text with
+        # a lone surrogate): store such values as JSON text, surrogates as U+FFFD. Rows already inserted
+        # are simply replaced.
         conn.executemany(_INSERT, [tuple(map(_bindable, row)) for row in rows])
 
 
 def _bindable(value: Any) -> Any:
-    if value is None or isinstance(value, str | float | bytes):
+    if isinstance(value, str):
+        return valid_text(value)
+    if value is None or isinstance(value, float | bytes):
         return value
     if isinstance(value, int) and -(2**63) <= value < 2**63:
         return value
-    return _encode(value)
+    return valid_text(_encode(value))
 
 
 def _seconds_to_ns(value: Any) -> int | None:
