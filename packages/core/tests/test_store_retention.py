@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llmobs import selfstats
-from llmobs.store import Retention, SQLiteSpanExporter, TraceStore
+from llmobs.store import Retention, SQLiteSpanExporter, TraceStore, schema
 from llmobs.store import exporter as exporter_module
 from llmobs.store.exporter import used_bytes
 
@@ -101,3 +101,20 @@ def test_no_retention(tmp_path):
     exporter.export(make_traces([[now - 100 * DAY]]))
     exporter.shutdown()
     assert stored(path) == {"trace0": 1}
+
+
+def test_a_store_far_over_its_size_limit_keeps_the_newest_traces_that_fit(tmp_path):
+    path = tmp_path / "t.db"
+    t0 = time.time_ns() - 10**12
+    spans = make_traces([[t0 + i * 10**9] for i in range(150)], payload=64 * KB)  # far over the schema's pages
+    unlimited = SQLiteSpanExporter(path, retention=None)
+    unlimited.export(spans)
+    unlimited.shutdown()
+    conn = schema.open_writer(path)
+    limit = used_bytes(conn) // 15  # room for about ten of the 150 traces
+    assert exporter_module.apply_retention(conn, Retention(max_age_days=None, max_bytes=limit)) > 0
+    assert used_bytes(conn) <= limit
+    conn.close()
+    kept = stored(path)
+    assert 5 <= len(kept) <= 10
+    assert kept.keys() == {f"trace{i}" for i in range(150 - len(kept), 150)}

@@ -285,13 +285,14 @@ def _delete_traces_started_before(conn: sqlite3.Connection, cutoff_ns: int) -> i
 def _size_cutoff(conn: sqlite3.Connection, max_bytes: int) -> int | None:
     """The start time up to which traces should go to fit in ``max_bytes``; None if they fit.
 
-    Spans are taken to be of similar size: the oldest share of them over the limit goes, plus 10%.
+    Spans are taken to be of similar size: the oldest share of them over the limit goes, plus 10% — but
+    never more than leaves the newest 90% of the limit, so a store far over it keeps the traces that fit.
     """
     used = used_bytes(conn)
     total = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0] if used > max_bytes else 0
     if not total:
         return None
-    share = min(1.0, (used - max_bytes) / used * 1.1)
+    share = min((used - max_bytes) / used * 1.1, 1 - 0.9 * max_bytes / used)
     offset = min(total, math.ceil(total * share)) - 1
     row = conn.execute("SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET ?", (offset,)).fetchone()
     return None if row is None else row[0]  # None: another writer's retention got there first
