@@ -118,3 +118,23 @@ def test_a_store_far_over_its_size_limit_keeps_the_newest_traces_that_fit(tmp_pa
     kept = stored(path)
     assert 5 <= len(kept) <= 10
     assert kept.keys() == {f"trace{i}" for i in range(150 - len(kept), 150)}
+
+
+def test_a_huge_age_limit_deletes_nothing_by_age_and_size_still_applies(tmp_path):
+    path = tmp_path / "t.db"
+    t0 = time.time_ns() - 10**12
+    spans = make_traces([[t0 + i * 10**9] for i in range(20)], payload=64 * KB)
+    unlimited = SQLiteSpanExporter(path, retention=None)
+    unlimited.export(spans)
+    unlimited.shutdown()
+    conn = schema.open_writer(path)
+    limit = used_bytes(conn) // 2
+    assert exporter_module.apply_retention(conn, Retention(max_age_days=1e6, max_bytes=None)) == 0
+    assert exporter_module.apply_retention(conn, Retention(max_age_days=1e6, max_bytes=limit)) > 0
+    assert selfstats.snapshot() == {}
+    # a failure of the age limit (here a value it cannot compute with) does not skip the size limit
+    assert exporter_module.apply_retention(conn, Retention(max_age_days="7", max_bytes=limit // 2)) > 0
+    assert used_bytes(conn) <= limit // 2
+    assert selfstats.snapshot() == {"store.retention_failed": 1}
+    conn.close()
+    assert "trace19" in stored(path)

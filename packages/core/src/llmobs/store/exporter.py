@@ -243,10 +243,34 @@ class _Checkpointer:
 
 
 def apply_retention(conn: sqlite3.Connection, retention: Retention) -> int:
-    """Delete expired and, if the store is too big, oldest whole traces; return spans deleted."""
+    """Delete expired and, if the store is too big, oldest whole traces; return spans deleted.
+
+    Age and size apply independently: a failure of one is counted and the other still runs.
+    """
     deleted = 0
-    if retention.max_age_days is not None:
-        deleted += _delete_traces_started_before(conn, time.time_ns() - int(retention.max_age_days * 86400e9))
+    for limit in (_delete_expired, _delete_oversize):
+        try:
+            deleted += limit(conn, retention)
+        except Exception as exc:
+            selfstats.failure("store.retention_failed", exc)
+    if deleted:
+        # executescript steps the pragma to completion; execute() would free a single page.
+        schema.retry_locked(lambda: conn.executescript("PRAGMA incremental_vacuum"))
+    return deleted
+
+
+def _delete_expired(conn: sqlite3.Connection, retention: Retention) -> int:
+    if retention.max_age_days is None:
+        return 0
+    now = time.time_ns()
+    max_age_ns = retention.max_age_days * 86400e9
+    # An age reaching before the epoch ("keep forever" as a huge number of days) has nothing to delete,
+    # and its cutoff would not fit SQLite's 64-bit integers.
+    return _delete_traces_started_before(conn, int(now - max_age_ns)) if 0 <= max_age_ns < now else 0
+
+
+def _delete_oversize(conn: sqlite3.Connection, retention: Retention) -> int:
+    deleted = 0
     if retention.max_bytes is not None:
         for _ in range(_SIZE_ROUNDS):
             cutoff = _size_cutoff(conn, retention.max_bytes)
@@ -254,9 +278,6 @@ def apply_retention(conn: sqlite3.Connection, retention: Retention) -> int:
             if not removed:
                 break
             deleted += removed
-    if deleted:
-        # executescript steps the pragma to completion; execute() would free a single page.
-        schema.retry_locked(lambda: conn.executescript("PRAGMA incremental_vacuum"))
     return deleted
 
 
