@@ -211,3 +211,67 @@ def test_a_translation_failure_leaves_the_span_as_promptflow_made_it(instrumente
     assert shout("still works") == "STILL WORKS"
     assert spans.one("shout").attributes[sc.PF_SPAN_TYPE] == "Function"
     assert selfstats.snapshot()["promptflow.translate_failed"] == 1
+
+
+SECRET = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+
+
+@trace
+def leak() -> None:
+    raise ValueError(f"upstream refused: Authorization: Bearer {SECRET} api_key={SECRET}")
+
+
+def test_an_errors_message_and_stack_are_scrubbed_like_every_llmobs_span(instrumented, spans):
+    with pytest.raises(ValueError):
+        leak()
+    span = spans.one("leak")
+    (event,) = span.events
+    texts = [span.status.description, *(str(v) for v in event.attributes.values())]
+    assert all(SECRET not in text for text in texts)
+    assert "[REDACTED]" in span.status.description and "[REDACTED]" in event.attributes[sc.EXCEPTION_MESSAGE]
+    assert span.attributes[sc.ERROR_TYPE] == "ValueError"
+
+
+def test_promptflows_own_session_reaches_llmobs_spans_inside_its_functions(instrumented, spans):
+    from promptflow.tracing._operation_context import OperationContext
+
+    @trace
+    def turn() -> None:
+        with llmobs.span("rerank"), llmobs.span("inner"):
+            pass
+
+    context = OperationContext.get_instance()
+    context._add_otel_attributes("session_id", "pf-session-1")  # what start_trace(session=...) does
+    try:
+        turn()
+    finally:
+        context._remove_otel_attributes(["session_id"])
+    sessions = {s.name.rsplit(".", 1)[-1]: s.attributes.get(sc.SESSION_ID) for s in spans.all()}
+    assert sessions == {"turn": "pf-session-1", "rerank": "pf-session-1", "inner": "pf-session-1"}
+
+
+def test_a_child_that_starts_after_its_parent_ended_leaves_nothing_behind(instrumented, spans):
+    @trace
+    async def audit(i: int) -> int:
+        return i
+
+    @trace
+    async def handle(i: int) -> int:
+        asyncio.get_running_loop().create_task(audit(i))  # runs after handle() has returned
+        return i
+
+    async def main() -> None:
+        for i in range(5):
+            await handle(i)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert len(spans.all()) == 10
+    translator = next(p for p in processor_chain() if isinstance(p, processor.Translator))
+    assert translator._parents == {} and translator._calls == {}
+
+
+def processor_chain():
+    from opentelemetry import trace as otel
+
+    return otel.get_tracer_provider()._active_span_processor._span_processors

@@ -116,3 +116,35 @@ def test_malformed_payloads_do_not_break_translation():
     t = translate("openai_chat", {"span_type": "LLM", "inputs": "{not json", "output": "[1, 2"})
     assert (t.operation, t.model, t.name) == (sc.OP_CHAT, None, "openai_chat")
     assert t.attributes[sc.USAGE_SOURCE] == sc.USAGE_SOURCE_NONE
+
+
+def test_a_streamed_legacy_function_call_is_reassembled():
+    chunks = [
+        chunk({"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": ""}}),
+        chunk({"function_call": {"arguments": '{"city": '}}),
+        chunk({"function_call": {"arguments": '"Faro"}'}}),
+        chunk({}, "function_call"),
+    ]
+    functions = [{"name": "get_weather", "parameters": {"type": "object"}}]
+    t = translate("openai_chat", pf("LLM", {"model": "m", "messages": [], "functions": functions, "stream": True},
+                                    chunks))  # fmt: skip
+    (message,) = {attribute: value for attribute, value, _ in t.content}[sc.OUTPUT_MESSAGES]
+    assert message["parts"] == [{"type": "tool_call", "name": "get_weather", "arguments": {"city": "Faro"}}]
+
+
+def test_a_prompt_given_as_token_ids_is_one_prompt():
+    t = translate("openai_completion", pf("LLM", {"model": "m", "prompt": [9906, 1917, 0]}))
+    (message,) = {attribute: value for attribute, value, _ in t.content}[sc.INPUT_MESSAGES]
+    assert message["parts"] == [{"type": "text", "content": "[9906, 1917, 0]"}]
+
+
+def test_embedding_dimensions_come_from_the_request_or_float_vectors_not_base64_text():
+    def dimensions(inputs: dict, vectors: str) -> int | None:
+        t = translate("openai_embeddings", {**pf("Embedding", inputs), "embedding.embeddings": vectors})
+        return t.attributes.get(sc.EMBEDDINGS_DIMENSION_COUNT)
+
+    assert dimensions({"model": "e", "input": ["a"]}, '[{"embedding.vector": "<8 dimensional vector>"}]') == 8
+    # Promptflow measures a base64 vector as its text: 44 characters for 8 float32 values
+    b64 = '[{"embedding.vector": "<44 dimensional vector>"}]'
+    assert dimensions({"model": "e", "input": ["a"], "encoding_format": "base64"}, b64) is None
+    assert dimensions({"model": "e", "input": ["a"], "encoding_format": "base64", "dimensions": 8}, b64) == 8

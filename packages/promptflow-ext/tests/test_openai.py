@@ -237,3 +237,19 @@ def test_an_embedding_of_one_string_counts_one_input(traced, client, spans):
 
     embed_one("red apples")
     assert llm_span(spans).attributes[sc.EMBEDDINGS_INPUT_COUNT] == 1
+
+
+def test_a_call_whose_body_is_read_after_promptflows_span_ended_is_counted_once(traced, server, spans, metric_points):
+    """``with_streaming_response``: Promptflow's span ends when ``create()`` returns, before llmobs-openai's span
+    under it, which ends when the body has been read; that span counts the call, Promptflow's does not."""
+    import llmobs_openai
+
+    client = openai.OpenAI(base_url=server.base_url, api_key="sk-test-key", max_retries=0,
+                           http_client=llmobs_openai.http_client())  # fmt: skip
+    with client.chat.completions.with_streaming_response.create(model="loop-chat", messages=MESSAGES) as response:
+        assert response.parse().choices[0].message.content == ANSWER
+    llm, transport = sorted(spans.named("chat loop-chat"), key=lambda s: s.start_time)
+    assert llm.end_time < transport.end_time and transport.parent.span_id == llm.context.span_id
+    assert [p.count for p in metric_points(sc.METRIC_CLIENT_OPERATION_DURATION)] == [1]
+    inputs = [p for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE) if p.attributes[sc.TOKEN_TYPE] == "input"]
+    assert [(p.sum, p.count) for p in inputs] == [(PROMPT_TOKENS, 1)]

@@ -163,7 +163,9 @@ def _llm(name: str, attributes: Mapping[str, Any], capture: bool, has_children: 
             t.content.append((sc.INPUT_MESSAGES, messages_from_openai(inputs.get("messages") or ()), True))
         else:
             prompts = inputs.get("prompt")
-            prompts = prompts if isinstance(prompts, list) else [prompts]
+            if not isinstance(prompts, list) or (prompts and type(prompts[0]) is int):
+                prompts = [prompts]  # one text, or one prompt as token ids
+            prompts = [str(p) if isinstance(p, list) else p for p in prompts]  # token ids, shown as a list
             t.content.append((sc.INPUT_MESSAGES, messages_from_openai({"content": p} for p in prompts), True))
         tools = inputs.get("tools") or inputs.get("functions")
         if tools:
@@ -189,9 +191,12 @@ def _embeddings(name: str, attributes: Mapping[str, Any], capture: bool, has_chi
     encoding = inputs.get("encoding_format")
     if isinstance(encoding, str):
         t.attributes[sc.REQUEST_ENCODING_FORMATS] = [encoding]
+    dimensions = _int(inputs.get("dimensions"))
     vector = _VECTOR.search(str(attributes.get(sc.PF_EMBEDDINGS, "")))
-    if vector is not None:
-        t.attributes[sc.EMBEDDINGS_DIMENSION_COUNT] = int(vector.group(1))
+    if dimensions is None and vector is not None and encoding != "base64":
+        dimensions = int(vector.group(1))  # Promptflow's len() of each vector: of a base64 one, its text length
+    if dimensions is not None:
+        t.attributes[sc.EMBEDDINGS_DIMENSION_COUNT] = dimensions
     _set_usage(t, None, attributes, stream=False)
     if capture and texts is not None:
         t.content.append((sc.INPUT_VALUE, texts, False))  # the texts; the vectors are never recorded
@@ -328,6 +333,13 @@ def _accumulate(chunks: list[Any]) -> dict[str, Any]:
                     choice["message"][key] = choice["message"].get(key, "") + delta[key]
             for call in delta.get("tool_calls") or ():
                 _merge_call(calls.setdefault(index, {}), _mapping(call))
+            legacy = _mapping(delta.get("function_call"))
+            if legacy:  # the pre-tools ``functions`` API: one call, its arguments in pieces
+                function = choice["message"].setdefault("function_call", {"name": "", "arguments": ""})
+                if legacy.get("name"):
+                    function["name"] = legacy["name"]
+                if isinstance(legacy.get("arguments"), str):
+                    function["arguments"] += legacy["arguments"]
     for index, by_position in calls.items():
         choices[index]["message"]["tool_calls"] = [by_position[i] for i in sorted(by_position)]
     response["choices"] = [choices[i] for i in sorted(choices)]

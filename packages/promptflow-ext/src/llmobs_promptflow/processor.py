@@ -33,6 +33,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmobs import config, selfstats
 from llmobs import semconv as sc
+from llmobs.content import ContentPolicy
 from llmobs.promptflow_mapping import span_attributes, translate
 from llmobs.recorder import Recorder
 
@@ -65,9 +66,14 @@ class Translator(SpanProcessor):
         try:
             parent = trace.get_current_span(parent_context)
             scope = getattr(parent, "instrumentation_scope", None)
-            if scope is not None and scope.name == sc.PF_SCOPE:
-                self._mark_parent(parent.get_span_context().span_id)
-            if span.instrumentation_scope is not None and span.instrumentation_scope.name == sc.PF_SCOPE:
+            under_promptflow = scope is not None and scope.name == sc.PF_SCOPE
+            if under_promptflow and getattr(parent, "end_time", None) is None:  # not a late child of an ended span
+                parent_id = parent.get_span_context().span_id
+                self._mark_parent(parent_id)
+                if _is_model_call(span):
+                    self._note_call_started(parent_id)
+            own = span.instrumentation_scope
+            if under_promptflow or (own is not None and own.name == sc.PF_SCOPE):
                 _inherit(span, getattr(parent, "attributes", None))
         except Exception as exc:
             selfstats.failure("promptflow.on_start_failed", exc)
@@ -133,8 +139,12 @@ class Translator(SpanProcessor):
         if t.inference and isinstance(traced_call, float):
             attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = traced_call
             attributes[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS] = round(traced_call * 1e9)
-        status = Status(StatusCode.UNSET) if t.cancelled and not t.error_type else span.status
-        events = [e for e in span.events if not e.name.startswith(sc.PF_EVENT_PREFIX)]
+        status = Status(StatusCode.UNSET) if t.cancelled and not t.error_type else _scrubbed_status(span.status, policy)
+        events = [
+            _scrubbed_exception(e, policy) if e.name == sc.EVENT_EXCEPTION else e
+            for e in span.events
+            if not e.name.startswith(sc.PF_EVENT_PREFIX)
+        ]
         if content and policy.mode.on_span:
             attributes.update(content)
         if content and policy.mode.on_event:
@@ -158,6 +168,13 @@ class Translator(SpanProcessor):
             if parent_id in self._parents:  # bounded with it: only spans in flight are remembered
                 self._calls[parent_id] = float(ttft) if isinstance(ttft, int | float) else None
 
+    def _note_call_started(self, parent_id: int) -> None:
+        """An llmobs model-call span started under a Promptflow span in flight: that span records the call's
+        metrics, even if it ends after the Promptflow span (a body read after Promptflow's call returned)."""
+        with self._lock:
+            if parent_id in self._parents:
+                self._calls.setdefault(parent_id, None)
+
     def _mark_parent(self, span_id: int) -> None:
         with self._lock:
             if span_id in self._parents:
@@ -179,6 +196,13 @@ class Translator(SpanProcessor):
         return pair[1]
 
 
+def _is_model_call(span: Span) -> bool:
+    scope = span.instrumentation_scope
+    if scope is None or scope.name != sc.SCOPE_NAME:
+        return False
+    return (span.attributes or {}).get(sc.OPERATION_NAME) in sc.INFERENCE_OPERATIONS
+
+
 def _inherit(span: Span, parent_attributes: Any) -> None:
     """Session and user of the parent span, unless the span has its own."""
     if not parent_attributes:
@@ -190,6 +214,23 @@ def _inherit(span: Span, parent_attributes: Any) -> None:
             span.set_attribute(attribute, value)
             if attribute == sc.SESSION_ID:
                 span.set_attribute(sc.CONVERSATION_ID, value)
+
+
+def _scrubbed_status(status: Status, policy: ContentPolicy) -> Status:
+    """An error's description, which holds the exception's message, through the content policy as the
+    recorder's own error messages go (keys and tokens in it scrubbed, PII redacted when that is on)."""
+    if status.status_code is not StatusCode.ERROR or not status.description:
+        return status
+    return Status(StatusCode.ERROR, policy.render_text(status.description))
+
+
+def _scrubbed_exception(event: Event, policy: ContentPolicy) -> Event:
+    """The exception event with its message and stack trace through the content policy."""
+    attributes = dict(event.attributes or {})
+    for key in (sc.EXCEPTION_MESSAGE, sc.EXCEPTION_STACKTRACE):
+        if isinstance(attributes.get(key), str):
+            attributes[key] = policy.render_text(attributes[key])
+    return Event(event.name, attributes, timestamp=event.timestamp)
 
 
 def _exception_type(span: ReadableSpan) -> str | None:
