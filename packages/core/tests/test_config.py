@@ -107,3 +107,15 @@ def test_swap_is_atomic_and_returns_the_previous(settings):
     first = settings(max_attribute_bytes=1000)
     previous = config.swap(config.Settings(max_attribute_bytes=2000))
     assert previous is first and config.current().max_attribute_bytes == 2000
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "nan"])
+def test_non_finite_numbers_are_invalid_values(value):
+    for variable in ("LLMOBS_RETENTION_MB", "LLMOBS_RETENTION_DAYS", "LLMOBS_EXPORT_SHUTDOWN_TIMEOUT"):
+        with pytest.raises(ConfigError, match=f"{variable}: expected a finite number"):
+            load(environ={variable: value})
+
+
+def test_config_check_reports_an_infinite_number(tmp_path, capsys):
+    assert config.check_command(str(write(tmp_path, "[export]\nshutdown_timeout_s = inf\n"))) == 1
+    assert "export.shutdown_timeout_s: expected a finite number" in capsys.readouterr().err

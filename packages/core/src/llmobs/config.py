@@ -109,8 +109,8 @@ def _number(value: Any, where: str, *, integer: bool = False, minimum: float = 0
         number = int(value) if integer else float(value)
     except (TypeError, ValueError, OverflowError):  # int(inf) overflows
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if isinstance(value, bool) or math.isnan(number) or number < minimum:
-        raise ConfigError(f"{where}: expected a number >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not math.isfinite(number) or number < minimum:  # inf overflows its users
+        raise ConfigError(f"{where}: expected a finite number >= {minimum}, got {value!r}")
     return number
 
 
