@@ -229,3 +229,27 @@ def test_lazy_package_attributes_resolve_and_unknown_names_raise():
     for module in (llmobs, llmobs.store, llmobs.analyze):
         with pytest.raises(AttributeError, match="no_such_name"):
             module.no_such_name  # noqa: B018
+
+
+def _strict(constant):
+    raise ValueError(f"not JSON: {constant}")
+
+
+def test_every_json_output_is_strict_json_with_non_finite_numbers_as_null(tmp_path, capsys):
+    path = tmp_path / "nan.db"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
+    chat = {sc.SPAN_KIND: sc.KIND_LLM, sc.OPERATION_NAME: sc.OP_CHAT, sc.REQUEST_MODEL: "gpt-4o",
+            sc.REQUEST_TEMPERATURE: float("nan"), "app.ratio": float("inf"), "app.limits": (1.0, float("-inf")),
+            sc.USAGE_INPUT_TOKENS: 10, sc.COST_USD: float("inf")}
+    provider.get_tracer(sc.SCOPE_NAME).start_span("chat gpt-4o", attributes=chat).end()
+    provider.shutdown()
+    assert main(["traces", "--store", str(path), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out, parse_constant=_strict)
+    assert main(["show", listed["trace_id"], "--store", str(path), "--json"]) == 0
+    (span,) = json.loads(capsys.readouterr().out, parse_constant=_strict)
+    attributes = span["attributes"]
+    assert attributes[sc.REQUEST_TEMPERATURE] is None and attributes["app.ratio"] is None
+    assert attributes["app.limits"] == [1.0, None] and attributes[sc.USAGE_INPUT_TOKENS] == 10
+    assert main(["stats", "--store", str(path), "--json"]) == 0
+    json.loads(capsys.readouterr().out, parse_constant=_strict)

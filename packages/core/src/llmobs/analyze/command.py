@@ -7,13 +7,14 @@ only when it is a terminal and ``--json`` is off, and writes the HTML report wit
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
+
+from llmobs import strict_json
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report.render(data), encoding="utf-8")
     if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        print(strict_json.dumps(data, indent=2, ensure_ascii=False))
         return 0
     print(summary(data))
     if args.out:

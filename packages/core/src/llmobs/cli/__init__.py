@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import functools
-import json
 import os
 import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
+from llmobs import strict_json
 from llmobs.cli import render
 from llmobs.store import StoreError, TraceStore
 
@@ -206,7 +206,7 @@ def _positive(text: str) -> int:
 
 
 def _print_json(value: object) -> int:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    print(strict_json.dumps(value, indent=2, ensure_ascii=False))
     return 0
 
 

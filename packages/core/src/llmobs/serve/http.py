@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
-import math
 import queue
 import socket
 import threading
@@ -30,6 +28,7 @@ from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from llmobs import strict_json
 from llmobs.serve import api, otlp, static
 from llmobs.serve.ingest import Ingestor
 from llmobs.serve.workers import IngestWorkers
@@ -354,17 +353,4 @@ class Handler(BaseHTTPRequestHandler):
 
 def _json_bytes(value: Any) -> bytes:
     """Strict JSON (browsers reject NaN): non-finite numbers become null."""
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    except ValueError:
-        return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    return strict_json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
