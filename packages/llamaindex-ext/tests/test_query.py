@@ -69,6 +69,21 @@ def test_embeddings_record_model_and_sizes_never_vectors(index, spans):
     assert "0.5" not in recorded  # MockEmbedding's vector is all 0.5
 
 
+def test_an_embedding_model_used_as_a_transformation_records_texts_and_size_never_vectors(spans):
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.schema import TextNode
+
+    nodes = [TextNode(text=f"node {i}") for i in range(5)]
+    embedded = IngestionPipeline(transformations=[MockEmbedding(embed_dim=3)]).run(nodes=nodes)
+    assert [n.embedding for n in embedded] == [[0.5, 0.5, 0.5]] * 5
+    embedding = spans.one("embeddings MockEmbedding")
+    assert embedding.attributes[sc.EMBEDDINGS_DIMENSION_COUNT] == 3
+    assert embedding.attributes[sc.EMBEDDINGS_INPUT_COUNT] == 5
+    assert json.loads(embedding.attributes[sc.INPUT_VALUE]) == [f"node {i}" for i in range(5)]
+    assert "0.5" not in json.dumps(dict(embedding.attributes))
+
+
 def test_llm_call_records_model_parameters_messages_output_and_usage(index, spans):
     index.as_query_engine(llm=UsageLLM()).query("topic 4")
     llm = spans.one("text_completion fake-gpt")

@@ -196,3 +196,40 @@ def test_a_structured_llm_is_a_chain_around_the_real_call(spans):
     assert spans.tree(root) == ("StructuredLLM.chat", (("text_completion fake-gpt", ()),))
     assert root.attributes[sc.SPAN_KIND] == sc.KIND_CHAIN
     assert spans.one("text_completion fake-gpt").attributes[sc.USAGE_INPUT_TOKENS] == 30
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_an_async_chat_stream_whose_call_starts_as_it_is_read_is_one_llm_span(spans, metric_points):
+    """A CustomLLM's ``astream_chat`` calls its ``stream_chat`` lazily, from inside the returned stream, which
+    the chat engine reads under its own span: the inner call is the same LLM run, not a second one."""
+    from llama_index.core.chat_engine import SimpleChatEngine
+
+    async def chat() -> str:
+        response = await SimpleChatEngine.from_defaults(llm=UsageLLM()).astream_chat("hi")
+        return "".join([token async for token in response.async_response_gen()])
+
+    assert asyncio.run(chat()) == ANSWER
+    (llm,) = spans.named("chat fake-gpt")
+    assert llm.parent.span_id == spans.one("SimpleChatEngine.astream_chat").context.span_id
+    assert llm.attributes[sc.USAGE_OUTPUT_TOKENS] == 5 and sc.RESPONSE_TIME_TO_FIRST_CHUNK in llm.attributes
+    outputs = [p for p in metric_points(sc.METRIC_CLIENT_TOKEN_USAGE) if p.attributes[sc.TOKEN_TYPE] == "output"]
+    assert [(p.sum, p.count) for p in outputs] == [(5, 1)]
+
+
+@pytest.mark.usefixtures("instrumented")
+def test_a_chat_engine_stream_read_on_its_own_thread_keeps_the_llm_under_the_synthesizer(index, spans):
+    """ContextChatEngine.stream_chat reads the synthesizer's stream in a thread whose LlamaIndex context is the
+    engine's span; the model call still belongs to the synthesizer, and nothing is reported abandoned."""
+    from llama_index.core.chat_engine import ContextChatEngine
+
+    engine = ContextChatEngine.from_defaults(retriever=index.as_retriever(), llm=UsageLLM())
+    response = engine.stream_chat("topic 3")
+    assert "".join(response.response_gen) == ANSWER
+    del response  # a web handler drops the response once it is sent
+    gc.collect()
+    assert wait_for(lambda: len(spans.all()) == 5), [s.name for s in spans.all()]
+    llm = next(s for s in spans.all() if s.attributes.get(sc.SPAN_KIND) == sc.KIND_LLM)
+    synthesizer = spans.one("CompactAndRefine.synthesize")
+    assert llm.parent.span_id == synthesizer.context.span_id
+    assert all(sc.STATUS_REASON not in s.attributes for s in spans.all())
+    assert "llamaindex.abandoned_streams" not in selfstats.snapshot()

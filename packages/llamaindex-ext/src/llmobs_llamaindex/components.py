@@ -188,7 +188,8 @@ def describe(
     first = next(iter(arguments.values()), None)
     if category == EMBEDDING:
         count = len(first) if isinstance(first, list | tuple) else 1
-        return Start(None, _model(instance, "model_name") or spec.name, {}, {sc.EMBEDDINGS_INPUT_COUNT: count}, first)
+        texts = [_embedded_text(x) for x in first] if isinstance(first, list | tuple) else _embedded_text(first)
+        return Start(None, _model(instance, "model_name") or spec.name, {}, {sc.EMBEDDINGS_INPUT_COUNT: count}, texts)
     if category == RETRIEVER:
         top_k = getattr(instance, "similarity_top_k", None)
         return Start(spec.name, None, {"top_k": top_k} if _number(top_k) else {}, None, translate.text_of(first))
@@ -269,6 +270,14 @@ def _model(instance: Any, *fields: str) -> str | None:
     return None
 
 
+def _embedded_text(value: Any) -> Any:
+    """What is embedded: a text as it is, a node's text (never the node, which gets its vector meanwhile)."""
+    if isinstance(value, str):
+        return value
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) else type(value).__name__
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -284,8 +293,10 @@ def record_result(spec: Spec, handle: Any, result: Any) -> BaseException | str |
             handle.set_output(value=translate.documents(result))
     elif category == EMBEDDING:
         if isinstance(result, list) and result:
-            vector = result[0] if isinstance(result[0], list) else result
-            handle.set_attribute(sc.EMBEDDINGS_DIMENSION_COUNT, len(vector))
+            first = result[0]  # a vector, a list of vectors, or nodes (an embedding model used as a transformation)
+            vector = first if isinstance(first, list) else getattr(first, "embedding", result)
+            if isinstance(vector, list):
+                handle.set_attribute(sc.EMBEDDINGS_DIMENSION_COUNT, len(vector))
     elif category == TOOL:
         if getattr(result, "is_error", False):
             handle.set_output(value=result.content)

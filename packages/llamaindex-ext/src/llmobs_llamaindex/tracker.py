@@ -82,6 +82,15 @@ class Run:
         self.tool_call_id: str | None = None
 
 
+def _is_ancestor(run: Run, of: Run) -> bool:
+    ancestor = of.parent
+    while ancestor is not None:
+        if ancestor is run:
+            return True
+        ancestor = ancestor.parent
+    return False
+
+
 class Tracker:
     """State shared by the span and event handlers; every public method is called fail-open by them."""
 
@@ -112,8 +121,12 @@ class Tracker:
         parent = self._ids.get(parent_id) if parent_id is not None else None
         if parent is not None and parent.ended:  # its run was evicted or abandoned meanwhile
             parent = None
-        if parent is None and self._streams:
-            parent = self._streams.producer()
+        if self._streams:
+            # Work done while a returned stream is read belongs to the run that returned it, which LlamaIndex's
+            # own parent (the span active where the stream is read: an ancestor, or none) does not know about.
+            producer = self._streams.producer()
+            if producer is not None and (parent is None or _is_ancestor(parent, producer)):
+                parent = producer
         if parent is not None and instance is not None and parent.instance is instance:
             self._remember(span_id, parent, alias=True)  # a nested call on the same component extends its run
             return
