@@ -33,6 +33,8 @@ JWT = (
         (f"token {JWT}.", "token [REDACTED]."),
         ("postgres://admin:s3cr3t@db.internal:5432/app", "postgres://[REDACTED]@db.internal:5432/app"),
         ("redis://:onlypass@cache:6379", "redis://[REDACTED]@cache:6379"),
+        ("postgresql://admin:Pa@ssw0rd!@db.internal:5432/app", "postgresql://[REDACTED]@db.internal:5432/app"),
+        ("redis://:s3cr3t@@cache:6379/0 mail ops@example.com", "redis://[REDACTED]@cache:6379/0 mail ops@example.com"),
         (
             "GET /v1?api_key=a1&apikey=a2&key=a3&token=a4&access_token=a5&signature=a6&password=a7&q=ok",
             "GET /v1?api_key=[REDACTED]&apikey=[REDACTED]&key=[REDACTED]&token=[REDACTED]"

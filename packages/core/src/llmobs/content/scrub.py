@@ -40,7 +40,8 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"), REDACTED),
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), REDACTED),
     (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"), REDACTED),
-    (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]*:[^/\s@]+@"), rf"\1{REDACTED}@"),
+    # Userinfo up to the last @ before the host: a password pasted unencoded may hold @ itself.
+    (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]*:[^/\s]*@"), rf"\1{REDACTED}@"),
 )
 _PARAM = re.compile(r"(?<![A-Za-z0-9_\-])([A-Za-z][A-Za-z0-9_\-]*)=([^&\s#\"',;]+)")
 
