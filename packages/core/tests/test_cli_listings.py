@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -253,3 +254,13 @@ def test_every_json_output_is_strict_json_with_non_finite_numbers_as_null(tmp_pa
     assert attributes["app.limits"] == [1.0, None] and attributes[sc.USAGE_INPUT_TOKENS] == 10
     assert main(["stats", "--store", str(path), "--json"]) == 0
     json.loads(capsys.readouterr().out, parse_constant=_strict)
+
+
+def test_the_details_hint_runs_as_printed_for_a_path_with_spaces(tmp_path, capsys):
+    path = tmp_path / "my traces $HOME.db"
+    trace_id = record_trace(path, time.time_ns() - 10**9)
+    assert main(["traces", "--store", str(path)]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    program, *arguments = shlex.split(hint.removeprefix("details: "))
+    assert program == "llmobs" and main(arguments) == 0
+    assert capsys.readouterr().out.startswith(f"trace {trace_id}")

@@ -10,6 +10,7 @@ import argparse
 import faulthandler
 import functools
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -65,7 +66,7 @@ def _traces(args: argparse.Namespace, store: TraceStore) -> int:
         print("no matching traces" if args.errors or args.service else _EMPTY)
         return 0
     print(render.traces_table(traces, color=render.use_color(sys.stdout)))
-    store_option = f" --store {args.store}" if args.store else ""
+    store_option = f" --store {shlex.quote(args.store)}" if args.store else ""  # runs as printed
     print(f"\ndetails: llmobs show {traces[0].trace_id[:render.SHORT_ID]}{store_option}")
     return 0
 
