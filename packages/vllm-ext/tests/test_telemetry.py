@@ -425,3 +425,58 @@ def test_a_step_still_queued_at_exit_reaches_a_provider_made_after_import(tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     exported = [__import__("json").loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     assert [(s["name"], s["open"]) for s in exported] == [("text_completion tiny", True)], done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "abc"])
+def test_junk_numbers_in_the_environment_fall_back_to_the_defaults(env, monkeypatch, value):
+    """A non-finite interval killed the flusher (Event.wait overflows) or made it spin; a non-finite sample
+    rate made the telemetry fail to start, switching the logger off."""
+    monkeypatch.setenv(_telemetry.ENV_ITL_SAMPLE, value)
+    monkeypatch.setenv(_telemetry.ENV_FLUSH_INTERVAL, value)
+    telemetry = env.telemetry(itl_sample_every=None)
+    assert telemetry.itl_sample_every == _telemetry.DEFAULT_ITL_SAMPLE
+    assert telemetry.flush_interval == _telemetry.DEFAULT_FLUSH_INTERVAL
+
+
+def test_huge_numbers_in_the_environment_are_capped(env, fake, monkeypatch):
+    monkeypatch.setenv(_telemetry.ENV_FLUSH_INTERVAL, "1e12")
+    telemetry = env.telemetry(start_thread=True)
+    assert telemetry.flush_interval == 86_400.0
+    telemetry.record(None, fake.iteration(ttfts=[0.1], done=[fake.finished()]), 0)
+    thread = telemetry._thread
+    assert thread is not None and thread.is_alive()  # waiting on the capped interval, not dead of an overflow
+    telemetry.close()  # wakes it: a last flush, then it stops
+    thread.join(5)
+    assert not thread.is_alive() and len(env.finished_spans()) == 1
+
+
+def test_a_request_keeps_its_trace_when_a_later_request_reuses_its_id_before_the_flush(env, fake):
+    first = "00-11111111111111111111111111111111-1111111111111111-01"
+    later = "00-22222222222222222222222222222222-2222222222222222-01"
+    env.contexts.put("same-id", RequestContext(first, None, sc.OP_CHAT))
+    telemetry = env.telemetry()
+    telemetry.record(None, fake.iteration(done=[fake.finished(request_id="chatcmpl-same-id")], timestamp=TS), 0)
+    env.contexts.put("same-id", RequestContext(later, None, sc.OP_TEXT_COMPLETION))  # a retry with the same id
+    telemetry.flush()
+    (span,) = env.finished_spans()
+    assert format(span.context.trace_id, "032x") == "1" * 32
+    assert span.attributes[sc.OPERATION_NAME] == sc.OP_CHAT
+
+
+def test_two_front_ends_on_one_meter_provider_are_both_reported_until_closed(env, fake):
+    """Another model served in the same process: its gauges and counters are reported too, and a closed
+    front end's stop being reported (the SDK keeps an instrument's first callbacks only)."""
+    a, b = env.telemetry(model="model-a"), env.telemetry(model="model-b")
+    a.record(fake.scheduler(running=2), fake.iteration(generated=10), 0)
+    b.record(fake.scheduler(running=7), fake.iteration(generated=4), 0)
+    m = env.metrics()
+    running = {p.attributes[sc.REQUEST_MODEL]: p.value for p in fake.points(m, sc.METRIC_VLLM_REQUESTS_RUNNING)}
+    assert running == {"model-a": 2, "model-b": 7}
+    output = {p.attributes[sc.REQUEST_MODEL]: p.value
+              for p in fake.points(m, sc.METRIC_VLLM_TOKENS, **{sc.TOKEN_TYPE: "output"})}  # fmt: skip
+    assert output == {"model-a": 10, "model-b": 4}
+    a.close()
+    b.record(fake.scheduler(running=1), None, 0)
+    running = {p.attributes[sc.REQUEST_MODEL]: p.value
+               for p in fake.points(env.metrics(), sc.METRIC_VLLM_REQUESTS_RUNNING)}  # fmt: skip
+    assert running == {"model-b": 1}

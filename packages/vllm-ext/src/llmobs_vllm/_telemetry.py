@@ -85,16 +85,20 @@ def _absent_or(kind: Any, value: Any) -> bool:
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
 
 
-def env_float(name: str, default: float, minimum: float) -> float:
+def env_float(name: str, default: float, minimum: float, maximum: float = 86_400.0) -> float:
+    """A number from the environment, raised to ``minimum`` and capped at ``maximum``; the default for
+    anything else (not a number, NaN, infinite), with a warning."""
     raw = os.environ.get(name)
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        _log.warning("llmobs-vllm: ignoring %s=%r (not a number); using %s", name, raw, default)
+        value = math.nan
+    if not math.isfinite(value):
+        _log.warning("llmobs-vllm: ignoring %s=%r (not a finite number); using %s", name, raw, default)
         return default
-    return max(value, minimum)
+    return min(max(value, minimum), maximum)
 
 
 def env_flag(name: str, default: bool) -> bool:
@@ -228,61 +232,26 @@ class EngineTelemetry:
         )
         self._finished = own.counter(sc.METRIC_VLLM_REQUESTS_FINISHED, sc.UNIT_REQUESTS,
                                      "Finished requests by finish reason")
-        engines = self._engine_observations
-        meter.create_observable_gauge(sc.METRIC_VLLM_REQUESTS_RUNNING, [engines("running", snapshot=True)],
-                                      unit=sc.UNIT_REQUESTS, description="Requests in the engine's running batch")
-        meter.create_observable_gauge(sc.METRIC_VLLM_REQUESTS_WAITING, [engines("waiting", snapshot=True)],
-                                      unit=sc.UNIT_REQUESTS, description="Requests waiting to be scheduled")
-        meter.create_observable_gauge(sc.METRIC_VLLM_KV_CACHE_USAGE, [engines("kv_cache_usage", snapshot=True)],
-                                      unit=sc.UNIT_RATIO, description="Fraction of the KV cache in use (0 to 1)")
-        meter.create_observable_counter(sc.METRIC_VLLM_TOKENS, [self._observe_tokens], unit=sc.UNIT_TOKENS,
-                                        description="Prompt tokens prefilled (input) and tokens generated (output)")
-        for name, field, unit, description in (
-            (sc.METRIC_VLLM_PREFIX_CACHE_QUERIES, "prefix_queries", sc.UNIT_TOKENS, "Prompt tokens looked up"),
-            (sc.METRIC_VLLM_PREFIX_CACHE_HITS, "prefix_hits", sc.UNIT_TOKENS, "Prompt tokens found in the cache"),
-            (sc.METRIC_VLLM_PREEMPTIONS, "preemptions", sc.UNIT_PREEMPTIONS, "Requests preempted by the scheduler"),
-            (sc.METRIC_VLLM_SPEC_DECODE_DRAFTS, "drafts", sc.UNIT_DRAFTS, "Speculative-decoding drafts"),
-            (sc.METRIC_VLLM_SPEC_DECODE_DRAFT_TOKENS, "draft_tokens", sc.UNIT_TOKENS, "Draft tokens proposed"),
-            (sc.METRIC_VLLM_SPEC_DECODE_ACCEPTED_TOKENS, "accepted_tokens", sc.UNIT_TOKENS, "Draft tokens accepted"),
-        ):
-            meter.create_observable_counter(name, [engines(field)], unit=unit, description=description)
-        meter.create_observable_counter(sc.METRIC_VLLM_REQUESTS_REJECTED, [self._observe_rejections],
-                                        unit=sc.UNIT_REQUESTS, description="Requests refused by admission control")
+        _observers(meter).members.add(self)
 
-    def _engine_observations(self, field: str, snapshot: bool = False) -> Callable[[CallbackOptions], list[Any]]:
-        def observe(options: CallbackOptions) -> list[Observation]:
-            try:
-                return [
-                    Observation(getattr(engine, field), self.attributes(engine.index))
-                    for engine in list(self._engines.values())
-                    if engine.scheduled or not snapshot
-                ]
-            except Exception as exc:
-                selfstats.failure("vllm.observe_failed", exc)
-                return []
+    def _engine_field(self, field: str, snapshot: bool) -> list[Observation]:
+        """One observation per engine of ``field`` (a gauge's only once the engine reported a snapshot)."""
+        return [
+            Observation(getattr(engine, field), self.attributes(engine.index))
+            for engine in list(self._engines.values())
+            if engine.scheduled or not snapshot
+        ]
 
-        return observe
+    def _token_counts(self) -> list[Observation]:
+        out = []
+        for engine in list(self._engines.values()):
+            out.append(Observation(engine.prompt_tokens, self.attributes(engine.index, token=sc.TOKEN_TYPE_INPUT)))
+            out.append(Observation(engine.generation_tokens, self.attributes(engine.index, token=sc.TOKEN_TYPE_OUTPUT)))
+        return out
 
-    def _observe_tokens(self, options: CallbackOptions) -> list[Observation]:
-        try:
-            out = []
-            for engine in list(self._engines.values()):
-                out.append(Observation(engine.prompt_tokens, self.attributes(engine.index, token=sc.TOKEN_TYPE_INPUT)))
-                out.append(
-                    Observation(engine.generation_tokens, self.attributes(engine.index, token=sc.TOKEN_TYPE_OUTPUT))
-                )
-            return out
-        except Exception as exc:
-            selfstats.failure("vllm.observe_failed", exc)
-            return []
-
-    def _observe_rejections(self, options: CallbackOptions) -> list[Observation]:
-        try:
-            base = self.attributes(None)
-            return [Observation(n, {**base, sc.VLLM_REJECTION_REASON: r}) for r, n in list(self._rejections.items())]
-        except Exception as exc:
-            selfstats.failure("vllm.observe_failed", exc)
-            return []
+    def _rejection_counts(self) -> list[Observation]:
+        base = self.attributes(None)
+        return [Observation(n, {**base, sc.VLLM_REJECTION_REASON: r}) for r, n in list(self._rejections.items())]
 
     def attributes(
         self, engine: int | None, operation: str | None = None, *, token: str | None = None,
@@ -396,7 +365,12 @@ class EngineTelemetry:
             if len(queue) == queue.maxlen:
                 selfstats.count("vllm.steps_dropped")
             timestamp = getattr(stats, "iteration_timestamp", None)
-            queue.append((engine.index, time.time() if timestamp is None else timestamp, ttfts, sample, finished))
+            # Each finished request's HTTP context is looked up now: by the flush, a new request reusing its
+            # X-Request-Id may have replaced it.
+            contexts = [self._context_of(f) for f in finished] if finished and len(self.contexts) else None
+            queue.append(
+                (engine.index, time.time() if timestamp is None else timestamp, ttfts, sample, finished, contexts)
+            )
             if not self._started:
                 self._start()
 
@@ -459,15 +433,25 @@ class EngineTelemetry:
         return drained
 
     def close(self) -> None:
-        """Stop the flusher after a last flush (also runs at interpreter exit)."""
+        """Stop the flusher after a last flush (also runs at interpreter exit); the gauges and counters stop
+        reporting this front end."""
         self._stop = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self.flush()
+        for observers in list(_OBSERVERS.values()):
+            observers.members.discard(self)
 
-    def _flush_step(self, engine_idx: int, timestamp: float, ttfts: Any, itls: Any, finished: Any) -> None:
+    def _context_of(self, stats: Any) -> RequestContext | None:
+        request_id = getattr(stats, "request_id", None)
+        return self.contexts.lookup(request_id) if isinstance(request_id, str) else None
+
+    def _flush_step(
+        self, engine_idx: int, timestamp: float, ttfts: Any, itls: Any, finished: Any,
+        contexts: list[RequestContext | None] | None = None,
+    ) -> None:  # fmt: skip
         if ttfts or itls:
             attrs = self.attributes(engine_idx)
             for ttft in ttfts:
@@ -478,19 +462,18 @@ class EngineTelemetry:
                 value = _duration(itl)
                 if value is not None:
                     self._itl.record(value, attrs)
-        for stats in finished or _EMPTY:
+        for index, stats in enumerate(finished or _EMPTY):
             try:
-                self._finish(engine_idx, timestamp, stats)
+                self._finish(engine_idx, timestamp, stats, contexts[index] if contexts else None)
             except Exception as exc:
                 selfstats.failure("vllm.finished_request_failed", exc)
 
-    def _finish(self, engine_idx: int, timestamp: float, stats: Any) -> None:
+    def _finish(self, engine_idx: int, timestamp: float, stats: Any, context: RequestContext | None) -> None:
         if "finished" not in self._reported:
             self._report_missing("finished", "FinishedRequestStats", stats, FINISHED_FIELDS)
         g = getattr
         reason = finish_reason(g(stats, "finish_reason", None))
         request_id = g(stats, "request_id", None)
-        context = self.contexts.lookup(request_id) if isinstance(request_id, str) else None
         operation = context.operation if context is not None else None
         attrs = self.attributes(engine_idx, operation)
         e2e = _duration(g(stats, "e2e_latency", None))
@@ -594,6 +577,69 @@ def _default_recorder() -> Any:
     import llmobs
 
     return llmobs.get_recorder()
+
+
+# --- observable instruments, one set per meter ------------------------------------------------------
+
+
+class _Observers:
+    """The gauges and counters of one meter, read from every live front end on it.
+
+    An SDK meter keeps the first registration of an instrument name and drops the callbacks of later
+    ones: registered per front end, a second one in the process (another model) would never be reported.
+    """
+
+    def __init__(self, meter: Any) -> None:
+        self.members: weakref.WeakSet[EngineTelemetry] = weakref.WeakSet()
+        each = self._each
+        gauges = (
+            (sc.METRIC_VLLM_REQUESTS_RUNNING, "running", sc.UNIT_REQUESTS, "Requests in the engine's running batch"),
+            (sc.METRIC_VLLM_REQUESTS_WAITING, "waiting", sc.UNIT_REQUESTS, "Requests waiting to be scheduled"),
+            (sc.METRIC_VLLM_KV_CACHE_USAGE, "kv_cache_usage", sc.UNIT_RATIO,
+             "Fraction of the KV cache in use (0 to 1)"),
+        )
+        for name, field, unit, description in gauges:
+            meter.create_observable_gauge(name, [each(EngineTelemetry._engine_field, field, True)], unit=unit,
+                                          description=description)  # fmt: skip
+        tokens = "Prompt tokens prefilled (input) and tokens generated (output)"
+        meter.create_observable_counter(sc.METRIC_VLLM_TOKENS, [each(EngineTelemetry._token_counts)],
+                                        unit=sc.UNIT_TOKENS, description=tokens)
+        for name, field, unit, description in (
+            (sc.METRIC_VLLM_PREFIX_CACHE_QUERIES, "prefix_queries", sc.UNIT_TOKENS, "Prompt tokens looked up"),
+            (sc.METRIC_VLLM_PREFIX_CACHE_HITS, "prefix_hits", sc.UNIT_TOKENS, "Prompt tokens found in the cache"),
+            (sc.METRIC_VLLM_PREEMPTIONS, "preemptions", sc.UNIT_PREEMPTIONS, "Requests preempted by the scheduler"),
+            (sc.METRIC_VLLM_SPEC_DECODE_DRAFTS, "drafts", sc.UNIT_DRAFTS, "Speculative-decoding drafts"),
+            (sc.METRIC_VLLM_SPEC_DECODE_DRAFT_TOKENS, "draft_tokens", sc.UNIT_TOKENS, "Draft tokens proposed"),
+            (sc.METRIC_VLLM_SPEC_DECODE_ACCEPTED_TOKENS, "accepted_tokens", sc.UNIT_TOKENS, "Draft tokens accepted"),
+        ):
+            meter.create_observable_counter(name, [each(EngineTelemetry._engine_field, field, False)], unit=unit,
+                                            description=description)  # fmt: skip
+        meter.create_observable_counter(sc.METRIC_VLLM_REQUESTS_REJECTED, [each(EngineTelemetry._rejection_counts)],
+                                        unit=sc.UNIT_REQUESTS, description="Requests refused by admission control")
+
+    def _each(self, read: Callable[..., list[Observation]], *args: Any) -> Callable[[CallbackOptions], list[Any]]:
+        def observe(options: CallbackOptions) -> list[Observation]:
+            out: list[Observation] = []
+            for member in list(self.members):
+                try:
+                    out += read(member, *args)
+                except Exception as exc:
+                    selfstats.failure("vllm.observe_failed", exc)
+            return out
+
+        return observe
+
+
+_OBSERVERS: weakref.WeakKeyDictionary[Any, _Observers] = weakref.WeakKeyDictionary()
+_OBSERVERS_LOCK = threading.Lock()
+
+
+def _observers(meter: Any) -> _Observers:
+    with _OBSERVERS_LOCK:
+        observers = _OBSERVERS.get(meter)
+        if observers is None:
+            observers = _OBSERVERS[meter] = _Observers(meter)
+        return observers
 
 
 # --- flushing at exit --------------------------------------------------------------------------------
