@@ -248,3 +248,29 @@ def test_trace_decorates_partials_callable_objects_and_builtins_without_raising(
     assert json.loads(got["Tool"].attributes[sc.INPUT_VALUE]) == {"query": "q"}  # and after an object's class
     assert json.loads(got["largest"].attributes[sc.INPUT_VALUE]) == {"args": [[3, 5]], "kwargs": {}}
     assert got["async-tool"].attributes[sc.OUTPUT_VALUE] == "q"
+
+
+def test_bare_trace_decorator_traces_like_the_called_form(spans, settings):
+    settings()
+
+    @llmobs.trace
+    def add(a, b=2):
+        return a + b
+
+    @llmobs.trace
+    async def fetch(url):
+        await asyncio.sleep(0)
+        return url
+
+    @llmobs.trace
+    def count(n):
+        yield from range(n)
+
+    assert add(1) == 3
+    assert asyncio.run(fetch("u")) == "u"
+    assert list(count(2)) == [0, 1]
+    got = {name.rpartition(".")[2]: span for name, span in by_name(spans).items()}
+    assert json.loads(got["add"].attributes[sc.INPUT_VALUE]) == {"a": 1}
+    assert got["add"].attributes[sc.OUTPUT_VALUE] == "3"
+    assert got["fetch"].attributes[sc.OUTPUT_VALUE] == "u"
+    assert set(got) == {"add", "fetch", "count"}

@@ -11,7 +11,7 @@ import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
 
@@ -70,16 +70,31 @@ def span(
     return CustomSpan(name, operation, input, options)
 
 
-def trace(name: str | None = None, *, operation: str = sc.OP_CHAIN, capture: bool = True) -> Callable[[F], F]:
+@overload
+def trace(name: F, *, operation: str = ..., capture: bool = ...) -> F: ...
+
+
+@overload
+def trace(name: str | None = None, *, operation: str = ..., capture: bool = ...) -> Callable[[F], F]: ...
+
+
+def trace(name: Any = None, *, operation: str = sc.OP_CHAIN, capture: bool = True) -> Any:
     """Decorate a callable so each call is a span named after it.
 
-    Coroutine functions are traced over the await, generator and async generator functions from their
-    first step to their end (their return value is the output; yielded items are not kept). With
-    ``capture`` the call's arguments and return value are recorded as the span's input and output
-    (serialised lazily under the content policy). Decorating never raises: what cannot be traced is
-    returned unchanged.
+    Works bare (``@llmobs.trace``) as well as called (``@llmobs.trace()``, ``@llmobs.trace("name")``): a
+    callable given in place of the name is the function to decorate, so a forgotten ``()`` cannot
+    silently turn the function into a decorator. Coroutine functions are traced over the await,
+    generator and async generator functions from their first step to their end (their return value is
+    the output; yielded items are not kept). With ``capture`` the call's arguments and return value are
+    recorded as the span's input and output (serialised lazily under the content policy). Decorating
+    never raises: what cannot be traced is returned unchanged.
     """
+    if callable(name) and not isinstance(name, str):  # bare ``@llmobs.trace``
+        return _decorator(None, operation, capture)(name)
+    return _decorator(name, operation, capture)
 
+
+def _decorator(name: str | None, operation: str, capture: bool) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         try:
             signature = _signature(func)
