@@ -13,6 +13,7 @@ from opentelemetry.trace import StatusCode
 
 import llmobs
 from llmobs import semconv as sc
+from llmobs.recorder import INTERRUPTS
 
 
 def by_name(spans):
@@ -274,3 +275,17 @@ def test_bare_trace_decorator_traces_like_the_called_form(spans, settings):
     assert got["add"].attributes[sc.OUTPUT_VALUE] == "3"
     assert got["fetch"].attributes[sc.OUTPUT_VALUE] == "u"
     assert set(got) == {"add", "fetch", "count"}
+
+
+def test_interrupts_is_the_one_public_tuple_of_exceptions_that_end_a_span_as_cancelled():
+    assert (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError) == INTERRUPTS
+
+
+@pytest.mark.parametrize("interrupt", INTERRUPTS)
+def test_every_interrupt_ends_a_custom_span_as_cancelled(spans, settings, interrupt):
+    settings()
+    with pytest.raises(interrupt), llmobs.span("interrupted"):
+        raise interrupt
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET and sc.ERROR_TYPE not in span.attributes
+    assert span.attributes[sc.STATUS_REASON] == "interrupted"

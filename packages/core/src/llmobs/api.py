@@ -6,7 +6,6 @@ while its code runs, so framework runs and nested custom spans inside it become 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
@@ -17,10 +16,9 @@ from opentelemetry import context as otel_context
 
 from llmobs import selfstats
 from llmobs import semconv as sc
-from llmobs.recorder import SpanHandle, get_recorder
+from llmobs.recorder import INTERRUPTS, SpanHandle, get_recorder
 
 F = TypeVar("F", bound=Callable[..., Any])
-_INTERRUPTS = (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)
 _Start = Callable[[tuple, dict], SpanHandle]
 
 
@@ -139,7 +137,7 @@ def _arguments(signature: inspect.Signature | None, args: tuple, kwargs: dict) -
 
 
 def _end(handle: SpanHandle, error: BaseException) -> None:
-    if isinstance(error, _INTERRUPTS):
+    if isinstance(error, INTERRUPTS):
         handle.end(cancelled=True, reason="interrupted")
     else:
         handle.end(error)

@@ -18,6 +18,7 @@ after the fact, or trace-wide session propagation. ``bench/bench_recorder.py`` r
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import reprlib
 import threading
@@ -39,6 +40,8 @@ from llmobs.pricing import ModelPrice
 
 #: Pass as ``parent=`` to start a new trace, ignoring the ambient OTel span.
 ROOT = object()
+#: Exceptions that interrupt an operation rather than fail it: it ends as cancelled, not as an error.
+INTERRUPTS: tuple[type[BaseException], ...] = (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)
 #: Token usage as ``(input, output, cache_read, cache_write, reasoning, total)``; ``None`` where unknown.
 Usage = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
 
