@@ -264,3 +264,37 @@ def test_the_details_hint_runs_as_printed_for_a_path_with_spaces(tmp_path, capsy
     program, *arguments = shlex.split(hint.removeprefix("details: "))
     assert program == "llmobs" and main(arguments) == 0
     assert capsys.readouterr().out.startswith(f"trace {trace_id}")
+
+
+def record_hostile_trace(path: Path) -> str:
+    """A trace whose service, names, error type and evaluation carry terminal control sequences."""
+    provider = TracerProvider(resource=Resource.create({sc.SERVICE_NAME: "shop\x1b[2J"}))
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
+    tracer = provider.get_tracer(sc.SCOPE_NAME)
+    root = tracer.start_span("evil\x1b]0;title\x07\rOVER\nLINE\x7f\x9b 中文 é", attributes={sc.SPAN_KIND: "AG\x1bENT"})
+    with trace.use_span(root, end_on_exit=False):
+        child = tracer.start_span("child\x1b[8m", attributes={sc.ERROR_TYPE: "Bad\x1b[5mBlink"})
+        child.add_event(sc.EVENT_EVALUATION_RESULT, {sc.EVALUATION_NAME: "judge\x07",
+                                                     sc.EVALUATION_SCORE_LABEL: "fail\r",
+                                                     sc.EVALUATION_EXPLANATION: "why\x1b[1A"})
+        child.set_status(Status(StatusCode.ERROR))
+        child.end()
+    root.end()
+    provider.shutdown()
+    return f"{root.get_span_context().trace_id:032x}"
+
+
+def test_control_characters_in_span_data_are_printed_escaped_and_json_stays_exact(tmp_path, capsys):
+    path = str(tmp_path / "hostile.db")
+    trace_id = record_hostile_trace(Path(path))
+    for args in (["traces"], ["show", trace_id]):
+        assert main([*args, "--store", path]) == 0
+        out = capsys.readouterr().out
+        assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out), args  # only the table's own newlines
+        assert "evil\\x1b]0;title\\x07\\x0dOVER\\x0aLINE\\x7f\\x9b 中文 é" in out
+    assert "service shop\\x1b[2J" in out and "child\\x1b[8m" in out and "ERROR Bad\\x1b[5mBlink" in out
+    assert "judge\\x07: fail\\x0d" in out and "why\\x1b[1A" in out and "AG\\x1bENT" in out
+    assert len(out.splitlines()) == 8  # header, blank, column titles, two spans, blank, title, evaluation
+    assert main(["show", trace_id, "--json", "--store", path]) == 0
+    names = [s["name"] for s in json.loads(capsys.readouterr().out)]
+    assert names == ["evil\x1b]0;title\x07\rOVER\nLINE\x7f\x9b 中文 é", "child\x1b[8m"]

@@ -20,6 +20,9 @@ _RED, _GREEN, _DIM, _BOLD = "31", "32", "2", "1"
 SHORT_ID = 12
 
 Cell = tuple[str, str | None]  # text, ANSI style
+# C0 controls, DEL and C1 controls: span data comes from any process, and printed raw they would drive
+# the terminal (retitle, clear, recolour, overwrite a line with CR or fake one with LF).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def use_color(stream: IO[str]) -> bool:
@@ -66,6 +69,12 @@ def status(value: str, error_type: str | None = None) -> Cell:
     return ("OK", _GREEN) if value == "OK" else ("-", _DIM)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters shown as ``\\x1b``-style escapes, so span data cannot drive the
+    terminal or break a table's lines; other characters (CJK, emoji, accents) are kept as they are."""
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
 def width(text: str) -> int:
     """Terminal columns ``text`` takes: wide (CJK) characters count two."""
     if text.isascii():
@@ -78,12 +87,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Sequ
     """Columns padded to their widest cell; the columns numbered in ``right`` are right-aligned.
 
     Widths are terminal columns: a CJK character takes two (a Chinese topic label stays aligned).
+    Cells are made ``printable``: a control character in span data is shown escaped, never sent raw.
     """
-    widths = [max([width(h), *(width(row[i][0]) for row in rows)]) for i, h in enumerate(headers)]
+    widths = [max([width(h), *(width(printable(row[i][0])) for row in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[Cell]) -> str:
         out = []
         for i, (text, style) in enumerate(cells):
+            text = printable(text)
             pad = " " * (widths[i] - width(text))
             padded = pad + text if i in right else text + pad
             out.append(_paint(padded, style, color))
@@ -122,7 +133,7 @@ def trace_tree(spans: Sequence[SpanRecord], *, color: bool = False) -> str:
     end = max(s.end_ns for s in spans)
     service = next((s.service for s in spans if s.service), "-")
     header = (
-        f"trace {spans[0].trace_id}  service {service}  {timestamp(start)}"
+        f"trace {printable(spans[0].trace_id)}  service {printable(service)}  {timestamp(start)}"
         f"  {len(spans)} spans  {duration(end - start)}"
     )
     headers = ("SPAN", "KIND", "DURATION", "TTFT", "TOKENS IN→OUT", "COST", "STATUS")
@@ -149,7 +160,7 @@ def _evaluations(spans: Sequence[SpanRecord], color: bool) -> str:
                 text += f" — {str(explanation)[:160]}"
             bad = label == sc.EVAL_LABEL_FAIL or attrs.get(sc.EVALUATION_NAME) == sc.EVAL_PROBLEM_CLASS
             style = _RED if bad else None
-            lines.append(f"  {s.name}  " + _paint(text, style, color))
+            lines.append(f"  {printable(s.name)}  " + _paint(printable(text), style, color))
     return (_paint("EVALUATIONS", _BOLD, color) + "\n" + "\n".join(lines)) if lines else ""
 
 
