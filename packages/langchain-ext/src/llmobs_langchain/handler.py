@@ -15,7 +15,6 @@ arguments on every call, which cost more than the body of a streamed chunk's cal
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,7 +26,7 @@ from langchain_core.outputs import LLMResult
 from llmobs import config, selfstats
 from llmobs import semconv as sc
 from llmobs.content import CaptureMode
-from llmobs.recorder import SpanHandle, get_recorder
+from llmobs.recorder import INTERRUPTS, SpanHandle, get_recorder
 from llmobs_langchain import models, translate
 from llmobs_langchain.runs import RUNS, Run, RunRegistry
 
@@ -36,7 +35,6 @@ _EMPTY: Mapping[str, Any] = {}
 _RETRY_TAG = "retry:attempt:"
 _AGENT_KEY = "lc_agent_name"  # metadata LangChain's create_agent (and deep agents) put on an agent's runs
 _SESSION_KEYS = ("session_id", "thread_id", "conversation_id")  # the keys LangSmith groups threads by
-_CANCELLED = (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt)
 _INTERRUPT_TYPES = frozenset({"GraphInterrupt", "NodeInterrupt"})  # LangGraph: a pause, not a failure
 _BUBBLE_UP = "GraphBubbleUp"  # LangGraph control flow (interrupts, Command(graph=PARENT))
 _monotonic = time.monotonic
@@ -444,7 +442,7 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
             run.handle.set_input(value=translate.compact(inputs))
         if run.streamed:  # chunks arrived before the failure or cancellation
             run.handle.set_request(stream=True)
-        if isinstance(error, _CANCELLED):
+        if isinstance(error, INTERRUPTS):
             run.handle.end(cancelled=True, reason="cancelled")
             return
         bubbled = {cls.__name__ for cls in type(error).__mro__}

@@ -14,7 +14,6 @@ when their run ends.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import weakref
@@ -27,14 +26,13 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llmobs import config, selfstats
-from llmobs.recorder import get_recorder
+from llmobs.recorder import INTERRUPTS, get_recorder
 from llmobs_llamaindex import components, events
 from llmobs_llamaindex.streams import Streams, finished
 
 INTEGRATION = "llamaindex"
 TRACEPARENT_KEY = "llmobs.traceparent"  # our entry in LlamaIndex's propagation context
 _SWEEP_INTERVAL_S = 1.0
-_INTERRUPTS = (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 #: The traceparent restored by ``restore_propagation_context`` (e.g. in a workflow run's task).
@@ -370,6 +368,6 @@ def outcome(err: BaseException | None) -> dict[str, Any]:
     """How a run that raised ``err`` ends: interrupts are cancellations, a workflow's done signal is success."""
     if err is None or type(err).__name__ == "WorkflowDone":
         return {}
-    if isinstance(err, _INTERRUPTS):
+    if isinstance(err, INTERRUPTS):
         return {"cancelled": True, "reason": type(err).__name__}
     return {"error": err}

@@ -9,13 +9,12 @@ failures (counted in ``llmobs.selfstats``): the application's request and bytes 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from llmobs import config, get_recorder, selfstats
 from llmobs import semconv as sc
-from llmobs.recorder import SpanHandle
+from llmobs.recorder import INTERRUPTS, SpanHandle
 from llmobs_openai import bodies, messages, payloads, propagation, routes
 from llmobs_openai.decoding import Decoder, UnsupportedEncoding
 from llmobs_openai.routes import Api, Route
@@ -23,7 +22,6 @@ from llmobs_openai.sse import SSEParser
 from llmobs_openai.streams import ChatStream, ResponsesStream
 
 FRAMEWORK = "openai"
-_INTERRUPTS = (asyncio.CancelledError, KeyboardInterrupt)
 #: Calls answered with a redirect, by the ``traceparent`` put in their request (which the client copies into
 #: the redirected request): the parent they had and their body (which the client re-sends unread). Bounded:
 #: a client that does not follow redirects leaves its entries behind.
@@ -203,7 +201,7 @@ class Call:
     def fail(self, error: BaseException) -> None:
         """The request or the body's transfer failed (connection refused, dropped, timed out...), or the
         application was interrupted meanwhile (its task cancelled, Ctrl-C): then the call is cancelled."""
-        if isinstance(error, _INTERRUPTS):
+        if isinstance(error, INTERRUPTS):
             self._end(cancelled="cancelled")
         else:
             self._end(error=error)
