@@ -298,3 +298,24 @@ def test_control_characters_in_span_data_are_printed_escaped_and_json_stays_exac
     assert main(["show", trace_id, "--json", "--store", path]) == 0
     names = [s["name"] for s in json.loads(capsys.readouterr().out)]
     assert names == ["evil\x1b]0;title\x07\rOVER\nLINE\x7f\x9b 中文 é", "child\x1b[8m"]
+
+
+def test_a_very_deep_trace_is_indented_up_to_a_cap_then_shows_its_depth(tmp_path, capsys):
+    path = tmp_path / "deep.db"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
+    tracer = provider.get_tracer(sc.SCOPE_NAME)
+    chain = [tracer.start_span("root")]
+    for depth in range(1, 301):
+        chain.append(tracer.start_span(f"step-{depth}", context=trace.set_span_in_context(chain[-1])))
+    for span in reversed(chain):
+        span.end()
+    provider.shutdown()
+    assert main(["show", f"{chain[0].get_span_context().trace_id:032x}", "--store", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()[3:]
+    assert len(lines) == 301
+    indent = "   " * (render.MAX_INDENT - 1)
+    assert lines[render.MAX_INDENT].startswith(f"{indent}└─ step-{render.MAX_INDENT} ")
+    assert lines[render.MAX_INDENT + 1].startswith(f"{indent}   [{render.MAX_INDENT + 1}] └─ step-")
+    assert lines[300].startswith(f"{indent}   [300] └─ step-300 ")
+    assert max(map(len, lines)) < 3 * render.MAX_INDENT + 80  # not padded to 300 levels of indentation

@@ -18,6 +18,8 @@ from llmobs.store import ModelStats, SpanRecord, TraceSummary
 _RED, _GREEN, _DIM, _BOLD = "31", "32", "2", "1"
 #: Table id column width: enough to be unique in practice, and accepted by ``llmobs show``.
 SHORT_ID = 12
+#: Levels of the span tree shown by indentation; deeper spans show their depth as a number.
+MAX_INDENT = 32
 
 Cell = tuple[str, str | None]  # text, ANSI style
 # C0 controls, DEL and C1 controls: span data comes from any process, and printed raw they would drive
@@ -200,21 +202,30 @@ def _tree_lines(spans: Sequence[SpanRecord]) -> list[tuple[str, SpanRecord]]:
     lines: list[tuple[str, SpanRecord]] = []
     seen: set[str] = set()
     # Iterative depth-first walk (agent recursion can nest deeper than Python's recursion limit).
-    stack: list[tuple[SpanRecord, str, str]] = [(s, "", "") for s in reversed(tops)]
+    stack: list[tuple[SpanRecord, int, str, str]] = [(s, 0, "", "") for s in reversed(tops)]
     while stack:
-        span, prefix, child_prefix = stack.pop()
+        span, depth, prefix, child_prefix = stack.pop()
         if span.span_id in seen:
             continue
         seen.add(span.span_id)
         lines.append((prefix, span))
         kids = children.get(span.span_id, [])
         for i in range(len(kids) - 1, -1, -1):
-            last = i == len(kids) - 1
-            stack.append((kids[i], child_prefix + ("└─ " if last else "├─ "),
-                          child_prefix + ("   " if last else "│  ")))
+            stack.append((kids[i], depth + 1, *_branch(child_prefix, depth + 1, i == len(kids) - 1)))
     # A parent cycle (corrupt data) leaves spans unreachable: still show them, at the top level.
     lines.extend(("", s) for s in spans if s.span_id not in seen)
     return lines
+
+
+def _branch(indent: str, depth: int, last: bool) -> tuple[str, str]:
+    """A child's line prefix and its own children's indent.
+
+    Past ``MAX_INDENT`` levels the indent stops growing and the depth is written as a number instead:
+    every line is padded to the widest, so unbounded indentation made a deep trace's output quadratic.
+    """
+    if depth > MAX_INDENT:
+        return f"{indent}[{depth}] " + ("└─ " if last else "├─ "), indent
+    return indent + ("└─ " if last else "├─ "), indent + ("   " if last else "│  ")
 
 
 def _tokens(s: SpanRecord) -> str:
