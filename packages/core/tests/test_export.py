@@ -245,3 +245,40 @@ assert config.current().capture.name == 'NO_CONTENT', config.current().capture
 print('ok')
 """
     assert run_python(code, tmp_path).stdout.strip() == "ok"
+
+
+def test_flush_shares_one_timeout_across_exporters_and_reports_whether_all_were_done(tmp_path):
+    """A processor that uses up the whole timeout leaves nothing for the next: flush says False."""
+    setup = """
+import time
+from opentelemetry.sdk.trace import SpanProcessor
+from llmobs import plugins
+
+class Processor(SpanProcessor):
+    def __init__(self, busy):
+        self.busy, self.given = busy, []
+    def force_flush(self, timeout_millis=30000):
+        self.given.append(timeout_millis)
+        if self.busy:
+            time.sleep(timeout_millis / 1000)  # the whole time it was given
+        return True
+
+slow, quick = Processor(busy=False), Processor(busy=False)
+
+class Plugin:
+    @llmobs.hookimpl
+    def llmobs_span_processors(self, settings):
+        return [slow, quick]
+
+plugins.register(Plugin())
+llmobs.configure(exporters=['store'], store='flush.db')
+"""
+    check = """
+assert llmobs.flush(60_000) is True and len(slow.given) == len(quick.given) == 1
+assert 0 < quick.given[0] <= slow.given[0] <= 60_000
+slow.busy = True
+assert llmobs.flush(300) is False  # the slow processor used the whole timeout
+assert slow.given[1] <= 300 and quick.given[1:] == [], (slow.given, quick.given)
+"""
+    run_python(WRITE_SPANS.format(configure=textwrap.dedent(setup), traces=1) + textwrap.dedent(check), tmp_path)
+    assert count_spans(tmp_path / "flush.db") == 5

@@ -35,7 +35,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from llmobs import aggregated_metrics, config, plugins, selfstats, span_copy
 from llmobs import semconv as sc
+from llmobs.deadline import flush_all
 from llmobs.sampling import SamplingProcessor
 
 _log = logging.getLogger("llmobs")
@@ -607,22 +608,25 @@ def exporters() -> tuple[str, ...]:
 
 
 def flush(timeout_millis: int = 30_000) -> bool:
-    """Export everything buffered so far; True if it all went out in time."""
+    """Export everything buffered so far, waiting at most ``timeout_millis`` in all.
+
+    The span processors and the meter provider share the one deadline. True when every one of them
+    reported done within it; False when the time ran out first (or a flush raised).
+    """
     with _lock:
         provider, processors, meter_provider = _state.tracer_provider, list(_state.processors), _state.meter_provider
-    ok = True
+    flushes: list[Callable[[int], bool]] = []
+    if provider is not None and provider is _installed_provider:
+        flushes.append(provider.force_flush)
+    else:
+        flushes += [processor.force_flush for processor in processors]
+    if meter_provider is not None:
+        flushes.append(meter_provider.force_flush)
     try:
-        if provider is not None and provider is _installed_provider:
-            ok = provider.force_flush(timeout_millis)
-        else:
-            for processor in processors:
-                ok = processor.force_flush(timeout_millis) and ok
-        if meter_provider is not None:
-            ok = meter_provider.force_flush(timeout_millis) and ok
+        return flush_all(flushes, timeout_millis)
     except Exception as exc:
         selfstats.failure("export.flush_failed", exc)
         return False
-    return ok
 
 
 def shutdown() -> None:

@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from llmobs import config, plugins, selfstats, span_copy
 from llmobs import semconv as sc
+from llmobs.deadline import flush_all
 from llmobs.sampling.policy import ALIASES, DEFAULT_RATIO, SERVICE, SPAN_NAME, SamplingPolicy, key_of
 
 _RANDOM_BITS = 56
@@ -325,7 +326,8 @@ class SamplingProcessor(SpanProcessor):
             selfstats.failure("sampling.on_end_failed", exc)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return all(p.force_flush(timeout_millis) for p in self._downstream)
+        """Flush every exporter within one shared timeout (each gets what the previous ones left)."""
+        return flush_all((p.force_flush for p in self._downstream), timeout_millis)
 
     def shutdown(self) -> None:
         """Decide every buffered trace (as partial), hand it on, then shut the exporters down."""
