@@ -282,3 +282,42 @@ assert slow.given[1] <= 300 and quick.given[1:] == [], (slow.given, quick.given)
 """
     run_python(WRITE_SPANS.format(configure=textwrap.dedent(setup), traces=1) + textwrap.dedent(check), tmp_path)
     assert count_spans(tmp_path / "flush.db") == 5
+
+
+FORK_CHILDREN = """
+import multiprocessing, sqlite3
+import llmobs
+
+def record(tag):
+    for j in range(5):
+        with llmobs.span(f"{tag}-{j}"):
+            pass
+    return tag
+
+if __name__ == "__main__":
+    llmobs.configure(exporters=["store"], store="fork.db")
+    record("parent")
+    fork = multiprocessing.get_context("fork")
+    child = fork.Process(target=record, args=("process",))
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    pool = fork.Pool(2)
+    assert pool.map(record, [f"task{i}" for i in range(4)], chunksize=1) == [f"task{i}" for i in range(4)]
+    pool.close()
+    pool.join()
+    llmobs.shutdown()
+"""
+
+
+def test_spans_recorded_in_multiprocessing_fork_children_reach_the_store(tmp_path):
+    """Such children leave through os._exit after multiprocessing's finalizers, never through atexit."""
+    script = tmp_path / "fork_children.py"
+    script.write_text(FORK_CHILDREN)
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))})
+    assert out.returncode == 0, out.stderr
+    with sqlite3.connect(tmp_path / "fork.db") as conn:
+        names = sorted(row[0] for row in conn.execute("select name from spans"))
+    tags = ["parent", "process", "task0", "task1", "task2", "task3"]
+    assert names == sorted(f"{tag}-{j}" for tag in tags for j in range(5))

@@ -22,7 +22,8 @@ HTTP 413 is split in halves and retried. At exit (``atexit`` and, unless the app
 itself, SIGTERM) buffered spans are exported within ``export.shutdown_timeout_s``; a span still open
 then — a request killed mid-way — is exported as it stands, marked ``llmobs.partial``. In a process
 forked after ``configure()`` (pre-fork servers), export threads restart and pooled connections are not
-shared with the parent.
+shared with the parent; a ``multiprocessing`` child, which leaves through ``os._exit`` without running
+``atexit``, flushes from multiprocessing's exit finalizers instead.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -698,4 +700,36 @@ def _detach_processors(provider: TracerProvider, processors: list[SpanProcessor]
         multi._span_processors = tuple(p for p in current if p not in processors)
 
 
+def _after_fork_in_child() -> None:
+    """In a forked child of a configured process using multiprocessing, arrange the exit flush.
+
+    multiprocessing's children end with ``os._exit`` after running its finalizers, so ``atexit`` never
+    runs there. A finalizer registered now would be cleared when the child's ``Process`` starts, so it is
+    registered by an after-fork hook of multiprocessing's own, which runs after that.
+    """
+    if not _state.configured or "multiprocessing" not in sys.modules:
+        return  # no multiprocessing child: the exit is an ordinary one, through atexit
+    try:
+        from multiprocessing import util
+
+        util.register_after_fork(_state, _register_exit_flush)
+    except Exception as exc:
+        selfstats.failure("export.fork_exit_flush_failed", exc)
+
+
+_exit_flush_pid = 0
+
+
+def _register_exit_flush(_: object = None) -> None:
+    """Run ``shutdown`` (flush and close) from multiprocessing's exit finalizers, once per process."""
+    global _exit_flush_pid
+    if _exit_flush_pid == os.getpid():
+        return
+    from multiprocessing import util
+
+    util.Finalize(None, shutdown, exitpriority=0)
+    _exit_flush_pid = os.getpid()
+
+
 atexit.register(shutdown)
+os.register_at_fork(after_in_child=_after_fork_in_child)
