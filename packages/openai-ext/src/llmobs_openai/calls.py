@@ -17,6 +17,7 @@ from llmobs import semconv as sc
 from llmobs.recorder import INTERRUPTS, SpanHandle
 from llmobs_openai import bodies, messages, payloads, propagation, routes
 from llmobs_openai.decoding import Decoder, UnsupportedEncoding
+from llmobs_openai.headers import values as header_values
 from llmobs_openai.routes import Api, Route
 from llmobs_openai.sse import SSEParser
 from llmobs_openai.streams import ChatStream, ResponsesStream
@@ -28,6 +29,7 @@ FRAMEWORK = "openai"
 _REDIRECTED: dict[str, tuple[Any, bytes | None]] = {}
 _REDIRECTED_MAX = 256
 _DEFAULT_PORTS = {"https": 443, "http": 80}
+_BODY_HEADERS = (b"content-encoding", b"content-type")
 
 
 def start(
@@ -40,7 +42,7 @@ def start(
     """Start tracing a recognised request (``url`` an httpx URL); None (counted) if that failed."""
     handle = None
     try:
-        parent = propagation.incoming(headers)
+        parent, carried = propagation.incoming(headers)
         if parent is not None and _REDIRECTED:
             followed = _REDIRECTED.pop(parent["traceparent"], None)
             if followed is not None:  # our own request again, redirected: its caller's parent, its body
@@ -67,7 +69,7 @@ def start(
         capture = handle.is_recording and (mode.on_span or mode.on_event)
         if capture:
             messages.set_input(handle, body, api)
-        propagation.inject(headers, handle)
+        propagation.inject(headers, handle, carried)
         call = Call(handle, api, capture, params.get("stream") is True)
         call.request = (parent, content)
         return call
@@ -132,14 +134,14 @@ class Call:
             self.status = status
             if 300 <= status < 400 and self.request is not None:
                 _remember_redirect(self.handle, self.request)
-            encoding = headers.get("content-encoding")
+            encoding, content_type = header_values(headers, _BODY_HEADERS)
             if encoding and not decoded:
                 try:
                     self.decoder = Decoder(encoding) or None
                 except UnsupportedEncoding:
                     selfstats.count("openai.unsupported_encoding")
                     return  # nothing of the body is read: the span keeps the status
-            content_type = headers.get("content-type", "")
+            content_type = content_type or ""
             streamed = "event-stream" in content_type or (self.stream_requested and "json" not in content_type)
             if status < 400 and streamed:
                 self.parser = SSEParser()
