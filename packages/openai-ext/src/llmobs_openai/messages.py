@@ -114,8 +114,10 @@ def chat_output(choices: list[Any]) -> list[dict[str, Any]]:
     """Output messages of chat-completion ``choices`` (or accumulated stream choices)."""
     normalised = []
     for choice in choices:
-        if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
-            choice = {**choice, "message": _with_reasoning(choice["message"])}
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            if isinstance(message, dict) and (named := _with_reasoning(message)) is not message:
+                choice = {**choice, "message": named}
         normalised.append(choice)
     return output_messages_from_openai(normalised)
 

@@ -14,13 +14,9 @@ from llmobs import semconv as sc
 from llmobs.recorder import SpanHandle
 from llmobs_openai.routes import Api
 
-_FLOAT_PARAMS = (
-    ("temperature", "temperature"),
-    ("top_p", "top_p"),
-    ("frequency_penalty", "frequency_penalty"),
-    ("presence_penalty", "presence_penalty"),
-)
-_INT_PARAMS = (("seed", "seed"), ("top_k", "top_k"))  # top_k: vLLM and DashScope extension
+_FLOAT_PARAMS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")  # body key = parameter name
+_INT_PARAMS = ("seed", "top_k")  # top_k: vLLM and DashScope extension
+_NUMBER_TYPES = (int, float)
 _MAX_TOKENS_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
 _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")  # low cardinality: a code, not a message
@@ -43,23 +39,25 @@ def integer(value: Any) -> int | None:
 
 
 def _number(value: Any) -> float | int | None:
-    return value if type(value) in (int, float) else None
+    return value if type(value) in _NUMBER_TYPES else None
 
 
 def request_params(body: dict[str, Any], api: Api) -> dict[str, Any]:
     """Keyword arguments for ``SpanHandle.set_request`` from a request body."""
+    # Most of these are absent from most bodies: the type test runs only on what is there.
     params: dict[str, Any] = {}
-    for key, name in _FLOAT_PARAMS:
-        value = _number(body.get(key))
-        if value is not None:
-            params[name] = value
-    for key, name in _INT_PARAMS:
-        value = integer(body.get(key))
-        if value is not None:
-            params[name] = value
+    get = body.get
+    for key in _FLOAT_PARAMS:
+        value = get(key)
+        if value is not None and type(value) in _NUMBER_TYPES:
+            params[key] = value
+    for key in _INT_PARAMS:
+        value = get(key)
+        if value is not None and type(value) is int:
+            params[key] = value
     for key in _MAX_TOKENS_KEYS:
-        value = integer(body.get(key))
-        if value is not None:
+        value = get(key)
+        if value is not None and type(value) is int:
             params["max_tokens"] = value
             break
     stop = body.get("stop")
