@@ -186,3 +186,58 @@ def test_on_an_application_provider_a_counter_reports_totals_kept_here():
     assert selfstats.snapshot()["metrics.invalid_value"] == 2
     counter.add(1, {"a": "y"})
     assert _points(reader)[("c", frozenset({("a", "y")}))]["value"] == 3  # cumulative
+
+
+def test_an_attribute_set_and_a_plain_mapping_of_the_same_attributes_share_a_point():
+    provider, reader = _aggregating_provider()
+    histogram = aggregated_metrics.Meter("t", None, provider).histogram("h", "s", "", (1.0,))
+    same = aggregated_metrics.AttributeSet({"a": "x", "b": 1})
+    histogram.record(0.5, same)
+    histogram.record(2.0, {"b": 1, "a": "x"})
+    histogram.record_many([0.1, 0.2], same)
+    point = _points(reader)[("h", frozenset({("a", "x"), ("b", 1)}))]
+    assert (point["count"], point["buckets"]) == (4, [3, 1])
+
+
+def test_measurements_taken_together_each_go_where_their_own_record_would():
+    """One lock for a call's measurements where they aggregate here; the SDK path, and values to refuse, as ever."""
+    selfstats.reset()
+    provider, reader = _aggregating_provider()
+    ours = aggregated_metrics.Meter("ours", None, provider)
+    histogram, counter = ours.histogram("h", "s", "", (1.0, 2.0)), ours.counter("c", "1", "")
+    sdk_reader = InMemoryMetricReader()
+    theirs = aggregated_metrics.Meter("theirs", None, MeterProvider(metric_readers=[sdk_reader])).histogram(
+        "sdk.h", "s", "", (1.0,)
+    )
+    attrs = aggregated_metrics.AttributeSet({"a": "x"})
+    aggregated_metrics.measure_together([
+        (histogram, 1.5, attrs), (theirs, 0.5, {"a": "x"}), (counter, 2, attrs), (histogram, float("nan"), attrs),
+        (counter, -1, {"a": "y"}), (histogram, 0.5, {"a": "y"}),
+    ])  # fmt: skip
+    points = _points(reader)
+    assert points[("h", frozenset({("a", "x")}))]["count"] == 1
+    assert points[("h", frozenset({("a", "y")}))]["count"] == 1
+    assert points[("c", frozenset({("a", "x")}))]["value"] == 2
+    assert ("c", frozenset({("a", "y")})) not in points
+    assert _points(sdk_reader)[("sdk.h", frozenset({("a", "x")}))]["count"] == 1
+    assert selfstats.snapshot()["metrics.invalid_value"] == 2
+
+
+def test_the_recorders_attribute_sets_are_bounded_and_every_model_keeps_its_points(monkeypatch):
+    from llmobs import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "_METRIC_SETS_MAX", 4)
+    provider, reader = _aggregating_provider()
+    recorder = Recorder(TracerProvider(), provider)
+    for _ in range(2):
+        for i in range(10):
+            handle = recorder.start(sc.OP_CHAT, provider="openai", model=f"model-{i}")
+            handle.set_usage(i, 2 * i)
+            handle.end()
+            assert len(recorder._metric_sets) <= 4
+    points = _points(reader)
+    for i in range(10):
+        base = {sc.OPERATION_NAME: sc.OP_CHAT, sc.PROVIDER_NAME: "openai", sc.REQUEST_MODEL: f"model-{i}"}
+        output = (sc.METRIC_CLIENT_TOKEN_USAGE, frozenset({**base, sc.TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}.items()))
+        assert points[(sc.METRIC_CLIENT_OPERATION_DURATION, frozenset(base.items()))]["count"] == 2
+        assert points[output]["sum"] == 4 * i

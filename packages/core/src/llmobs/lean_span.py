@@ -67,10 +67,12 @@ class LeanTracer:
         self._random_ids = getattr(self._ids, "is_trace_id_random", None) if _RANDOM is not None else None
 
     def start_span(self, name: str, context: otel_context.Context | None, kind: SpanKind,
-                   attributes: dict[str, Any], start_time: int | None) -> trace.Span:
+                   attributes: dict[str, Any], start_time: int | None, parent_span: trace.Span | None = None,
+                   ) -> trace.Span:
         """A started span (``on_start`` called) or, if the sampler drops it, a non-recording span.
-        ``attributes`` must be valid OTel attribute values already."""
-        parent = trace.get_current_span(context).get_span_context()
+        ``attributes`` must be valid OTel attribute values already; ``parent_span``: the span of ``context``
+        if the caller looked it up already."""
+        parent = (parent_span if parent_span is not None else trace.get_current_span(context)).get_span_context()
         if self._enabled is not None and not self._enabled():
             return NonRecordingSpan(parent)
         if parent is None or not parent.is_valid:

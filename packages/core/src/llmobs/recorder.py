@@ -34,6 +34,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from llmobs import __version__, aggregated_metrics, config, plugins, selfstats
 from llmobs import semconv as sc
+from llmobs.aggregated_metrics import AttributeSet
 from llmobs.content import ContentPolicy
 from llmobs.lean_span import LeanSpan, LeanTracer, exception_type, lean_tracer
 from llmobs.pricing import ModelPrice
@@ -134,6 +135,15 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_METRIC_SETS_MAX = 1024  # distinct metric attribute sets kept; then the cache starts again
+_INPUT_ATTRIBUTES = (
+    ("messages", sc.INPUT_MESSAGES),
+    ("system", sc.SYSTEM_INSTRUCTIONS),
+    ("tools", sc.TOOL_DEFINITIONS),
+)
+_NAME_TYPES = frozenset({str, type(None)})  # what a name already is, nearly always: no _name() call per name
+
+
 def _name(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else _text(value)
 
@@ -210,10 +220,14 @@ class Recorder:
         )
         self._cost = meter.counter(sc.METRIC_COST, sc.UNIT_USD, "Cost of GenAI calls")
         self._derived: _Derived | None = None
+        # (operation, provider, model, response model, error type) -> attribute sets of the call's metrics:
+        # all of them, input tokens, output tokens. Bounded: models and error types come from applications.
+        self._metric_sets: dict[tuple[Any, ...], tuple[AttributeSet, AttributeSet, AttributeSet]] = {}
 
     def _start_span(self, name: str, context: otel_context.Context | None, kind: SpanKind,
-                    attributes: dict[str, Any], start_time: int) -> trace.Span:
-        """A started span: a :class:`~llmobs.lean_span.LeanSpan` on the SDK's own tracer, else the tracer's."""
+                    attributes: dict[str, Any], start_time: int, parent: trace.Span | None = None) -> trace.Span:
+        """A started span: a :class:`~llmobs.lean_span.LeanSpan` on the SDK's own tracer, else the tracer's.
+        ``parent``: the span ``context`` holds, when the caller has it already."""
         tracer = self._tracer
         if self._sdk_spans or config.current().sdk_spans:
             return tracer.start_span(name, context=context, kind=kind, attributes=attributes, start_time=start_time)
@@ -223,7 +237,7 @@ class Recorder:
         lean = self._lean
         if lean is not None:
             try:
-                return lean.start_span(name, context, kind, attributes, start_time)
+                return lean.start_span(name, context, kind, attributes, start_time, parent)
             except Exception as exc:  # an SDK this module does not know after all: the SDK's own spans from now on
                 selfstats.failure("recorder.lean_span_failed", exc)
                 self._lean = None
@@ -334,11 +348,10 @@ class Recorder:
         return call
 
 
-def _ids_source(parent_ctx: otel_context.Context | None) -> Mapping[str, Any]:
-    """Attributes to inherit session and user ids from: the parent span's, else — for a parent given by its W3C
-    header, as a framework's task carrying its caller's ``traceparent`` does — the active span's when it is
-    that same span."""
-    parent = trace.get_current_span(parent_ctx)
+def _ids_source(parent: trace.Span, parent_ctx: otel_context.Context | None) -> Mapping[str, Any]:
+    """Attributes to inherit session and user ids from: the parent span's (``parent``, the span of ``parent_ctx``),
+    else — for a parent given by its W3C header, as a framework's task carrying its caller's ``traceparent``
+    does — the active span's when it is that same span."""
     found = getattr(parent, "attributes", None)
     if found is None and parent_ctx is not None:
         ambient = trace.get_current_span()
@@ -420,8 +433,10 @@ class SpanHandle:
         user_id: str | None,
     ) -> None:
         # Names come from frameworks' metadata: text, whatever they were (a container's text bounded).
-        name, provider, model, framework = _name(name), _name(provider), _name(model), _name(framework)
-        session_id, user_id = _name(session_id), _name(user_id)
+        given = {type(name), type(provider), type(model), type(framework), type(session_id), type(user_id)}
+        if not given <= _NAME_TYPES:
+            name, provider, model, framework = _name(name), _name(provider), _name(model), _name(framework)
+            session_id, user_id = _name(session_id), _name(user_id)
         self._recorder = recorder
         self.operation = operation
         self.kind = kind or sc.KIND_OF_OPERATION.get(operation, sc.KIND_TASK)
@@ -442,7 +457,9 @@ class SpanHandle:
         self._no_metrics = False
 
         parent_ctx, parent_handle = _parent_context(parent)
+        parent_span: trace.Span | None = None  # looked up once here when needed, for the span's start too
         if parent_handle is not None:
+            parent_span = parent_handle.span
             # None means "this handle": a root referring to itself would leave every root handle (its span,
             # its context) to the cycle collector instead of being freed when the framework drops it.
             self._root: SpanHandle | None = parent_handle._root or parent_handle
@@ -452,7 +469,8 @@ class SpanHandle:
         else:
             self._root = None
             if session_id is None or user_id is None:
-                inherited = _ids_source(parent_ctx)
+                parent_span = trace.get_current_span(parent_ctx)
+                inherited = _ids_source(parent_span, parent_ctx)
                 session_id = session_id or inherited.get(sc.SESSION_ID)
                 user_id = user_id or inherited.get(sc.USER_ID)
         self.session_id = session_id
@@ -488,7 +506,7 @@ class SpanHandle:
             self.start_ns = start_time_ns
         self.span = recorder._start_span(
             _span_name(operation, name, model), parent_ctx, SpanKind.CLIENT if remote else SpanKind.INTERNAL, attrs,
-            self.start_ns,
+            self.start_ns, parent_span,
         )
 
     @classmethod
@@ -681,6 +699,24 @@ class SpanHandle:
             attrs[sc.ERROR_TYPE] = self.error_type
         return attrs
 
+    def _metric_sets(self) -> tuple[AttributeSet, AttributeSet, AttributeSet]:
+        """This call's metric attributes as attribute sets (all metrics, input tokens, output tokens), made once
+        per distinct set and kept by the recorder."""
+        cache = self._recorder._metric_sets
+        ident = (self.operation, self.provider, self.model, self.response_model, self.error_type)
+        sets = cache.get(ident)
+        if sets is None:
+            attrs = self._metric_attributes()
+            sets = (
+                AttributeSet(attrs),
+                AttributeSet({**attrs, sc.TOKEN_TYPE: sc.TOKEN_TYPE_INPUT}),
+                AttributeSet({**attrs, sc.TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT}),
+            )
+            if len(cache) >= _METRIC_SETS_MAX:
+                cache.clear()
+            cache[ident] = sets
+        return sets
+
     # --- end --------------------------------------------------------------------------------------
     def end(
         self,
@@ -791,13 +827,8 @@ class SpanHandle:
 
     def _record_content(self, policy: ContentPolicy) -> None:
         attrs: dict[str, str] = {}
-        messages_attribute = {
-            "messages": sc.INPUT_MESSAGES,
-            "system": sc.SYSTEM_INSTRUCTIONS,
-            "tools": sc.TOOL_DEFINITIONS,
-        }
         if self._input:
-            for key, attribute in messages_attribute.items():
+            for key, attribute in _INPUT_ATTRIBUTES:
                 if self._input[key] is not None:
                     attrs[attribute] = policy.render(self._input[key])
             value = self._input["value"]
@@ -822,26 +853,26 @@ class SpanHandle:
         if self.operation == sc.OP_CHAIN or self._no_metrics:
             return
         recorder = self._recorder
-        attrs = self._metric_attributes()
         try:
-            recorder._duration.record(duration_s, attrs)
-            if self.operation not in sc.INFERENCE_OPERATIONS:
-                return
-            if self._ttft_ns is not None:
-                recorder._ttfc.record(self._ttft_ns / 1e9, attrs)
-            stamps = self._chunk_stamps
-            if stamps is not None and len(stamps) > 1:
-                self._chunk_stamps = None
-                recorder._tpoc.record_many([(b - a) / 1e9 for a, b in itertools.pairwise(stamps)], attrs)
-            inp = usage_attrs.get(sc.USAGE_INPUT_TOKENS)
-            out = usage_attrs.get(sc.USAGE_OUTPUT_TOKENS)
-            if inp is not None:
-                recorder._tokens.record(inp, {**attrs, sc.TOKEN_TYPE: sc.TOKEN_TYPE_INPUT})
-            if out is not None:
-                recorder._tokens.record(out, {**attrs, sc.TOKEN_TYPE: sc.TOKEN_TYPE_OUTPUT})
-            cost = usage_attrs.get(sc.COST_USD)
-            if cost:
-                recorder._cost.add(cost, attrs)
+            attrs, input_attrs, output_attrs = self._metric_sets()
+            measurements = [(recorder._duration, duration_s, attrs)]
+            if self.operation in sc.INFERENCE_OPERATIONS:
+                if self._ttft_ns is not None:
+                    measurements.append((recorder._ttfc, self._ttft_ns / 1e9, attrs))
+                inp = usage_attrs.get(sc.USAGE_INPUT_TOKENS)
+                out = usage_attrs.get(sc.USAGE_OUTPUT_TOKENS)
+                if inp is not None:
+                    measurements.append((recorder._tokens, inp, input_attrs))
+                if out is not None:
+                    measurements.append((recorder._tokens, out, output_attrs))
+                cost = usage_attrs.get(sc.COST_USD)
+                if cost:
+                    measurements.append((recorder._cost, cost, attrs))
+                stamps = self._chunk_stamps
+                if stamps is not None and len(stamps) > 1:
+                    self._chunk_stamps = None
+                    recorder._tpoc.record_many([(b - a) / 1e9 for a, b in itertools.pairwise(stamps)], attrs)
+            aggregated_metrics.measure_together(measurements)
         except Exception as exc:
             selfstats.failure("recorder.metric_failed", exc)
 
