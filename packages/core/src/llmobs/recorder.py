@@ -246,9 +246,10 @@ class Recorder:
     @property
     def derived(self) -> _Derived:
         """State derived from the current settings, rebuilt when the settings object is swapped."""
-        settings = config.current()
+        # Read for every span: the module globals directly (config.current() loads them when not yet loaded).
+        settings = config._current or config.current()
         derived = self._derived
-        if derived is None or derived.settings is not settings or derived.generation != plugins.generation():
+        if derived is None or derived.settings is not settings or derived.generation != plugins._generation:
             derived = self._derived = _Derived(settings)
         return derived
 

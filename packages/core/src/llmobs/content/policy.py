@@ -32,13 +32,9 @@ class CaptureMode(enum.Enum):
     EVENT_ONLY = "EVENT_ONLY"
     SPAN_AND_EVENT = "SPAN_AND_EVENT"
 
-    @property
-    def on_span(self) -> bool:
-        return self in (CaptureMode.SPAN_ONLY, CaptureMode.SPAN_AND_EVENT)
-
-    @property
-    def on_event(self) -> bool:
-        return self in (CaptureMode.EVENT_ONLY, CaptureMode.SPAN_AND_EVENT)
+    #: Content goes on span attributes / on an event (plain attributes, set below: read for every span).
+    on_span: bool
+    on_event: bool
 
     @classmethod
     def parse(cls, value: str | None, default: CaptureMode) -> CaptureMode:
@@ -56,6 +52,12 @@ class CaptureMode(enum.Enum):
             return cls.NO_CONTENT
         selfstats.failure("content.invalid_capture_mode", ValueError(f"unknown capture mode {value!r}"))
         return default
+
+
+for _mode in CaptureMode:
+    _mode.on_span = _mode in (CaptureMode.SPAN_ONLY, CaptureMode.SPAN_AND_EVENT)
+    _mode.on_event = _mode in (CaptureMode.EVENT_ONLY, CaptureMode.SPAN_AND_EVENT)
+del _mode
 
 
 _SCRUB_ONLY = (scrub_text,)
