@@ -91,7 +91,7 @@ class _Aggregation:
         self.start_ns = time.time_ns()
 
     def add(self, items: Sequence[tuple[_Spec, float, frozenset[tuple[str, Any]]]]) -> None:
-        """Add measurements ``(instrument, value, attribute key)`` under one lock."""
+        """Add measurements ``(instrument spec, value, attribute key)`` under one lock."""
         with self.lock:
             points = self.points
             for spec, value, key in items:
@@ -335,7 +335,7 @@ def measure_together(measurements: Sequence[tuple[_Instrument, float, Mapping[st
             instrument._measure(value, attributes)  # the SDK path, another provider, or a value to count as invalid
             continue
         aggregations = found
-        key = attributes.key if type(attributes) is AttributeSet else frozenset(attributes.items())
+        key = attributes.key if type(attributes) is AttributeSet else frozenset(attributes.items())  # _key(), inline
         items.append((instrument._spec, value, key))
     if aggregations is not None:
         for aggregation in aggregations:
