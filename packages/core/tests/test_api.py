@@ -70,15 +70,6 @@ def test_trace_decorator_sync_and_async(spans, settings):
     assert tool.attributes[sc.SPAN_KIND] == "TOOL"
 
 
-def test_a_keyboard_interrupt_ends_the_span_as_interrupted_not_as_an_error(spans, settings):
-    settings()
-    with pytest.raises(KeyboardInterrupt), llmobs.span("interactive"):
-        raise KeyboardInterrupt
-    (span,) = spans.get_finished_spans()
-    assert span.status.status_code is StatusCode.UNSET and sc.ERROR_TYPE not in span.attributes
-    assert span.attributes[sc.STATUS_REASON] == "interrupted"
-
-
 def test_cancellation_is_not_an_error(spans, settings):
     settings()
 

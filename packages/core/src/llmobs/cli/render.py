@@ -91,12 +91,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Sequ
     Widths are terminal columns: a CJK character takes two (a Chinese topic label stays aligned).
     Cells are made ``printable``: a control character in span data is shown escaped, never sent raw.
     """
-    widths = [max([width(h), *(width(printable(row[i][0])) for row in rows)]) for i, h in enumerate(headers)]
+    rows = [[(printable(text), style) for text, style in row] for row in rows]
+    widths = [max([width(h), *(width(row[i][0]) for row in rows)]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[Cell]) -> str:
         out = []
         for i, (text, style) in enumerate(cells):
-            text = printable(text)
             pad = " " * (widths[i] - width(text))
             padded = pad + text if i in right else text + pad
             out.append(_paint(padded, style, color))
