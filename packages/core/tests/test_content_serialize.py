@@ -368,3 +368,29 @@ def test_cap_text_without_room_for_the_marker(cap, expected):
 
 def test_cap_text_fitting_is_unchanged():
     assert cap_text("short", 5) == "short"
+
+
+def test_plain_json_remembers_accepted_keys_never_refused_ones_and_stays_bounded(monkeypatch):
+    from llmobs.content import serialize
+    from llmobs.content.scrub import is_secret_key
+
+    asked: list[str] = []
+
+    def refuse(key: str) -> bool:
+        asked.append(key)
+        return is_secret_key(key)
+
+    accepted: set[str] = set()
+    message = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+    first = serialize.plain_json(message, 1000, refuse, accepted)
+    assert first == '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'
+    assert accepted == {"role", "parts", "type", "content"} and len(asked) == 4
+    assert serialize.plain_json(message, 1000, refuse, accepted) == first
+    assert len(asked) == 4  # remembered: not asked again
+    # A refused key is asked every time and never remembered.
+    assert serialize.plain_json({"role": "user", "api_key": "x"}, 1000, refuse, accepted) is None
+    assert serialize.plain_json({"api_key": "x"}, 1000, refuse, accepted) is None
+    assert asked.count("api_key") == 2 and "api_key" not in accepted
+    monkeypatch.setattr(serialize, "ACCEPTED_KEYS_MAX", 6)
+    serialize.plain_json({f"k{i}": i for i in range(10)}, 1000, refuse, accepted)
+    assert len(accepted) == 6

@@ -22,6 +22,8 @@ _PRECUT_SLACK = 1024
 _SHORT = 64  # strings up to this length (keys, roles, part types) repeat on every span: scrub once
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+#: Dict keys :func:`is_secret_key` accepted while rendering (see :func:`plain_json`).
+_PLAIN_KEYS: set[str] = set()
 
 
 class CaptureMode(enum.Enum):
@@ -93,7 +95,7 @@ class ContentPolicy:
         means: take the full path."""
         if self.redactors != _SCRUB_ONLY or type(value) not in (list, dict):
             return None
-        text = plain_json(value, self.max_bytes, is_secret_key)
+        text = plain_json(value, self.max_bytes, is_secret_key, _PLAIN_KEYS)
         if text is None or might_hold_secrets(text):
             return None
         return text

@@ -342,13 +342,19 @@ def dumps_capped(obj: Any, max_bytes: int) -> str:
     return _shrink_to_fit(obj, max_bytes) or _fallback(len(text), max_bytes)
 
 
-def plain_json(obj: Any, max_bytes: int, refuse_key: Callable[[str], bool]) -> str | None:
+def plain_json(
+    obj: Any, max_bytes: int, refuse_key: Callable[[str], bool], accepted: set[str] | None = None
+) -> str | None:
     """Compact JSON of ``obj`` if it is plain data that fits ``max_bytes`` UTF-8 bytes and has no dict key
     that ``refuse_key`` refuses, by orjson (~10x the standard encoder). None when it needs
     :func:`dumps_capped`'s care: too long, objects, integers past 64 bits, non-string or refused keys, lone
     surrogates, NaN or infinities, nesting deeper than orjson's 254 levels. Data with floats is encoded by
-    the standard encoder, whose float notation (``1e-05``) the full path keeps."""
-    walked = _walk(obj, max_bytes, refuse_key)
+    the standard encoder, whose float notation (``1e-05``) the full path keeps.
+
+    ``accepted``: keys ``refuse_key`` is known to accept, kept by the caller across calls (the same few keys
+    come in every message: a set lookup instead of a call each); keys it accepts here are added, up to
+    :data:`ACCEPTED_KEYS_MAX`."""
+    walked = _walk(obj, max_bytes, refuse_key, accepted)
     if walked < 0:
         return None
     if walked == _FLOATS:
@@ -371,9 +377,11 @@ def surely_longer(obj: Any, limit: int) -> bool:
 
 
 _LONGER, _NOT_PLAIN, _FLOATS = -1, -2, 1
+#: Bound of a caller's ``accepted`` key set (keys come from applications' data: tool arguments...).
+ACCEPTED_KEYS_MAX = 4096
 
 
-def _walk(obj: Any, limit: int, refuse_key: Callable[[str], bool] | None) -> int:
+def _walk(obj: Any, limit: int, refuse_key: Callable[[str], bool] | None, accepted: set[str] | None = None) -> int:
     """Count a lower bound of the length of ``obj``'s JSON (a string's characters, one per value or entry),
     stopping with :data:`_LONGER` as soon as it passes ``limit`` — so the work is bounded by ``limit``,
     whatever ``obj`` holds (shared references, cycles). Else :data:`_FLOATS` if it holds a float, 0 if not.
@@ -395,8 +403,11 @@ def _walk(obj: Any, limit: int, refuse_key: Callable[[str], bool] | None) -> int
             total += 2 + len(item)
             for key, value in item.items():
                 if type(key) is str:
-                    if strict and refuse_key(key):
-                        return _NOT_PLAIN
+                    if strict and key not in accepted:
+                        if refuse_key(key):
+                            return _NOT_PLAIN
+                        if len(accepted) < ACCEPTED_KEYS_MAX:
+                            accepted.add(key)
                     total += len(key) + 3
                 elif strict:
                     return _NOT_PLAIN
