@@ -26,7 +26,7 @@ USER = [{"role": "user", "content": "Hello?"}]
 ANSWER = "".join(WORDS)
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "deflate", "deflate-raw"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "deflate-raw", "br", "zstd"])
 def test_compressed_answers_are_read_as_the_application_reads_them(spans, encoding):
     with FakeOpenAIServer(content_encoding=encoding) as server, llmobs_openai.http_client() as http:
         client = openai.OpenAI(api_key="k", base_url=server.base_url, http_client=http, max_retries=0)
@@ -37,7 +37,7 @@ def test_compressed_answers_are_read_as_the_application_reads_them(spans, encodi
         with pytest.raises(openai.RateLimitError):
             client.chat.completions.create(model="error-429", messages=USER)
     assert whole.choices[0].message.content == text == ANSWER  # what the application got
-    assert server.requests[0]["headers"]["accept-encoding"].startswith("gzip")
+    assert encoding.split("-")[0] in server.requests[0]["headers"]["accept-encoding"]  # the client asked for it
     whole_span, stream_span, error_span = spans()
     for span in (whole_span, stream_span):
         a = span.attributes
@@ -61,14 +61,42 @@ def test_decoders_undo_stacked_encodings_in_any_chunking():
     assert out == data
     assert not Decoder("identity") and not Decoder("")
     with pytest.raises(UnsupportedEncoding):
-        Decoder("br")
+        Decoder("compress")  # LZW: httpx does not read it either
+
+
+def test_brotli_and_zstandard_bodies_are_read_in_any_chunking_zstd_across_frames():
+    import brotli
+    import zstandard
+
+    data = b"data: " + json.dumps({"text": "caf\u00e9 " * 500}).encode() + b"\n\n"
+    bodies = {
+        "br": brotli.compress(data),
+        # Two frames, as a server compressing each write separately sends them.
+        "zstd": zstandard.ZstdCompressor().compress(data) + zstandard.ZstdCompressor().compress(data),
+    }
+    for encoding, body in bodies.items():
+        expected = data if encoding == "br" else data * 2
+        for size in (1, 7, len(body)):
+            decoder = Decoder(encoding)
+            out = b"".join(decoder.decode(body[i : i + size]) for i in range(0, len(body), size)) + decoder.flush()
+            assert out == expected, (encoding, size)
+
+
+def test_without_the_module_httpx_would_use_the_encoding_is_not_read(monkeypatch):
+    from llmobs_openai import decoding
+
+    monkeypatch.setattr(decoding, "_brotli", None)
+    monkeypatch.setattr(decoding, "_zstandard", None)
+    for encoding in ("br", "zstd", "gzip, br"):
+        with pytest.raises(UnsupportedEncoding):
+            Decoder(encoding)
 
 
 def test_an_encoding_that_cannot_be_read_is_counted_and_the_call_still_ends(spans):
     from llmobs import get_recorder
 
     call = Call(get_recorder().start(sc.OP_CHAT, model="m"), Api.CHAT, capture=True, stream_requested=False)
-    call.response(200, httpx.Headers({"content-type": "application/json", "content-encoding": "br"}))
+    call.response(200, httpx.Headers({"content-type": "application/json", "content-encoding": "compress"}))
     call.feed(b"\x8b\x05\x80not json")
     call.complete()
     (span,) = spans()

@@ -3,13 +3,31 @@
 The transport sees a body's bytes as they come off the wire; httpx decompresses them only later, as the
 application reads the response. The openai client asks for ``gzip, deflate`` (httpx's default), and
 providers and gateways do compress: so the call reader decompresses each chunk itself, incrementally, as
-httpx will (``deflate`` as zlib data, else raw deflate). Encodings that need third-party modules
-(``br``, ``zstd``) are not read: the span keeps what the response head says, and the case is counted.
+httpx will (``deflate`` as zlib data, else raw deflate). ``br`` and ``zstd`` are read with the modules httpx
+itself uses for them (``brotli`` or ``brotlicffi``, ``zstandard``): httpx asks for those encodings only when
+they are installed, and then so can this reader. Without them such a body is not read: the span keeps what
+the response head says, and the case is counted.
 """
 
 from __future__ import annotations
 
 import zlib
+from types import ModuleType
+from typing import Any
+
+
+def _optional(*names: str) -> ModuleType | None:
+    for name in names:
+        try:
+            return __import__(name)
+        except ImportError:
+            continue
+    return None
+
+
+# Already imported by httpx when installed (its decoders import them at start): no cost here.
+_brotli = _optional("brotli", "brotlicffi")
+_zstandard = _optional("zstandard")
 
 
 class UnsupportedEncoding(ValueError):
@@ -67,9 +85,50 @@ class _Zlib:
         return self._object.flush()
 
 
-def _step(name: str) -> _Zlib:
+class _Brotli:
+    __slots__ = ("_decompress", "_object")
+
+    def __init__(self, module: Any) -> None:
+        self._object = module.Decompressor()
+        # brotli names it process(), brotlicffi decompress().
+        self._decompress = getattr(self._object, "process", None) or self._object.decompress
+
+    def decode(self, data: bytes) -> bytes:
+        return self._decompress(data) if data else b""
+
+    def flush(self) -> bytes:
+        return b""  # both decompress eagerly: nothing is held back
+
+
+class _Zstd:
+    """Zstandard frames, one after another as a server may send them (each frame gets a new decompressor)."""
+
+    __slots__ = ("_module", "_object")
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self._object = module.ZstdDecompressor().decompressobj()
+
+    def decode(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._object.eof:  # the frame before ended, here or at the end of the last chunk
+                self._object = self._module.ZstdDecompressor().decompressobj()
+            out.append(self._object.decompress(data))
+            data = self._object.unused_data if self._object.eof else b""
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def _step(name: str) -> _Zlib | _Brotli | _Zstd:
     if name in ("gzip", "x-gzip"):
         return _Zlib(zlib.MAX_WBITS | 16)
     if name == "deflate":
         return _Zlib(zlib.MAX_WBITS, raw_fallback=True)
+    if name == "br" and _brotli is not None:
+        return _Brotli(_brotli)
+    if name == "zstd" and _zstandard is not None:
+        return _Zstd(_zstandard)
     raise UnsupportedEncoding(name)

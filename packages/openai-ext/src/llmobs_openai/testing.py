@@ -67,8 +67,9 @@ class FakeOpenAIServer:
     (input, output, cached input, reasoning). ``reply``, if given, makes the chat and completion answers
     from the request instead: it is called with the request's messages (a completion's prompt as one user
     message) and its text is streamed one word per event. ``content_encoding`` compresses every body as
-    providers behind a CDN or gateway do: ``"gzip"``, ``"deflate"`` (zlib data) or ``"deflate-raw"`` (raw
-    deflate data under ``Content-Encoding: deflate``, as some servers send); a stream is flushed event by event.
+    providers behind a CDN or gateway do: ``"gzip"``, ``"deflate"`` (zlib data), ``"deflate-raw"`` (raw
+    deflate data under ``Content-Encoding: deflate``, as some servers send), ``"br"`` or ``"zstd"``; a
+    stream is flushed event by event.
     """
 
     def __init__(self, words: list[str] | None = None, usage: tuple[int, int, int, int] = USAGE,
@@ -77,8 +78,8 @@ class FakeOpenAIServer:
         self.words = words or list(WORDS)
         self.usage = usage
         self.reply = reply
-        if content_encoding is not None and content_encoding not in _WBITS:
-            raise ValueError(f"content_encoding must be one of {sorted(_WBITS)}, not {content_encoding!r}")
+        if content_encoding is not None and content_encoding not in ENCODINGS:
+            raise ValueError(f"content_encoding must be one of {sorted(ENCODINGS)}, not {content_encoding!r}")
         self.content_encoding = content_encoding
         self.requests: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.before_event: Callable[[int], None] | None = None
@@ -271,6 +272,37 @@ class FakeOpenAIServer:
 
 
 _WBITS = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "deflate-raw": -zlib.MAX_WBITS}
+#: Every ``content_encoding`` the server takes; ``br`` and ``zstd`` need ``brotli`` and ``zstandard``.
+ENCODINGS = (*_WBITS, "br", "zstd")
+
+
+class _Compressor:
+    """One body's compressor: :meth:`chunk` compresses and flushes what it was given (an event reaches the
+    client at once), :meth:`end` finishes the body."""
+
+    def __init__(self, encoding: str) -> None:
+        self._flush: Callable[[], bytes]
+        if encoding == "br":
+            import brotli
+
+            self._object = brotli.Compressor()
+            self._compress, self._flush, self._end = self._object.process, self._object.flush, self._object.finish
+        elif encoding == "zstd":
+            import zstandard
+
+            self._object = zstandard.ZstdCompressor().compressobj()
+            self._compress, self._end = self._object.compress, self._object.flush
+            self._flush = lambda: self._object.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        else:
+            self._object = zlib.compressobj(wbits=_WBITS[encoding])
+            self._compress, self._end = self._object.compress, self._object.flush
+            self._flush = lambda: self._object.flush(zlib.Z_SYNC_FLUSH)
+
+    def chunk(self, data: bytes) -> bytes:
+        return self._compress(data) + self._flush()
+
+    def end(self) -> bytes:
+        return self._end()
 
 
 def sse_event(event: Any) -> bytes:
@@ -312,7 +344,7 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             data = json.dumps(answer).encode()
             compressor = self._compressor()
             if compressor is not None:
-                data = compressor.compress(data) + compressor.flush()
+                data = compressor.chunk(data) + compressor.end()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self._encoding_header()
@@ -336,20 +368,20 @@ def _handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     server.before_event(index)
                 payload = sse_event(event)
                 if compressor is not None:
-                    payload = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                    payload = compressor.chunk(payload)
                 self._chunk(payload)
             if compressor is not None:
-                self._chunk(compressor.flush())
+                self._chunk(compressor.end())
             self.wfile.write(b"0\r\n\r\n")
 
         def _chunk(self, payload: bytes) -> None:
             if payload:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
 
-        def _compressor(self) -> Any:
+        def _compressor(self) -> _Compressor | None:
             """A compressor for the server's ``content_encoding``; None for identity."""
             encoding = server.content_encoding
-            return None if encoding is None else zlib.compressobj(wbits=_WBITS[encoding])
+            return None if encoding is None else _Compressor(encoding)
 
         def _encoding_header(self) -> None:
             if server.content_encoding is not None:
