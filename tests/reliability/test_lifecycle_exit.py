@@ -96,6 +96,18 @@ def test_no_span_lost_into_the_store(tmp_path, how):
 
 
 @pytest.mark.parametrize("how", ["exit", "sigterm"])
+def test_a_shutdown_timeout_past_what_the_platform_can_wait_still_flushes_everything(tmp_path, how):
+    """10^12 s is finite, so valid, but past ``threading.TIMEOUT_MAX``: waits are capped instead of overflowing."""
+    store = tmp_path / "llmobs.db"
+    env = _env(tmp_path, N_TRACES="50", LLMOBS_STORE=str(store), LLMOBS_EXPORTERS="store",
+               LLMOBS_EXPORT_SHUTDOWN_TIMEOUT="1e12")
+    done = _run(tmp_path, env) if how == "exit" else _terminate(tmp_path, env)
+    assert done.returncode == (0 if how == "exit" else -signal.SIGTERM), done.stderr
+    assert "shutdown_failed" not in done.stderr and "OverflowError" not in done.stderr, done.stderr
+    assert len(_store_spans(store)) == 100
+
+
+@pytest.mark.parametrize("how", ["exit", "sigterm"])
 def test_no_span_lost_over_otlp(tmp_path, how):
     server = FaultServer()
     try:

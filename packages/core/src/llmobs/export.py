@@ -86,7 +86,7 @@ class _BatchProcessor(BatchSpanProcessor):
         super().__init__(exporter, max_queue_size=queue, schedule_delay_millis=delay)
         inner = getattr(self, "_batch_processor", None)
         self._queue = getattr(inner, "_queue", None)
-        self._shutdown_timeout_ms = max(shutdown_timeout_s, 0.0) * 1000
+        self._shutdown_timeout_ms = wait_s(shutdown_timeout_s) * 1000
 
     def on_end(self, span: Any) -> None:
         queue = self._queue
@@ -117,6 +117,17 @@ class _BatchProcessor(BatchSpanProcessor):
             exporter.abandoned = True
             lost += exporter.in_flight
         selfstats.dropped(DROP_SHUTDOWN, lost, "the export did not finish within the shutdown timeout")
+
+
+#: The longest wait on a thread or lock, in seconds, whatever the settings say: a finite timeout past the platform's
+#: ``threading.TIMEOUT_MAX`` raises ``OverflowError`` (the shutdown would fail and leave spans behind); a quarter
+#: of it, ~70 years on Linux, still leaves room for the SIGTERM handler's ``2 × timeout + 1`` join.
+LONGEST_WAIT_S = threading.TIMEOUT_MAX / 4
+
+
+def wait_s(seconds: float) -> float:
+    """``seconds`` as a timeout every wait accepts: at least 0, at most :data:`LONGEST_WAIT_S`."""
+    return min(max(seconds, 0.0), LONGEST_WAIT_S)
 
 
 #: ``llmobs.dropped`` reasons counted here.
@@ -661,7 +672,7 @@ def _handle_sigterm(settings: config.Settings) -> None:
     SIGTERM itself exits through ``atexit``, where llmobs flushes anyway.
     """
     global _sigterm_timeout_s
-    _sigterm_timeout_s = settings.export_shutdown_timeout_s
+    _sigterm_timeout_s = wait_s(settings.export_shutdown_timeout_s)
     if not settings.export_handle_sigterm or threading.current_thread() is not threading.main_thread():
         return
     try:
