@@ -231,6 +231,28 @@ def test_enrich_mode_parents_a_zero_length_span_on_vllms_llm_request(env, fake):
     assert span.attributes[sc.REQUEST_ID] == "chatcmpl-abc"
 
 
+def test_enrich_mode_with_parallel_sampling_gives_each_sequence_its_own_llm_request(env, fake):
+    """n > 1: every sequence ends an ``llm_request`` span under the request's id, right after its stats are
+    noted; each enrichment span goes under its own sequence's span, in order, none left behind."""
+    index = VllmSpanIndex()
+    env.tracer_provider.add_span_processor(index)
+    tracer = env.tracer_provider.get_tracer("vllm.tracing.otel")
+    vllm_spans = []
+    for _ in range(3):
+        vllm_span = tracer.start_span(sc.VLLM_REQUEST_SPAN)
+        vllm_span.set_attributes({sc.REQUEST_ID: "chatcmpl-n3"})
+        vllm_span.end()
+        vllm_spans.append(vllm_span)
+    telemetry = env.telemetry(spans="enrich", span_index=index)
+    done = [fake.finished(request_id="chatcmpl-n3", generated=g) for g in (4, 5, 6)]
+    telemetry.record(None, fake.iteration(done=done, timestamp=TS), 0)
+    telemetry.flush()
+    ours = sorted((s for s in env.finished_spans() if s.name != sc.VLLM_REQUEST_SPAN),
+                  key=lambda s: s.attributes[sc.USAGE_OUTPUT_TOKENS])
+    assert [s.parent.span_id for s in ours] == [v.get_span_context().span_id for v in vllm_spans]
+    assert len(index) == 0  # every span taken: nothing kept for a request that is over
+
+
 def test_spans_off(env, fake):
     telemetry = env.telemetry(spans="off")
     telemetry.record(None, fake.iteration(done=[fake.finished()]), 0)

@@ -533,7 +533,7 @@ class EngineTelemetry:
             attributes[sc.VLLM_PREEMPTIONS] = preemptions
         parent: Any = context.carrier if context is not None else None
         if enrich and self.span_index is not None and isinstance(request_id, str):
-            parent = self.span_index.get(request_id) or parent
+            parent = self.span_index.take(request_id) or parent
         handle = recorder.start(
             (context.operation if context is not None else None) or sc.OP_TEXT_COMPLETION,
             parent=parent or ROOT,
