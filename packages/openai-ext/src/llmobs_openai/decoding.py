@@ -1,25 +1,27 @@
 """Compressed response bodies read as the application will read them.
 
 The transport sees a body's bytes as they come off the wire; httpx decompresses them only later, as the
-application reads the response. The openai client asks for ``gzip, deflate`` (httpx's default), and
-providers and gateways do compress: so the call reader decompresses each chunk itself, incrementally, as
-httpx will (``deflate`` as zlib data, else raw deflate). ``br`` and ``zstd`` are read with the modules httpx
-itself uses for them (``brotli`` or ``brotlicffi``, ``zstandard``): httpx asks for those encodings only when
-they are installed, and then so can this reader. Without them such a body is not read: the span keeps what
-the response head says, and the case is counted.
+application reads the response. The openai client asks for what httpx can undo — ``gzip`` and ``deflate``,
+plus ``br`` and ``zstd`` when ``brotli`` (or ``brotlicffi``) and ``zstandard`` are installed — and providers
+and gateways do compress: so the call reader decompresses each chunk itself, incrementally, as httpx will
+(``deflate`` as zlib data, else raw deflate), with the same modules. Without them a ``br`` or ``zstd`` body
+(which httpx would not have asked for) is not read: the span keeps what the response head says, and the
+case is counted.
 """
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from types import ModuleType
 from typing import Any
 
 
 def _optional(*names: str) -> ModuleType | None:
+    """The first of these modules that imports, if any."""
     for name in names:
         try:
-            return __import__(name)
+            return importlib.import_module(name)
         except ImportError:
             continue
     return None
