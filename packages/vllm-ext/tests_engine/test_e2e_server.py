@@ -22,15 +22,23 @@ PARENT_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
-def chat(client: httpx.Client, content: str, stream: bool, headers: dict | None = None) -> dict:
+def chat(client: httpx.Client, content: str, stream: bool, headers: dict | None = None, n: int = 1) -> dict:
     body = {"model": "tiny", "messages": [{"role": "user", "content": content}], "max_tokens": MAX_TOKENS,
-            "ignore_eos": True, "stream": stream}
+            "ignore_eos": True, "stream": stream, "n": n}
     return _send(client, "/v1/chat/completions", body, stream, headers)
 
 
 def complete(client: httpx.Client, prompt, stream: bool, headers: dict | None = None) -> dict:
     body = {"model": "tiny", "prompt": prompt, "max_tokens": MAX_TOKENS, "ignore_eos": True, "stream": stream}
     return _send(client, "/v1/completions", body, stream, headers)
+
+
+def _ours(span: dict) -> bool:
+    return span["scope"] == "llmobs"
+
+
+def _vllms(span: dict) -> bool:
+    return span["name"] == "llm_request"
 
 
 def _send(client: httpx.Client, path: str, body: dict, stream: bool, headers: dict | None) -> dict:
@@ -161,14 +169,28 @@ def test_with_vllm_tracing_on_llmobs_enriches_instead_of_duplicating(tiny_model,
                         ) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         result = chat(client, "hello world", stream=False,
                       headers={"traceparent": TRACEPARENT, "X-Request-Id": "trace-req-1"})
-        ok = sink.wait_for(lambda s: {"llm_request", "chat tiny"} <= {x["name"] for x in s.spans}, timeout=30)
-        assert ok, f"spans {[x['name'] for x in sink.spans]}\n{server.log_tail()}"
+        # Parallel sampling: vLLM ends one llm_request per sequence, all under the request's id.
+        sampled = chat(client, "hello again", stream=False, headers={"X-Request-Id": "trace-req-n2"}, n=2)
+
+        def arrived(s: Sink) -> bool:
+            ours, vllms = (sum(test(x) for x in s.spans) for test in (_ours, _vllms))
+            return ours >= 3 and vllms >= 3
+
+        assert sink.wait_for(arrived, timeout=30), f"spans {[x['name'] for x in sink.spans]}\n{server.log_tail()}"
     request_id = result["id"]
     assert request_id == "chatcmpl-trace-req-1"
-    (vllm_span,) = [s for s in sink.spans if s["name"] == "llm_request"]
-    assert vllm_span["attributes"][sc.REQUEST_ID] == request_id
+    by_request: dict[str, list[dict]] = {}
+    for s in sink.spans:
+        if s["name"] == "llm_request" or s["scope"] == "llmobs":
+            by_request.setdefault(s["attributes"].get(sc.REQUEST_ID), []).append(s)
+    sequences = by_request.pop(sampled["id"])
+    vllm_sequences = {s["span_id"] for s in sequences if s["name"] == "llm_request"}
+    ours_sampled = [s for s in sequences if s["scope"] == "llmobs"]
+    assert len(vllm_sequences) == len(ours_sampled) == 2
+    assert {s["parent_id"] for s in ours_sampled} == vllm_sequences  # each sequence's span under its own
+    (vllm_span,) = [s for s in by_request[request_id] if s["name"] == "llm_request"]
     assert (vllm_span["trace_id"], vllm_span["parent_id"]) == (TRACE_ID, PARENT_ID)
-    ours = [s for s in sink.spans if s["scope"] == "llmobs"]
+    ours = [s for s in by_request[request_id] if s["scope"] == "llmobs"]
     assert len(ours) == 1  # no second request span
     (span,) = ours
     assert span["parent_id"] == vllm_span["span_id"] and span["trace_id"] == TRACE_ID
