@@ -394,3 +394,12 @@ def test_plain_json_remembers_accepted_keys_never_refused_ones_and_stays_bounded
     monkeypatch.setattr(serialize, "ACCEPTED_KEYS_MAX", 6)
     serialize.plain_json({f"k{i}": i for i in range(10)}, 1000, refuse, accepted)
     assert len(accepted) == 6
+
+
+def test_plain_json_without_an_accepted_set_checks_every_key():
+    from llmobs.content import serialize
+    from llmobs.content.scrub import is_secret_key
+
+    plain = serialize.plain_json({"role": "user", "content": "hi"}, 1000, is_secret_key)
+    assert plain == '{"role":"user","content":"hi"}'
+    assert serialize.plain_json({"password": "x"}, 1000, is_secret_key) is None

@@ -388,10 +388,13 @@ def _walk(obj: Any, limit: int, refuse_key: Callable[[str], bool] | None, accept
 
     With ``refuse_key`` the walk is strict: :data:`_NOT_PLAIN` at a key that is not a string or that
     ``refuse_key`` refuses, or at a value not exactly of a JSON type (objects, and subclasses: a str
-    subclass could be shared, and huge). Without, subclasses count as their bases and objects as 1."""
+    subclass could be shared, and huge). Without, subclasses count as their bases and objects as 1.
+    ``accepted`` as for :func:`plain_json` (strict walks only)."""
     total = 0
     found = 0
     strict = refuse_key is not None
+    if strict and accepted is None:
+        accepted = set()
     stack = [obj]
     pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
