@@ -286,8 +286,7 @@ class _Instrument:
             self.record_many((value,), attributes)  # the SDK path, or a value to count as invalid
             return
         # One measurement on a provider that aggregates here (the usual case): record_many's steps, inline.
-        key = attributes.key if type(attributes) is AttributeSet else frozenset(attributes.items())
-        items = ((self._spec, value, key),)
+        items = ((self._spec, value, _key(attributes)),)
         for aggregation in aggregations:
             aggregation.add(items)
 
@@ -335,8 +334,7 @@ def measure_together(measurements: Sequence[tuple[_Instrument, float, Mapping[st
             instrument._measure(value, attributes)  # the SDK path, another provider, or a value to count as invalid
             continue
         aggregations = found
-        key = attributes.key if type(attributes) is AttributeSet else frozenset(attributes.items())  # _key(), inline
-        items.append((instrument._spec, value, key))
+        items.append((instrument._spec, value, _key(attributes)))
     if aggregations is not None:
         for aggregation in aggregations:
             aggregation.add(items)
