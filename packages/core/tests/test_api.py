@@ -87,7 +87,7 @@ def test_cancellation_is_not_an_error(spans, settings):
     asyncio.run(main())
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is StatusCode.UNSET
-    assert span.attributes[sc.STATUS_REASON] == "interrupted"
+    assert span.attributes[sc.STATUS_REASON] == "cancelled"
 
 
 def test_trace_decorator_generator_spans_its_iteration_and_records_its_error(spans, settings):
@@ -164,7 +164,7 @@ def test_a_generator_closed_or_collected_early_ends_its_span_once_as_cancelled(s
     assert len(finished) == 2 and cleaned == [True, True]
     for span in finished:
         assert span.status.status_code is StatusCode.UNSET and sc.ERROR_TYPE not in span.attributes
-        assert span.attributes[sc.STATUS_REASON] == "interrupted"
+        assert span.attributes[sc.STATUS_REASON] == "cancelled"
 
 
 def test_trace_decorator_async_generator_spans_its_iteration(spans, settings):
@@ -194,7 +194,7 @@ def test_trace_decorator_async_generator_spans_its_iteration(spans, settings):
     chunks = [s for s in spans.get_finished_spans() if s.name.startswith("chunk-")]
     assert {c.parent.span_id for c in chunks[:2]} == {failed.context.span_id}
     assert failed.attributes[sc.ERROR_TYPE] == "ValueError" and failed.end_time >= chunks[1].end_time
-    assert left.attributes[sc.STATUS_REASON] == "interrupted" and sc.ERROR_TYPE not in left.attributes
+    assert left.attributes[sc.STATUS_REASON] == "cancelled" and sc.ERROR_TYPE not in left.attributes
 
 
 def test_span_as_decorator_covers_the_await_of_a_coroutine(spans, settings):
@@ -279,4 +279,4 @@ def test_every_interrupt_ends_a_custom_span_as_cancelled(spans, settings, interr
         raise interrupt
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is StatusCode.UNSET and sc.ERROR_TYPE not in span.attributes
-    assert span.attributes[sc.STATUS_REASON] == "interrupted"
+    assert span.attributes[sc.STATUS_REASON] == "cancelled"

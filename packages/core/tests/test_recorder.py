@@ -387,6 +387,24 @@ def test_cancelled_is_not_an_error_and_end_is_once_only(rig):
     assert span.attributes[sc.STATUS_REASON] == "generator closed"
 
 
+@pytest.mark.parametrize("interrupt", [asyncio.CancelledError(), KeyboardInterrupt(), GeneratorExit()])
+def test_end_given_an_interrupt_ends_the_span_as_cancelled_not_failed(rig, interrupt):
+    h = rig.recorder.start(sc.OP_CHAT, model="gpt-4o", provider="openai")
+    h.end(interrupt)
+    (span,) = rig.exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET and not span.events
+    assert span.attributes[sc.STATUS_REASON] == "cancelled" and sc.ERROR_TYPE not in span.attributes
+    ((attrs, _),) = rig.points(sc.METRIC_CLIENT_OPERATION_DURATION)
+    assert sc.ERROR_TYPE not in attrs
+
+
+def test_end_given_an_interrupt_keeps_the_reason_the_caller_gives(rig):
+    h = rig.recorder.start(sc.OP_CHAIN, "stream")
+    h.end(asyncio.CancelledError(), reason="client gone")
+    (span,) = rig.exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET and span.attributes[sc.STATUS_REASON] == "client gone"
+
+
 def test_metrics_cover_every_call_even_when_spans_are_not_sampled(settings):
     settings()
     rig = Rig(sampler=ALWAYS_OFF)

@@ -108,7 +108,7 @@ def test_a_stream_closed_early_is_cancelled_not_failed(spans):
     next(stream)
     stream.close()
     (llm,) = spans.all()
-    assert llm.status.is_ok and llm.attributes[sc.STATUS_REASON] == "GeneratorExit"
+    assert llm.status.is_ok and llm.attributes[sc.STATUS_REASON] == "cancelled"
 
 
 @pytest.mark.usefixtures("quick_sweep")

@@ -16,7 +16,7 @@ from opentelemetry import context as otel_context
 
 from llmobs import selfstats
 from llmobs import semconv as sc
-from llmobs.recorder import INTERRUPTS, SpanHandle, get_recorder
+from llmobs.recorder import SpanHandle, get_recorder
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Start = Callable[[tuple, dict], SpanHandle]
@@ -136,13 +136,6 @@ def _arguments(signature: inspect.Signature | None, args: tuple, kwargs: dict) -
     return {"args": args, "kwargs": kwargs}
 
 
-def _end(handle: SpanHandle, error: BaseException) -> None:
-    if isinstance(error, INTERRUPTS):
-        handle.end(cancelled=True, reason="interrupted")
-    else:
-        handle.end(error)
-
-
 @contextmanager
 def _current(handle: SpanHandle) -> Iterator[SpanHandle]:
     """The handle current in the OTel context over a block, ended when the block leaves."""
@@ -150,7 +143,7 @@ def _current(handle: SpanHandle) -> Iterator[SpanHandle]:
     try:
         yield handle
     except BaseException as exc:
-        _end(handle, exc)
+        handle.end(exc)
         raise
     else:
         handle.end()
@@ -226,7 +219,7 @@ def _traced_generator(func: Callable[..., Generator], start: _Start, capture: bo
                 except BaseException as exc:  # thrown in by the consumer: the inner generator decides
                     step, arg = inner.throw, exc
         except BaseException as exc:
-            _end(handle, exc)
+            handle.end(exc)
             raise
         if capture and result is not None:
             handle.set_output(value=result)
@@ -258,7 +251,7 @@ def _traced_async_generator(func: Callable[..., AsyncGenerator], start: _Start) 
                 except BaseException as exc:
                     step, arg = inner.athrow, exc
         except BaseException as exc:
-            _end(handle, exc)
+            handle.end(exc)
             raise
         handle.end()
 

@@ -41,7 +41,8 @@ from llmobs.pricing import ModelPrice
 
 #: Pass as ``parent=`` to start a new trace, ignoring the ambient OTel span.
 ROOT = object()
-#: Exceptions that interrupt an operation rather than fail it: it ends as cancelled, not as an error.
+#: Exceptions that interrupt an operation rather than fail it: :meth:`SpanHandle.end` given one ends the
+#: span as cancelled (``llmobs.status.reason = cancelled``), not as an error.
 INTERRUPTS: tuple[type[BaseException], ...] = (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)
 #: Token usage as ``(input, output, cache_read, cache_write, reasoning, total)``; ``None`` where unknown.
 Usage = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
@@ -729,7 +730,8 @@ class SpanHandle:
     ) -> None:
         """End the span once (later calls are ignored): metrics first, then content, then the span.
 
-        ``error``: the exception (or a low-cardinality error type) if the operation failed.
+        ``error``: the exception (or a low-cardinality error type) if the operation failed; one of
+        :data:`INTERRUPTS` means it was stopped, not failed, and counts as ``cancelled``.
         ``cancelled``: the run was interrupted or abandoned — not an error; ``reason`` says why.
         """
         with _END_LOCK:
@@ -749,6 +751,8 @@ class SpanHandle:
         self, error: BaseException | str | None, end_time_ns: int | None, cancelled: bool, reason: str | None
     ) -> None:
         span = self.span
+        if isinstance(error, INTERRUPTS):
+            error, cancelled = None, True
         if end_time_ns is None:
             if self._mono0 is not None:
                 end_time_ns = self.start_ns + (time.perf_counter_ns() - self._mono0)

@@ -26,7 +26,7 @@ from langchain_core.outputs import LLMResult
 from llmobs import config, selfstats
 from llmobs import semconv as sc
 from llmobs.content import CaptureMode
-from llmobs.recorder import INTERRUPTS, SpanHandle, get_recorder
+from llmobs.recorder import SpanHandle, get_recorder
 from llmobs_langchain import models, translate
 from llmobs_langchain.runs import RUNS, Run, RunRegistry
 
@@ -442,16 +442,13 @@ class LLMObsCallbackHandler(BaseCallbackHandler):
             run.handle.set_input(value=translate.compact(inputs))
         if run.streamed:  # chunks arrived before the failure or cancellation
             run.handle.set_request(stream=True)
-        if isinstance(error, INTERRUPTS):
-            run.handle.end(cancelled=True, reason="cancelled")
-            return
         bubbled = {cls.__name__ for cls in type(error).__mro__}
         if bubbled & _INTERRUPT_TYPES:
             run.handle.end(cancelled=True, reason="interrupted")
         elif _BUBBLE_UP in bubbled:
             run.handle.end(reason="control_flow")  # e.g. a LangGraph Command to the parent graph
         else:
-            run.handle.end(error)
+            run.handle.end(error)  # a cancellation (one of the core's INTERRUPTS) ends as cancelled there
 
 
 def _chain_operation(name: str, metadata: Mapping[str, Any], agent: Any, parent: Run | None) -> str:

@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llmobs import config, selfstats
-from llmobs.recorder import INTERRUPTS, get_recorder
+from llmobs.recorder import get_recorder
 from llmobs_llamaindex import components, events
 from llmobs_llamaindex.streams import Streams, finished
 
@@ -270,8 +270,9 @@ class Tracker:
             run = cascade
 
     def fail(self, run: Run, err: BaseException | None) -> None:
-        """End a run the way ``err`` says (error, cancellation, or success for a workflow's done signal)."""
-        self.end(run, **outcome(err))
+        """End a run the way ``err`` says: an error, a cancellation (the recorder tells an interrupt from a
+        failure), or success for a workflow's done signal."""
+        self.end(run, error=None if err is None or type(err).__name__ == "WorkflowDone" else err)
 
     def _register_stream(self, run: Run, result: Any) -> bool:
         stream = self._streams.live_stream(result)
@@ -362,12 +363,3 @@ class Tracker:
         traceparent = context.get(TRACEPARENT_KEY) if context else None
         if isinstance(traceparent, str) and traceparent:
             _remote_parent.set(traceparent)
-
-
-def outcome(err: BaseException | None) -> dict[str, Any]:
-    """How a run that raised ``err`` ends: interrupts are cancellations, a workflow's done signal is success."""
-    if err is None or type(err).__name__ == "WorkflowDone":
-        return {}
-    if isinstance(err, INTERRUPTS):
-        return {"cancelled": True, "reason": type(err).__name__}
-    return {"error": err}
