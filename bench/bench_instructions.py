@@ -1,4 +1,4 @@
-"""Instructions per traced OpenAI-API call, counted by callgrind: llmobs against the anchors, without timing noise.
+"""Instructions per traced call, counted by callgrind: llmobs against the anchors, without timing noise.
 
 ``bench_openai.py`` times calls through a loopback server; on a shared machine the client's own round trip
 varies by more than the costs compared. This bench counts the work instead. Each variant runs in its own
@@ -13,9 +13,16 @@ client; content capture on for every one. Scenarios: ``call`` (a chat completion
 streamed one of 50 content chunks and the usage chunk, read to the end). Instructions are not time: this
 measures how much work is added, to tell small changes apart; ``bench_openai.py`` stays the latency bench.
 
+``--suite langchain`` counts ``bench_langchain.py``'s invokes the same way — ``chain`` (``prompt | chat |
+parser``), ``stream`` (the same, streamed) and ``agent`` (the LangGraph tool-calling loop) — on the same
+providers, for ``bare``, ``noop`` (a callback handler that does nothing: LangChain's own callback cost),
+``sdk_floor`` (one bare SDK span per run), ``llmobs``, ``llmobs_no_content`` (capture mode NO_CONTENT),
+``openllmetry`` and ``openinference``; added = variant - ``bare``, as in ``bench_langchain.py``.
+
 Needs ``valgrind`` (Debian package ``valgrind``). About a minute per variant and scenario on two cores.
 
-    .venv/bin/python bench/bench_instructions.py [--quick] [--scenarios call,stream] [--variants ...] [--json PATH]
+    .venv/bin/python bench/bench_instructions.py [--suite openai|langchain] [--quick] [--scenarios ...]
+        [--variants ...] [--json PATH]
 """
 
 from __future__ import annotations
@@ -36,10 +43,15 @@ import harness
 
 VARIANTS = ("bare", "llmobs", "openllmetry", "openai_v2")
 SCENARIOS = ("call", "stream")
+LANGCHAIN_VARIANTS = ("bare", "noop", "sdk_floor", "llmobs", "llmobs_no_content", "openllmetry", "openinference")
+LANGCHAIN_SCENARIOS = ("chain", "stream", "agent")
+#: Variants that make no span: every other one must.
+UNTRACED = frozenset({"bare", "noop"})
 WARMUP = 20
 #: (N1, N2) calls per run; ``--quick``: fewer.
-CALLS = {"call": (20, 120), "stream": (5, 25)}
-QUICK_CALLS = {"call": (2, 6), "stream": (1, 3)}
+CALLS = {"call": (20, 120), "stream": (5, 25), "chain": (20, 100), "agent": (5, 25)}
+QUICK_CALLS = {"call": (2, 6), "stream": (1, 3), "chain": (2, 6), "agent": (1, 3)}
+SUITES = {"openai": (VARIANTS, SCENARIOS), "langchain": (LANGCHAIN_VARIANTS, LANGCHAIN_SCENARIOS)}
 _COLLECTED = re.compile(r"Collected : (\d+)")
 _RUN_TIMEOUT_S = 1200
 
@@ -73,8 +85,10 @@ def _stub_transport() -> Any:
     return Stub()
 
 
-def child(variant: str, scenario: str, calls: int) -> int:
+def child(suite: str, variant: str, scenario: str, calls: int) -> int:
     """Warm up, then make ``calls`` calls of ``scenario`` with ``variant``; the spans those calls recorded."""
+    if suite == "langchain":
+        return _langchain_child(variant, scenario, calls)
     import httpx
     import openai
 
@@ -97,26 +111,50 @@ def child(variant: str, scenario: str, calls: int) -> int:
     return exporter.count
 
 
+def _langchain_child(variant: str, scenario: str, calls: int) -> int:
+    if variant == "llmobs_no_content":
+        os.environ["LLMOBS_CAPTURE"] = "no_content"
+    import bench_langchain
+
+    _, _, exporter = bench_openai._providers(own_metrics=True)
+    run = bench_langchain.scenarios()[scenario]
+    chosen = bench_langchain.variant("llmobs" if variant == "llmobs_no_content" else variant, 9)  # port unused
+    chosen.on()
+    for _ in range(WARMUP):
+        run(dict(chosen.config))
+    exporter.count = 0
+    for _ in range(calls):
+        run(dict(chosen.config))
+    return exporter.count
+
+
 # --- the parent: callgrind runs ----------------------------------------------------------------------
 
 
-def _instructions(variant: str, scenario: str, calls: int, env: dict[str, str]) -> int:
+def _instructions(suite: str, variant: str, scenario: str, calls: int, env: dict[str, str]) -> int:
     """Instructions callgrind counts for one child process making ``calls`` calls."""
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-         "--child", variant, scenario, str(calls)],
+         "--child", suite, variant, scenario, str(calls)],
         capture_output=True, text=True, timeout=_RUN_TIMEOUT_S, env=env,
     )  # fmt: skip
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"{variant} {scenario} x{calls} failed: {(done.stderr or done.stdout).strip()[-400:]}")
     spans = int(done.stdout.strip().splitlines()[-1])
-    if (spans == 0) is (variant != "bare") or spans not in (0, calls):
+    if not records_as_it_should(suite, variant, spans, calls):
         raise RuntimeError(f"{variant} recorded {spans} spans for {calls} {scenario} calls")
     return int(found.group(1))
 
 
-def measure(variant: str, scenario: str, n1: int, n2: int) -> dict[str, Any]:
+def records_as_it_should(suite: str, variant: str, spans: int, calls: int) -> bool:
+    """No span for an untraced variant; else one per OpenAI-API call, or whole spans per LangChain invoke."""
+    if variant in UNTRACED:
+        return spans == 0
+    return spans == calls if suite == "openai" else spans > 0 and spans % calls == 0
+
+
+def measure(suite: str, variant: str, scenario: str, n1: int, n2: int) -> dict[str, Any]:
     """Instructions per call of one variant and scenario, or why it could not be measured."""
     try:
         env = bench_openai._worker_environment(variant)
@@ -124,62 +162,73 @@ def measure(variant: str, scenario: str, n1: int, n2: int) -> dict[str, Any]:
         return {"unavailable": str(exc)}
     env["PYTHONHASHSEED"] = "0"
     try:
-        first, second = (_instructions(variant, scenario, n, env) for n in (n1, n2))
+        first, second = (_instructions(suite, variant, scenario, n, env) for n in (n1, n2))
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return {"unavailable": str(exc)}
     return {"per_call": (second - first) / (n2 - n1), "calls": [n1, n2], "instructions": [first, second]}
 
 
-def summary(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+_GOALS = {
+    "openai": "goal (bench_openai.py, in time): llmobs added per call <= 0.5 x the best anchor's",
+    "langchain": "goal (bench_langchain.py, in time): llmobs added <= 0.2 x OpenLLMetry's added",
+}
+_ANCHORS = ("openllmetry", "openinference", "openai_v2", "sdk_floor")
+
+
+def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str = "openai") -> list[str]:
     lines = []
     for scenario, rows in results.items():
         bare = rows.get("bare", {}).get("per_call")
-        lines.append(f"{scenario}: instructions per {'call' if scenario == 'call' else 'streamed call'}")
-        lines.append(f"  {'variant':<12} {'per call':>12} {'added':>12}")
+        unit = "invoke" if suite == "langchain" else "call" if scenario == "call" else "streamed call"
+        lines.append(f"{scenario}: instructions per {unit}")
+        lines.append(f"  {'variant':<18} {'per call':>12} {'added':>12}")
         for variant, row in rows.items():
             if "per_call" not in row:
-                lines.append(f"  {variant:<12} unavailable: {row['unavailable']}")
+                lines.append(f"  {variant:<18} unavailable: {row['unavailable']}")
                 continue
             added = "" if bare is None or variant == "bare" else f"{row['per_call'] - bare:12,.0f}"
-            lines.append(f"  {variant:<12} {row['per_call']:12,.0f} {added:>12}")
+            lines.append(f"  {variant:<18} {row['per_call']:12,.0f} {added:>12}")
         ours = rows.get("llmobs", {}).get("per_call")
-        for anchor in ("openllmetry", "openai_v2"):
+        for anchor in _ANCHORS:
             theirs = rows.get(anchor, {}).get("per_call")
             if None not in (bare, ours, theirs) and theirs > bare:
                 ratio = (ours - bare) / (theirs - bare)
                 lines.append(f"  llmobs added / {anchor} added: {ratio:.2f}")
-    lines.append("goal (bench_openai.py, in time): llmobs added per call <= 0.5 x the best anchor's")
+    lines.append(_GOALS[suite])
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=tuple(SUITES), default="openai",
+                        help="openai: OpenAI-API calls (default); langchain: bench_langchain.py's invokes")
     parser.add_argument("--quick", action="store_true", help="few calls, for a smoke run")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: call, stream")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; bare is always run")
+    parser.add_argument("--scenarios", help="comma-separated (default: all of the suite's)")
+    parser.add_argument("--variants", help="comma-separated (default: all of the suite's); bare is always run")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    parser.add_argument("--child", nargs=3, metavar=("VARIANT", "SCENARIO", "CALLS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("SUITE", "VARIANT", "SCENARIO", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        variant, scenario, calls = args.child
-        print(child(variant, scenario, int(calls)))
+        suite, variant, scenario, calls = args.child
+        print(child(suite, variant, scenario, int(calls)))
         return {}
     if shutil.which("valgrind") is None:
         raise SystemExit("bench_instructions needs valgrind on PATH (Debian: apt-get install valgrind)")
-    scenarios = [s for s in args.scenarios.split(",") if s]
-    variants = ["bare"] + [v for v in args.variants.split(",") if v and v != "bare"]
-    unknown = (set(scenarios) - set(SCENARIOS)) | (set(variants) - set(VARIANTS))
+    known_variants, known_scenarios = SUITES[args.suite]
+    scenarios = [s for s in (args.scenarios or ",".join(known_scenarios)).split(",") if s]
+    variants = ["bare"] + [v for v in (args.variants or ",".join(known_variants)).split(",") if v and v != "bare"]
+    unknown = (set(scenarios) - set(known_scenarios)) | (set(variants) - set(known_variants))
     if unknown:
         raise SystemExit(f"unknown scenario or variant: {', '.join(sorted(unknown))}")
     counts = QUICK_CALLS if args.quick else CALLS
     jobs = [(v, s) for s in scenarios for v in variants]
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        done = pool.map(lambda job: measure(*job, *counts[job[1]]), jobs)
+        done = pool.map(lambda job: measure(args.suite, *job, *counts[job[1]]), jobs)
         results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scenarios}
         for (variant, scenario), row in zip(jobs, done, strict=True):
             results[scenario][variant] = row
-    print("\n".join(summary(results)))
-    report = {"bench": "instructions", "scenarios": results, "run": harness.machine_info()}
+    print("\n".join(summary(results, args.suite)))
+    report = {"bench": "instructions", "suite": args.suite, "scenarios": results, "run": harness.machine_info()}
     if args.json:
         harness.write_json(report, args.json)
     return report

@@ -147,10 +147,25 @@ def test_instructions_bench_children_record_what_they_should(scenario):
     bench = _bench("bench_instructions")
     for variant in bench.VARIANTS:
         env = bench.bench_openai._worker_environment(variant)
-        done = subprocess.run([sys.executable, str(BENCH_DIR / "bench_instructions.py"), "--child", variant, scenario,
-                               "2"], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+        done = subprocess.run([sys.executable, str(BENCH_DIR / "bench_instructions.py"), "--child", "openai", variant,
+                               scenario, "2"], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         assert int(done.stdout.strip().splitlines()[-1]) == (0 if variant == "bare" else 2), variant
+
+
+@pytest.mark.parametrize("scenario", ["chain", "agent"])
+def test_instructions_bench_langchain_children_record_what_they_should(scenario):
+    """The LangChain suite's children: no span without a tracer, whole traces with one; llmobs' invoke makes as
+    many spans with content off as on, so the two differ only in content."""
+    bench = _bench("bench_instructions")
+    made = {}
+    for variant in bench.LANGCHAIN_VARIANTS:
+        done = subprocess.run([sys.executable, str(BENCH_DIR / "bench_instructions.py"), "--child", "langchain",
+                               variant, scenario, "2"], capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        made[variant] = int(done.stdout.strip().splitlines()[-1])
+        assert bench.records_as_it_should("langchain", variant, made[variant], 2), (variant, made[variant])
+    assert made["llmobs"] == made["llmobs_no_content"] >= 2 * 4
 
 
 def test_instructions_bench_says_what_it_needs(monkeypatch):
