@@ -175,13 +175,13 @@ _GOALS = {
 _ANCHORS = ("openllmetry", "openinference", "openai_v2", "sdk_floor")
 
 
-def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str = "openai") -> list[str]:
+def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[str]:
     lines = []
     for scenario, rows in results.items():
         bare = rows.get("bare", {}).get("per_call")
         unit = "invoke" if suite == "langchain" else "call" if scenario == "call" else "streamed call"
         lines.append(f"{scenario}: instructions per {unit}")
-        lines.append(f"  {'variant':<18} {'per call':>12} {'added':>12}")
+        lines.append(f"  {'variant':<18} {'per ' + unit.split()[-1]:>12} {'added':>12}")
         for variant, row in rows.items():
             if "per_call" not in row:
                 lines.append(f"  {variant:<18} unavailable: {row['unavailable']}")
