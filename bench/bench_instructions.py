@@ -34,7 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -103,11 +103,16 @@ def child(suite: str, variant: str, scenario: str, calls: int) -> int:
             bench_openai._anchor_switch(variant, tracer_provider, meter_provider).on()
     client = openai.OpenAI(api_key="sk-bench", base_url="http://127.0.0.1:9/v1", http_client=http_client)
     make = bench_openai._call if scenario == "call" else bench_openai._stream
+    return _spans_of(lambda: make(client), calls, exporter)
+
+
+def _spans_of(call: Callable[[], Any], calls: int, exporter: Any) -> int:
+    """Make ``WARMUP`` calls, then ``calls`` more: the spans ``exporter`` counted for the latter."""
     for _ in range(WARMUP):
-        make(client)
+        call()
     exporter.count = 0
     for _ in range(calls):
-        make(client)
+        call()
     return exporter.count
 
 
@@ -120,12 +125,7 @@ def _langchain_child(variant: str, scenario: str, calls: int) -> int:
     run = bench_langchain.scenarios()[scenario]
     chosen = bench_langchain.variant("llmobs" if variant == "llmobs_no_content" else variant, 9)  # port unused
     chosen.on()
-    for _ in range(WARMUP):
-        run(dict(chosen.config))
-    exporter.count = 0
-    for _ in range(calls):
-        run(dict(chosen.config))
-    return exporter.count
+    return _spans_of(lambda: run(dict(chosen.config)), calls, exporter)
 
 
 # --- the parent: callgrind runs ----------------------------------------------------------------------
@@ -172,7 +172,8 @@ _GOALS = {
     "openai": "goal (bench_openai.py, in time): llmobs added per call <= 0.5 x the best anchor's",
     "langchain": "goal (bench_langchain.py, in time): llmobs added <= 0.2 x OpenLLMetry's added",
 }
-_ANCHORS = ("openllmetry", "openinference", "openai_v2", "sdk_floor")
+#: What llmobs' added work is compared with: the anchors, and one bare SDK span per run.
+_COMPARED = ("openllmetry", "openinference", "openai_v2", "sdk_floor")
 
 
 def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[str]:
@@ -189,7 +190,7 @@ def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[s
             added = "" if bare is None or variant == "bare" else f"{row['per_call'] - bare:12,.0f}"
             lines.append(f"  {variant:<18} {row['per_call']:12,.0f} {added:>12}")
         ours = rows.get("llmobs", {}).get("per_call")
-        for anchor in _ANCHORS:
+        for anchor in _COMPARED:
             theirs = rows.get(anchor, {}).get("per_call")
             if None not in (bare, ours, theirs) and theirs > bare:
                 ratio = (ours - bare) / (theirs - bare)

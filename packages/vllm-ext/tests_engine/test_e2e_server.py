@@ -86,7 +86,7 @@ def test_served_requests_become_metrics_and_spans(tiny_model, tmp_path, sink: Si
             }
         engine_requests = 5  # the two-prompt completion is two engine requests
         ok = sink.wait_for(lambda s: total(s.metrics.get(sc.METRIC_VLLM_REQUESTS_FINISHED, []), "value")
-                           >= engine_requests and len([x for x in s.spans if x["scope"] == "llmobs"])
+                           >= engine_requests and len([x for x in s.spans if _ours(x)])
                            >= engine_requests, timeout=30)
         assert ok, f"metrics {sorted(sink.metrics)}; spans {len(sink.spans)}\n{server.log_tail()}"
         time.sleep(1.5)  # one more metric export, so every instrument reflects the last flush
@@ -131,7 +131,7 @@ def test_served_requests_become_metrics_and_spans(tiny_model, tmp_path, sink: Si
         assert total(sink.points(name), "count") == engine_requests, name
 
     # --- one span per engine request ---
-    spans = {s["attributes"][sc.REQUEST_ID]: s for s in sink.spans if s["scope"] == "llmobs"}
+    spans = {s["attributes"][sc.REQUEST_ID]: s for s in sink.spans if _ours(s)}
     assert len(spans) == engine_requests
     assert set(spans) >= {results["chat"]["id"], results["chat_stream"]["id"], "cmpl-client-req-7-0",
                           "cmpl-client-req-7-1", f"{results['completion_stream']['id']}-0"}
@@ -181,16 +181,16 @@ def test_with_vllm_tracing_on_llmobs_enriches_instead_of_duplicating(tiny_model,
     assert request_id == "chatcmpl-trace-req-1"
     by_request: dict[str, list[dict]] = {}
     for s in sink.spans:
-        if s["name"] == "llm_request" or s["scope"] == "llmobs":
+        if _vllms(s) or _ours(s):
             by_request.setdefault(s["attributes"].get(sc.REQUEST_ID), []).append(s)
     sequences = by_request.pop(sampled["id"])
-    vllm_sequences = {s["span_id"] for s in sequences if s["name"] == "llm_request"}
-    ours_sampled = [s for s in sequences if s["scope"] == "llmobs"]
+    vllm_sequences = {s["span_id"] for s in sequences if _vllms(s)}
+    ours_sampled = [s for s in sequences if _ours(s)]
     assert len(vllm_sequences) == len(ours_sampled) == 2
     assert {s["parent_id"] for s in ours_sampled} == vllm_sequences  # each sequence's span under its own
-    (vllm_span,) = [s for s in by_request[request_id] if s["name"] == "llm_request"]
+    (vllm_span,) = [s for s in by_request[request_id] if _vllms(s)]
     assert (vllm_span["trace_id"], vllm_span["parent_id"]) == (TRACE_ID, PARENT_ID)
-    ours = [s for s in by_request[request_id] if s["scope"] == "llmobs"]
+    ours = [s for s in by_request[request_id] if _ours(s)]
     assert len(ours) == 1  # no second request span
     (span,) = ours
     assert span["parent_id"] == vllm_span["span_id"] and span["trace_id"] == TRACE_ID
