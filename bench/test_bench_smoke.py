@@ -39,6 +39,7 @@ def _check(report: dict, expected: set[str]) -> None:
         ("bench_recorder", {"raw_otel", "llmobs", "llmobs_no_content", "llmobs_own_metrics", "util_genai",
                             "util_genai_no_content"}),
         ("bench_store", {"export_512", "export_64", "sqlite_512"}),
+        ("bench_otlp", {"sdk", "llmobs", "sdk_bare", "llmobs_bare"}),
         ("bench_serve", {"serve_512", "serve_512_1proc", "serve_512_x2", "serve_foreign_512", "export_512"}),
         ("bench_analyze", {"read_evaluate", "analyze"}),
         ("bench_faults", {"bare", "live", "dead", "slow"}),

@@ -31,28 +31,23 @@ from faultserver import FaultServer, free_port
 
 
 class Probe:
-    """Wraps the OTLP exporter: which threads exported, and whether an export is in progress."""
+    """Wraps the size-limited exporter's delivery of one request: which threads sent, and whether a
+    request is in progress."""
 
-    def __init__(self, inner):
-        self.inner = inner
+    def __init__(self, deliver):
+        self.deliver = deliver
         self.threads: set[int] = set()
         self.started = threading.Event()
         self.running = 0
 
-    def export(self, spans):
+    def __call__(self, spans, encoded):
         self.threads.add(threading.get_ident())
         self.running += 1
         self.started.set()
         try:
-            return self.inner.export(spans)
+            return self.deliver(spans, encoded)
         finally:
             self.running -= 1
-
-    def shutdown(self):
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis=30_000):
-        return True
 
 
 class Pipeline:
@@ -68,8 +63,9 @@ class Pipeline:
         settings = config.load(overrides, environ={})
         self.processor = export.span_processor("otlp", settings)
         self.sized = self.processor.span_exporter
-        self.probe = Probe(self.sized.inner)
-        self.sized.inner = self.probe
+        assert self.sized._post is not None, "OTLP/HTTP requests should be encoded by llmobs"
+        self.probe = Probe(self.sized._deliver)
+        self.sized._deliver = self.probe
         self.provider = TracerProvider(resource=Resource.create({sc.SERVICE_NAME: "faulty-app"}))
         self.provider.add_span_processor(self.processor)
         self.recorder = Recorder(tracer_provider=self.provider, meter_provider=NoOpMeterProvider())

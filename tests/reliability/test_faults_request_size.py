@@ -2,8 +2,7 @@
 
 A receiver that rejects bodies above its limit (as collectors do at 4 MiB for gRPC and proxies at a few
 MB) must never see a request over it when llmobs is told the limit, and must lose nothing when it is not
-(413 → halves → retried). The size estimate that decides the split is checked to be an upper bound of
-the real encoding.
+(413 → halves → retried). Each part is checked to encode exactly as the SDK's own encoder would.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link
 
-from llmobs import config, content, export, selfstats
+from llmobs import config, content, export, otlp_wire, selfstats
 from llmobs import semconv as sc
 from llmobs.recorder import ROOT, Recorder
 
@@ -158,19 +157,16 @@ def _sample_spans():
     return memory.get_finished_spans()
 
 
-def test_the_size_estimate_is_an_upper_bound_of_the_encoding():
-    spans = _sample_spans()
-    for span in spans:
-        estimate = export._groups_size([span]) + export._span_size(span)
-        assert estimate >= len(encode_spans([span]).SerializeToString()), span.name
-    for count in range(1, len(spans) + 1):
-        batch = spans[:count]
-        estimate = export._groups_size(batch) + sum(export._span_size(s) for s in batch)
-        assert estimate >= len(encode_spans(batch).SerializeToString())
-    # ... and not wildly pessimistic for ordinary ASCII spans, or batches would be split needlessly.
-    ascii_span = spans[1]
-    estimate = export._groups_size([ascii_span]) + export._span_size(ascii_span)
-    assert estimate < 4 * len(encode_spans([ascii_span]).SerializeToString())
+def test_parts_fit_the_limit_and_encode_as_the_sdk_does():
+    spans = list(_sample_spans()) * 4
+    limit = 100_000
+    parts = export.SizeLimitedExporter(_Counting(), max_bytes=limit)._parts(spans)
+    assert len(parts) > 1
+    assert [span for part, _ in parts for span in part] == spans
+    for part, encoded in parts:
+        body = otlp_wire.request(part, encoded)
+        assert len(body) <= limit
+        assert body == encode_spans(part).SerializeToString()
 
 
 class _Counting:
@@ -215,5 +211,7 @@ def test_the_limit_is_a_setting_for_both_otlp_protocols(monkeypatch, tmp_path):
             assert isinstance(processor.span_exporter, export.SizeLimitedExporter)
             assert processor.span_exporter.max_bytes == 1_000_000
             assert protocol.split("/")[0] in type(processor.span_exporter.inner).__module__
+            # OTLP/HTTP requests are encoded by llmobs and sent by the SDK exporter's own client.
+            assert (processor.span_exporter._post is not None) == (protocol == "http/protobuf")
         finally:
             processor.shutdown()

@@ -46,7 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from llmobs import aggregated_metrics, config, plugins, selfstats, span_copy
+from llmobs import aggregated_metrics, config, otlp_wire, plugins, selfstats, span_copy
 from llmobs import semconv as sc
 from llmobs.deadline import flush_all
 from llmobs.sampling import SamplingProcessor
@@ -135,8 +135,9 @@ DROP_QUEUE_FULL = "export.queue_full_dropped"
 DROP_EXPORT_FAILED = "export.failed_spans"
 DROP_TOO_LARGE = "export.too_large_dropped"
 DROP_SHUTDOWN = "export.shutdown_dropped"
+DROP_UNENCODABLE = "export.unencodable_dropped"
 #: Reasons under which spans are lost on the way out, reported from zero.
-LOSS_REASONS = (DROP_QUEUE_FULL, DROP_EXPORT_FAILED, DROP_TOO_LARGE, DROP_SHUTDOWN)
+LOSS_REASONS = (DROP_QUEUE_FULL, DROP_EXPORT_FAILED, DROP_TOO_LARGE, DROP_SHUTDOWN, DROP_UNENCODABLE)
 DEFAULT_MAX_REQUEST_BYTES = 4_000_000
 
 
@@ -178,15 +179,19 @@ class _StatusSession:
 class SizeLimitedExporter(SpanExporter):
     """Wraps an OTLP span exporter so no request exceeds ``max_bytes`` and failures are counted.
 
-    A batch is split by an upper-bound estimate of its encoded size (cheap: lengths, no encoding); a
-    single span over the limit is measured exactly and dropped (counted) if it really does not fit.
-    A batch the destination refuses with HTTP 413 is split in halves and retried, down to one span.
+    Spans are encoded once, by :mod:`llmobs.otlp_wire`, and a batch is split by their exact sizes; a span
+    too large for a request of its own is dropped (counted), as is one that cannot be encoded. Over
+    OTLP/HTTP each request's bytes go to the SDK exporter's own HTTP client, with its retries, compression,
+    headers and timeout (:func:`_bytes_sender`); another exporter (gRPC) is given each part's spans to
+    encode itself. A part the destination refuses with HTTP 413 is split in halves and retried, down to
+    one span.
     """
 
     def __init__(self, inner: SpanExporter, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES, session: Any = None) -> None:
         self.inner = inner
         self.max_bytes = max_bytes
         self._session = session
+        self._post = _bytes_sender(inner)
         self.in_flight = 0  # spans of the export in progress
         self.abandoned = False  # shutdown gave up waiting and counted the export in progress as lost
 
@@ -194,8 +199,8 @@ class SizeLimitedExporter(SpanExporter):
         ok = True
         self.in_flight = len(spans)
         try:
-            for chunk in self._chunks(spans):
-                ok = self._send(chunk) and ok
+            for part, encoded in self._parts(spans):
+                ok = self._send(part, encoded) and ok
         except Exception as exc:
             selfstats.failure("export.otlp_failed", exc)
             return SpanExportResult.FAILURE
@@ -203,38 +208,55 @@ class SizeLimitedExporter(SpanExporter):
             self.in_flight = 0
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
-    def _chunks(self, spans: Sequence[ReadableSpan]) -> list[list[ReadableSpan]]:
-        budget = self.max_bytes - _groups_size(spans)
-        chunks: list[list[ReadableSpan]] = []
-        chunk: list[ReadableSpan] = []
-        size = 0
+    def _parts(self, spans: Sequence[ReadableSpan]) -> list[tuple[list[ReadableSpan], list[bytes]]]:
+        kept: list[ReadableSpan] = []
+        encodings: list[bytes] = []
         for span in spans:
-            n = _span_size(span)
+            try:
+                encodings.append(otlp_wire.encode_span(span))
+            except Exception as exc:
+                selfstats.dropped(DROP_UNENCODABLE, 1, f"a span could not be encoded for OTLP ({exc!r})")
+                continue
+            kept.append(span)
+        budget = self.max_bytes - otlp_wire.framing_size(kept)
+        parts: list[tuple[list[ReadableSpan], list[bytes]]] = []
+        part: list[ReadableSpan] = []
+        encoded: list[bytes] = []
+        size = 0
+        for span, data in zip(kept, encodings, strict=True):
+            n = len(data)
             if n > budget:
-                if _exact_size(span) > self.max_bytes:
+                if n + otlp_wire.framing_size([span]) > self.max_bytes:
                     why = f"a span larger than export.max_request_bytes={self.max_bytes}"
                     selfstats.dropped(DROP_TOO_LARGE, 1, why)
-                    continue
-                chunks.append([span])
+                else:
+                    parts.append(([span], [data]))
                 continue
-            if chunk and size + n > budget:
-                chunks.append(chunk)
-                chunk, size = [], 0
-            chunk.append(span)
+            if part and size + n > budget:
+                parts.append((part, encoded))
+                part, encoded, size = [], [], 0
+            part.append(span)
+            encoded.append(data)
             size += n
-        if chunk:
-            chunks.append(chunk)
-        return chunks
+        if part:
+            parts.append((part, encoded))
+        return parts
 
-    def _send(self, spans: list[ReadableSpan]) -> bool:
-        if self.inner.export(spans) is SpanExportResult.SUCCESS:
+    def _deliver(self, spans: list[ReadableSpan], encoded: list[bytes]) -> bool:
+        """One request: True if the destination took it."""
+        if self._post is not None and not getattr(self.inner, "_shutdown", False):
+            return self._post(otlp_wire.request(spans, encoded))
+        return self.inner.export(spans) is SpanExportResult.SUCCESS
+
+    def _send(self, spans: list[ReadableSpan], encoded: list[bytes]) -> bool:
+        if self._deliver(spans, encoded):
             return True
         status = self._session.status() if self._session is not None else None
         if status == 413:
             if len(spans) > 1:
                 half = len(spans) // 2
-                first = self._send(spans[:half])
-                return self._send(spans[half:]) and first
+                first = self._send(spans[:half], encoded[:half])
+                return self._send(spans[half:], encoded[half:]) and first
             if not self.abandoned:
                 selfstats.dropped(DROP_TOO_LARGE, 1, "the destination refused a one-span request as too large (413)")
             return False
@@ -256,69 +278,22 @@ class SizeLimitedExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-# Upper bounds of protobuf framing: a tag byte and a length varint (<= 5 bytes) per field.
-_FIELD = 6
-_SPAN_FIXED = 160  # ids, times, kind, flags, status code, dropped counts, the Span message's own framing
+_OTLP_HTTP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 
-def _value_size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value) if value.isascii() else 4 * len(value)
-    if isinstance(value, bytes):
-        return len(value)
-    if isinstance(value, bool | int | float):
-        return 11
-    if isinstance(value, Sequence):
-        return sum(_value_size(v) + 2 * _FIELD for v in value) + 2 * _FIELD
-    return 4 * len(str(value)) + _FIELD
-
-
-def _attributes_size(attributes: Any) -> int:
-    if not attributes:
-        return 0
-    return sum(len(k) + _value_size(v) + 4 * _FIELD for k, v in attributes.items())
-
-
-def _span_size(span: ReadableSpan) -> int:
-    """An upper bound of the span's encoded OTLP size."""
-    size = _SPAN_FIXED + _value_size(span.name) + _attributes_size(span.attributes)
-    status = span.status
-    if status is not None and status.description:
-        size += _value_size(status.description) + _FIELD
-    state = span.context.trace_state if span.context is not None else None
-    if state:
-        size += 4 * len(state.to_header()) + _FIELD
-    for event in span.events:
-        size += 4 * _FIELD + 11 + _value_size(event.name) + _attributes_size(event.attributes)
-    for link in span.links:
-        size += 64 + _attributes_size(link.attributes)
-        if link.context.trace_state:
-            size += 4 * len(link.context.trace_state.to_header())
-    return size
-
-
-def _groups_size(spans: Sequence[ReadableSpan]) -> int:
-    """An upper bound of the resource and scope framing a request of these spans carries."""
-    seen: set[int] = set()
-    size = 64
-    for span in spans:
-        resource, scope = span.resource, span.instrumentation_scope
-        if id(resource) not in seen:
-            seen.add(id(resource))
-            size += 4 * _FIELD + _attributes_size(resource.attributes) + _value_size(resource.schema_url or "")
-        if id(scope) not in seen:
-            seen.add(id(scope))
-            size += 6 * _FIELD + 11
-            if scope is not None:
-                size += _value_size(scope.name) + _value_size(scope.version or "")
-                size += _value_size(scope.schema_url or "") + _attributes_size(scope.attributes)
-    return size
-
-
-def _exact_size(span: ReadableSpan) -> int:
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-    return encode_spans([span]).ByteSize()
+def _bytes_sender(exporter: SpanExporter) -> Callable[[bytes], bool] | None:
+    """Sends an encoded request through ``exporter``'s own HTTP client, if it is the SDK's OTLP/HTTP span
+    exporter with the client this module knows; None (the exporter encodes the spans itself) for any other,
+    and while the SDK's opt-in internal metrics are on, which only the exporter's ``export`` records."""
+    kind = type(exporter)
+    if (kind.__module__, kind.__name__) != (_OTLP_HTTP_MODULE, "OTLPSpanExporter"):
+        return None
+    client = getattr(exporter, "_client", None)
+    if not callable(getattr(client, "export", None)):
+        return None
+    if os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").strip().lower() == "true":
+        return None
+    return lambda data: bool(client.export(data).success)
 
 
 _OPEN_SWEEP_MIN = 1024
