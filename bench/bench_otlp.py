@@ -94,10 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rounds, count = harness.resolve(args)
     bench = build(bench_store.build_spans(count), bare_spans(count))
     report = bench.run(rounds, count, progress=not args.quick and sys.stderr.isatty())
-    print(harness.table(report))
-    if args.json:
-        harness.write_json(report, args.json)
-    return report
+    return harness.publish(report, args.json)
 
 
 if __name__ == "__main__":

@@ -194,10 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         check(model_dir)
         bench = build(model_dir)
         report = bench.run(rounds, batch, progress=not args.quick and sys.stderr.isatty())
-    print(harness.table(report))
-    if args.json:
-        harness.write_json(report, args.json)
-    return report
+    return harness.publish(report, args.json)
 
 
 if __name__ == "__main__":

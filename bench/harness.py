@@ -272,6 +272,14 @@ def write_json(report: dict[str, Any], path: str) -> None:
         f.write("\n")
 
 
+def publish(report: dict[str, Any], json_path: str | None) -> dict[str, Any]:
+    """Print the report's table, write it as JSON if a path was given (``--json``), and return it."""
+    print(table(report))
+    if json_path:
+        write_json(report, json_path)
+    return report
+
+
 # --- command line ------------------------------------------------------------------------------------
 
 
