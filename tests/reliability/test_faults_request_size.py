@@ -215,3 +215,14 @@ def test_the_limit_is_a_setting_for_both_otlp_protocols(monkeypatch, tmp_path):
             assert (processor.span_exporter._post is not None) == (protocol == "http/protobuf")
         finally:
             processor.shutdown()
+
+
+def test_the_sdk_encodes_itself_while_its_internal_metrics_are_on(monkeypatch):
+    """Only the SDK exporter's own export() records its opt-in metrics, so llmobs leaves the encoding to it."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    processor = export.span_processor("otlp", config.load(environ={}))
+    try:
+        assert processor.span_exporter._post is None
+    finally:
+        processor.shutdown()
