@@ -211,8 +211,8 @@ def test_the_limit_is_a_setting_for_both_otlp_protocols(monkeypatch, tmp_path):
             assert isinstance(processor.span_exporter, export.SizeLimitedExporter)
             assert processor.span_exporter.max_bytes == 1_000_000
             assert protocol.split("/")[0] in type(processor.span_exporter.inner).__module__
-            # OTLP/HTTP requests are encoded by llmobs and sent by the SDK exporter's own client.
-            assert (processor.span_exporter._post is not None) == (protocol == "http/protobuf")
+            # Requests are encoded by llmobs and sent by the SDK exporter's own client.
+            assert processor.span_exporter._post is not None
         finally:
             processor.shutdown()
 
@@ -226,3 +226,43 @@ def test_the_sdk_encodes_itself_while_its_internal_metrics_are_on(monkeypatch):
         assert processor.span_exporter._post is None
     finally:
         processor.shutdown()
+
+
+def test_grpc_sends_the_requests_llmobs_encoded(monkeypatch):
+    """Over gRPC the SDK exporter sends what llmobs encoded: with the SDK's encoder made unusable, a real gRPC
+    receiver still gets every span, each request equal to what that encoder would have built."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as sdk_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    from llmobs.export_grpc import EncodedGrpcSpanExporter
+
+    spans = list(_sample_spans()) * 4
+    expected = [encode_spans(part) for part, _ in export.SizeLimitedExporter(_Counting(), 100_000)._parts(spans)]
+    requests = []
+
+    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):
+            requests.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    def unusable(_spans):
+        raise AssertionError("the SDK's encoder was used")
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
+                         options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        monkeypatch.setattr(sdk_grpc, "encode_spans", unusable)
+        sized = export.SizeLimitedExporter(EncodedGrpcSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True),
+                                           max_bytes=100_000)
+        assert sized.export(spans) is SpanExportResult.SUCCESS
+        sized.shutdown()
+    finally:
+        server.stop(grace=None)
+    assert len(requests) == len(expected) > 1
+    assert requests == expected

@@ -180,11 +180,11 @@ class SizeLimitedExporter(SpanExporter):
     """Wraps an OTLP span exporter so no request exceeds ``max_bytes`` and failures are counted.
 
     Spans are encoded once, by :mod:`llmobs.otlp_wire`, and a batch is split by their exact sizes; a span
-    too large for a request of its own is dropped (counted), as is one that cannot be encoded. Over
-    OTLP/HTTP each request's bytes go to the SDK exporter's own HTTP client, with its retries, compression,
-    headers and timeout (:func:`_bytes_sender`); another exporter (gRPC) is given each part's spans to
-    encode itself. A part the destination refuses with HTTP 413 is split in halves and retried, down to
-    one span.
+    too large for a request of its own is dropped (counted), as is one that cannot be encoded. Each
+    request's bytes go to the SDK exporter's own client, with its retries, compression, headers and timeout
+    (:func:`_bytes_sender`: OTLP/HTTP, and gRPC through :mod:`llmobs.export_grpc`); another exporter is
+    given each part's spans to encode itself. A part the destination refuses with HTTP 413 is split in
+    halves and retried, down to one span.
     """
 
     def __init__(self, inner: SpanExporter, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES, session: Any = None) -> None:
@@ -245,7 +245,7 @@ class SizeLimitedExporter(SpanExporter):
     def _deliver(self, spans: list[ReadableSpan], encoded: list[bytes]) -> bool:
         """One request: True if the destination took it."""
         if self._post is not None and not getattr(self.inner, "_shutdown", False):
-            return self._post(otlp_wire.request(spans, encoded))
+            return self._post(spans, otlp_wire.request(spans, encoded))
         return self.inner.export(spans) is SpanExportResult.SUCCESS
 
     def _send(self, spans: list[ReadableSpan], encoded: list[bytes]) -> bool:
@@ -281,10 +281,14 @@ class SizeLimitedExporter(SpanExporter):
 _OTLP_HTTP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 
-def _bytes_sender(exporter: SpanExporter) -> Callable[[bytes], bool] | None:
-    """Sends an encoded request through ``exporter``'s own HTTP client, if it is the SDK's OTLP/HTTP span
-    exporter with the client this module knows; None (the exporter encodes the spans itself) for any other,
-    and while the SDK's opt-in internal metrics are on, which only the exporter's ``export`` records."""
+def _bytes_sender(exporter: SpanExporter) -> Callable[[Sequence[ReadableSpan], bytes], bool] | None:
+    """Sends spans whose request llmobs encoded: through the SDK's OTLP/HTTP exporter's own HTTP client (as
+    this module knows it), or an :class:`~llmobs.export_grpc.EncodedGrpcSpanExporter`. None (the exporter
+    encodes the spans itself) for any other exporter, and for OTLP/HTTP while the SDK's opt-in internal
+    metrics are on, which only that exporter's ``export`` records."""
+    export_encoded = getattr(exporter, "export_encoded", None)
+    if export_encoded is not None:
+        return export_encoded
     kind = type(exporter)
     if (kind.__module__, kind.__name__) != (_OTLP_HTTP_MODULE, "OTLPSpanExporter"):
         return None
@@ -293,7 +297,7 @@ def _bytes_sender(exporter: SpanExporter) -> Callable[[bytes], bool] | None:
         return None
     if os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").strip().lower() == "true":
         return None
-    return lambda data: bool(client.export(data).success)
+    return lambda spans, data: bool(client.export(data).success)
 
 
 _OPEN_SWEEP_MIN = 1024
@@ -388,9 +392,9 @@ def _otlp_span_exporter(settings: config.Settings, environ: Mapping[str, str]) -
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
     max_bytes = settings.export_max_request_bytes
     if (protocol or "http/protobuf").strip().lower() == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        from llmobs.export_grpc import EncodedGrpcSpanExporter
 
-        return SizeLimitedExporter(GrpcExporter(), max_bytes)
+        return SizeLimitedExporter(EncodedGrpcSpanExporter(), max_bytes)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     if environ.get("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER"):
