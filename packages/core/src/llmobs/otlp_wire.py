@@ -15,7 +15,7 @@ counted, the rest of the span is kept.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -33,6 +33,9 @@ _KINDS = tuple(b"\x30" + _SMALL[value + 1] for value in range(5))
 #: Span.flags: the parent's "is remote" bit is known (0x100), and set (0x200) for a remote parent.
 _FLAGS_LOCAL = b"\x85\x01" + _fixed32(0x100)
 _FLAGS_REMOTE = b"\x85\x01" + _fixed32(0x300)
+#: Link.flags: the same bits for the linked context.
+_LINK_FLAGS_LOCAL = b"\x35" + _fixed32(0x100)
+_LINK_FLAGS_REMOTE = b"\x35" + _fixed32(0x300)
 _EMPTY_STATUS = b"\x7a\x00"
 #: Encoded ``KeyValue.key`` fields by attribute name; attribute names are few, so this stays small.
 _KEYS: dict[str, bytes] = {}
@@ -165,7 +168,7 @@ def encode_span(span: ReadableSpan) -> bytes:
             body.append(_attributes(b"\x22", link.attributes))
         if link.dropped_attributes:
             body.append(b"\x28" + _varint(link.dropped_attributes))
-        body.append(b"\x35" + _fixed32(0x300 if link.context.is_remote else 0x100))
+        body.append(_LINK_FLAGS_REMOTE if link.context.is_remote else _LINK_FLAGS_LOCAL)
         append(_field(b"\x6a", b"".join(body)))
     if span.dropped_links:
         append(b"\x70" + _varint(span.dropped_links))
@@ -181,7 +184,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     return _field(b"\x12", b"".join(parts))
 
 
-def _frame(obj: Any, encode: Any) -> bytes:
+def _frame(obj: Any, encode: Callable[[Any], bytes]) -> bytes:
     cached = _FRAMES.get(id(obj))
     if cached is not None and cached[0] is obj:
         return cached[1]
@@ -197,11 +200,6 @@ def _resource(resource: Any) -> bytes:
     return _field(b"\x0a", _attributes(b"\x0a", resource.attributes)) if resource.attributes else b"\x0a\x00"
 
 
-def _resource_schema(resource: Any) -> bytes:
-    schema = getattr(resource, "schema_url", None)
-    return _field(b"\x1a", schema.encode()) if schema else b""
-
-
 def _scope(scope: Any) -> bytes:
     """``ScopeSpans.scope``; its ``schema_url`` goes after the spans (see :func:`request`)."""
     if scope is None:
@@ -214,8 +212,9 @@ def _scope(scope: Any) -> bytes:
     return _field(b"\x0a", body)
 
 
-def _scope_schema(scope: Any) -> bytes:
-    schema = getattr(scope, "schema_url", None) if scope is not None else None
+def _schema_url(resource_or_scope: Any) -> bytes:
+    """``ResourceSpans.schema_url`` or ``ScopeSpans.schema_url`` (both field 3); nothing without one."""
+    schema = getattr(resource_or_scope, "schema_url", None)
     return _field(b"\x1a", schema.encode()) if schema else b""
 
 
@@ -228,10 +227,10 @@ def framing_size(spans: Sequence[ReadableSpan]) -> int:
         resource, scope = span.resource, span.instrumentation_scope
         if id(resource) not in resources:
             resources.add(id(resource))
-            size += 6 + len(_frame(resource, _resource)) + len(_resource_schema(resource))
+            size += 6 + len(_frame(resource, _resource)) + len(_schema_url(resource))
         if (id(resource), id(scope)) not in groups:
             groups.add((id(resource), id(scope)))
-            size += 6 + len(_frame(scope, _scope)) + len(_scope_schema(scope))
+            size += 6 + len(_frame(scope, _scope)) + len(_schema_url(scope))
     return size
 
 
@@ -252,7 +251,7 @@ def request(spans: Sequence[ReadableSpan], encoded: Sequence[bytes]) -> bytes:
     for resource, scopes in groups.values():
         body = [_frame(resource, _resource)]
         for scope, datas in scopes.values():
-            body.append(_field(b"\x12", _frame(scope, _scope) + b"".join(datas) + _scope_schema(scope)))
-        body.append(_resource_schema(resource))
+            body.append(_field(b"\x12", _frame(scope, _scope) + b"".join(datas) + _schema_url(scope)))
+        body.append(_schema_url(resource))
         out.append(_field(b"\x0a", b"".join(body)))
     return b"".join(out)
