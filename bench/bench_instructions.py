@@ -30,13 +30,12 @@ Needs ``valgrind`` (Debian package ``valgrind``). About a minute per variant and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -61,32 +60,6 @@ _RUN_TIMEOUT_S = 1200
 # --- the child: calls of one variant ---------------------------------------------------------------
 
 
-def _stub_transport() -> Any:
-    """An httpx transport answering as ``llmobs_openai.testing``'s server does, with no network."""
-    import httpx
-
-    from llmobs_openai.testing import FakeOpenAIServer, sse_event
-
-    server = FakeOpenAIServer([f" w{i}" for i in range(bench_openai.CHUNKS)])
-
-    class Events(httpx.SyncByteStream):
-        def __init__(self, answer: Iterator[Any]) -> None:
-            self._answer = answer
-
-        def __iter__(self) -> Iterator[bytes]:
-            return map(sse_event, self._answer)
-
-    class Stub(httpx.BaseTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            status, answer = server.answer(request.url.path, json.loads(request.read()))
-            if isinstance(answer, dict):
-                return httpx.Response(status, headers={"content-type": "application/json"},
-                                      content=json.dumps(answer).encode())  # fmt: skip
-            return httpx.Response(status, headers={"content-type": "text/event-stream"}, stream=Events(answer))
-
-    return Stub()
-
-
 def child(suite: str, variant: str, scenario: str, calls: int) -> int:
     """Warm up, then make ``calls`` calls of ``scenario`` with ``variant``; the spans those calls recorded."""
     if suite == "langchain":
@@ -98,9 +71,9 @@ def child(suite: str, variant: str, scenario: str, calls: int) -> int:
     if variant == "llmobs":
         import llmobs_openai
 
-        http_client = llmobs_openai.http_client(transport=_stub_transport())
+        http_client = llmobs_openai.http_client(transport=bench_openai.stub_transport())
     else:
-        http_client = httpx.Client(transport=_stub_transport())
+        http_client = httpx.Client(transport=bench_openai.stub_transport())
         if variant != "bare":
             bench_openai._anchor_switch(variant, tracer_provider, meter_provider).on()
     client = openai.OpenAI(api_key="sk-bench", base_url="http://127.0.0.1:9/v1", http_client=http_client)

@@ -17,8 +17,10 @@ Why one process per anchor: OpenLLMetry and OpenInference patch LangChain global
 therefore runs in its own worker process, where the harness interleaves ``bare``, ``noop``, ``llmobs`` and
 the anchor batch by batch; the anchor is instrumented once and its patches are switched in and out
 around its own batches (by saving and restoring the attributes its ``instrument()`` replaced), so its
-state accumulates as in production but no other variant runs patched. Ratios are per worker; llmobs is
-measured in every worker, so each comparison with an anchor is same-process, same-run.
+state accumulates as in production but no other variant runs patched. llmobs is measured in every worker,
+so each comparison with an anchor is same-process, same-run. Each anchor's worker is run ``--processes``
+times one after another (default 5), the rounds shared among them and pooled (``harness.pool``): a ratio
+measured in one process is one draw of memory layout, which moves it by more than the costs compared.
 
 Every variant exports what it records over OTLP/HTTP to a loopback sink — a tiny HTTP server in its own
 process that accepts and discards — llmobs, OpenLLMetry and OpenInference through the global SDK
@@ -32,7 +34,8 @@ warm-up) and reports resident-memory growth (``harness.rss_growth``); goal ≤ 5
 Goals: llmobs' added overhead ≤ 0.2 × OpenLLMetry's (``(llmobs - bare) / (openllmetry - bare)``) and
 llmobs ≤ 1.3 × bare, content capture on.
 
-    .venv/bin/python bench/bench_langchain.py [--quick] [--rounds R] [--batch N] [--rss N] [--json PATH]
+    .venv/bin/python bench/bench_langchain.py [--quick] [--rounds R] [--batch N] [--processes P] [--rss N]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ import harness
 ANCHORS = ("openllmetry", "openinference", "langfuse")
 SCENARIOS = ("chain", "stream", "agent")
 DEFAULTS = harness.Defaults(rounds=15, batch=100, quick_rounds=2, quick_batch=4)
+#: Timing workers per anchor, one after another: each process is one draw of memory layout (``harness.pool``).
+DEFAULT_PROCESSES = 5
 RSS_ITERATIONS = 100_000
 QUICK_RSS_ITERATIONS = 300
 GOAL_ADDED = 0.2
@@ -394,16 +399,18 @@ class Worker:
 
 
 def summary(timings: dict[str, dict[str, Any]], memory: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["", "summary (ratios are per worker process; llmobs is measured in each):"]
+    lines = ["", "summary (per anchor, the rounds of its worker processes pooled, llmobs measured in each; in "
+                 "brackets the range of the per-process added ratios):"]
     for anchor, reports in timings.items():
         for scenario, report in reports.items():
             rows = report["variants"]
             added = report["comparisons"][0]["ratio"]
+            spread = report["comparisons"][0].get("per_process") or [report["comparisons"][0]["paired_ratio"]]
             lines.append(
                 f"  {scenario:<6} {anchor:<13} llmobs x bare {rows['llmobs']['paired_ratio']:.2f}  "
                 f"{anchor} x bare {rows[anchor]['paired_ratio']:.2f}  noop x bare {rows['noop']['paired_ratio']:.2f}  "
                 f"sdk_floor x bare {rows['sdk_floor']['paired_ratio']:.2f}  "
-                f"llmobs added / {anchor} added {added:.2f}"
+                f"llmobs added / {anchor} added {added:.2f} [{min(spread):.2f}-{max(spread):.2f}]"
             )
     lines.append(f"goals: llmobs added <= {GOAL_ADDED} x openllmetry added; llmobs <= {GOAL_TOTAL} x bare")
     for name, result in memory.items():
@@ -419,8 +426,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = harness.parser(__doc__.splitlines()[0], DEFAULTS)
     p.add_argument("--rss", type=int, default=None, help=f"invokes for the memory check (default {RSS_ITERATIONS})")
     p.add_argument("--anchors", default=",".join(ANCHORS), help="comma-separated anchors to run")
+    harness.add_processes_flag(p, DEFAULT_PROCESSES)
     args = p.parse_args(argv)
     rounds, batch = harness.resolve(args)
+    processes, per_process = harness.resolve_processes(args, rounds)
     iterations = args.rss if args.rss is not None else (QUICK_RSS_ITERATIONS if args.quick else RSS_ITERATIONS)
     anchors = [a for a in args.anchors.split(",") if a]
     timings: dict[str, dict[str, Any]] = {}
@@ -428,8 +437,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         port = str(sink.port)
         for anchor in anchors:  # one at a time: they are timed
             print(f"timing: bare, noop, sdk_floor, llmobs, {anchor} ...", file=sys.stderr, flush=True)
-            worker = Worker("--timing-worker", anchor, "--port", port, "--rounds", str(rounds), "--batch", str(batch))
-            timings[anchor] = worker.result()
+            runs = [Worker("--timing-worker", anchor, "--port", port, "--rounds", str(per_process),
+                           "--batch", str(batch)).result() for _ in range(processes)]  # fmt: skip
+            timings[anchor] = {scenario: harness.pool([run[scenario] for run in runs]) for scenario in runs[0]}
             for report in timings[anchor].values():
                 print(harness.table(report) + "\n")
         print(f"memory: bare, llmobs, {', '.join(anchors)}: {iterations} invokes each ...", file=sys.stderr, flush=True)

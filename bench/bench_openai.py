@@ -18,10 +18,16 @@ none with the anchor switched off.
 openai-v2's worker runs with util-genai 1.1b0 (:data:`OPENAI_V2_UTIL_GENAI`) ahead on its path, installed on
 first use into ``.cache/bench``: the workspace's util-genai is too new for openai-v2's latest release.
 
-One worker process per anchor and per metrics setup: ``llmobs_provider`` — the global meter provider is
+Worker processes per anchor and per metrics setup: ``llmobs_provider`` — the global meter provider is
 one as ``llmobs.configure()`` installs it for OTLP or Prometheus metrics (llmobs aggregates its own GenAI
 metrics; the anchors' go through the SDK as always); ``sdk_provider`` — an application's own SDK provider,
-where every variant's metrics go through the SDK.
+where every variant's metrics go through the SDK. Each is run in ``--processes`` worker processes one after
+another (default 6), the rounds shared among them and pooled: the ratio measured in one process is one draw
+of memory layout, and moved from process to process by more than the costs compared (``harness.pool``).
+
+``--stub``: the clients call a stub transport that answers at once what the server would send
+(:func:`stub_transport`, also ``bench_instructions.py``'s), so no socket and no other process is timed:
+the instrumentations' own costs without the kernel's.
 
 Each is timed twice, in wall time and in this process's CPU time (``time.process_time_ns``): the server
 runs in another process, so the CPU time is what the instrumentation costs the application, without the
@@ -30,7 +36,7 @@ are paired within each round (variant minus that round's bare batch) before taki
 
 Goal: llmobs' added cost per call at most 0.5x the best anchor's.
 
-    .venv/bin/python bench/bench_openai.py [--quick] [--rounds R] [--batch N] [--json PATH]
+    .venv/bin/python bench/bench_openai.py [--quick] [--rounds R] [--batch N] [--processes P] [--stub] [--json PATH]
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +64,9 @@ ANCHORS = ("openllmetry", "openai_v2")
 #: Where metrics go: a meter provider as llmobs installs it, or an application's own SDK provider.
 METRICS_SETUPS = ("llmobs_provider", "sdk_provider")
 DEFAULTS = harness.Defaults(rounds=30, batch=40, quick_rounds=1, quick_batch=3)
+#: Worker processes per anchor and metrics setup: each process is one draw of memory layout, which moves the
+#: ratios compared by more than the costs (``harness.pool``).
+DEFAULT_PROCESSES = 6
 _WORKER_TIMEOUT_S = 1800
 #: openai-v2 2.4b0, its latest release, imports ``opentelemetry.util.genai.instruments``, which util-genai
 #: dropped in 1.2b0, while the workspace locks util-genai 1.3b0 (``bench_recorder.py``'s anchor). Its worker
@@ -122,22 +131,51 @@ def _providers(own_metrics: bool = False) -> tuple[Any, Any, Any]:
     return tracer_provider, meter_provider, exporter
 
 
-def _openai(port: int, http_client: Any) -> Any:
+def _openai(port: int | None, http_client: Any) -> Any:
     import openai
 
-    return openai.OpenAI(api_key="sk-bench", base_url=f"http://127.0.0.1:{port}/v1", http_client=http_client)
+    return openai.OpenAI(api_key="sk-bench", base_url=f"http://127.0.0.1:{port or 9}/v1", http_client=http_client)
 
 
-def _bare(port: int) -> Any:
+def _bare(port: int | None) -> Any:
+    """The plain client: to the loopback server on ``port``, or over :func:`stub_transport` when None."""
     import httpx
 
-    return _openai(port, httpx.Client())
+    return _openai(port, httpx.Client(transport=stub_transport()) if port is None else httpx.Client())
 
 
-def _ours(port: int) -> Any:
+def _ours(port: int | None) -> Any:
     import llmobs_openai
 
+    if port is None:
+        return _openai(port, llmobs_openai.http_client(transport=stub_transport()))
     return _openai(port, llmobs_openai.http_client())
+
+
+def stub_transport() -> Any:
+    """An httpx transport answering as ``llmobs_openai.testing``'s server does, at once and with no socket."""
+    import httpx
+
+    from llmobs_openai.testing import FakeOpenAIServer, sse_event
+
+    server = FakeOpenAIServer([f" w{i}" for i in range(CHUNKS)])
+
+    class Events(httpx.SyncByteStream):
+        def __init__(self, answer: Iterator[Any]) -> None:
+            self._answer = answer
+
+        def __iter__(self) -> Iterator[bytes]:
+            return map(sse_event, self._answer)
+
+    class Stub(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            status, answer = server.answer(request.url.path, json.loads(request.read()))
+            if isinstance(answer, dict):
+                return httpx.Response(status, headers={"content-type": "application/json"},
+                                      content=json.dumps(answer).encode())  # fmt: skip
+            return httpx.Response(status, headers={"content-type": "text/event-stream"}, stream=Events(answer))
+
+    return Stub()
 
 
 # --- in process, interleaved ---------------------------------------------------------------------------
@@ -185,7 +223,7 @@ def _anchor_switch(anchor: str, tracer_provider: Any, meter_provider: Any) -> ha
     )
 
 
-def worker(anchor: str, metrics_setup: str, port: int, rounds: int, batch: int) -> dict[str, Any]:
+def worker(anchor: str, metrics_setup: str, port: int | None, rounds: int, batch: int) -> dict[str, Any]:
     """bare, llmobs, llmobs_no_content and ``anchor`` interleaved, per call and per streamed chunk."""
     from llmobs.content import CaptureMode
 
@@ -237,8 +275,9 @@ def worker(anchor: str, metrics_setup: str, port: int, rounds: int, batch: int) 
 
 
 def summary(reports: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["", "summary (one worker process per anchor and metrics setup; added = variant - bare, "
-                 "paired within each round, median over rounds):"]
+    lines = ["", "summary (worker processes per anchor and metrics setup, their rounds pooled; added = variant - "
+                 "bare, paired within each round, median over rounds; in brackets the range of the per-process "
+                 "figures):"]
     for key, report in reports.items():
         if "unavailable" in report:
             lines.append(f"  {key}: unavailable: {report['unavailable']}")
@@ -247,9 +286,10 @@ def summary(reports: dict[str, dict[str, Any]]) -> list[str]:
             for unit in ("call", "stream"):
                 comparison = report[clock][unit]["comparisons"][0]
                 llmobs_x = report[clock][unit]["variants"]["llmobs"]["paired_ratio"]
+                spread = comparison.get("per_process") or [comparison["paired_ratio"]]
                 lines.append(f"  {key:<30} {clock:<4} per {unit if unit == 'call' else 'chunk':<5} "
                              f"llmobs x bare {llmobs_x:.2f}  llmobs added / anchor added "
-                             f"{comparison['paired_ratio']:.2f}")  # fmt: skip
+                             f"{comparison['paired_ratio']:.2f} [{min(spread):.2f}-{max(spread):.2f}]")  # fmt: skip
     lines.append("goal: llmobs added per call <= 0.5 x the best anchor's")
     return lines
 
@@ -284,17 +324,40 @@ def _worker_environment(anchor: str) -> dict[str, str]:
     return env
 
 
+def _pooled_workers(anchor: str, metrics_setup: str, port: int | None, rounds: int, batch: int, processes: int,
+                    env: dict[str, str]) -> dict[str, Any]:
+    """``processes`` workers of ``rounds`` rounds each, one after another; their reports pooled
+    (``harness.pool``), or the first worker's reason when it could not run."""
+    workers = []
+    for _ in range(processes):
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", anchor, metrics_setup, "--rounds", str(rounds),
+             "--batch", str(batch), *(["--port", str(port)] if port is not None else [])],
+            capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S, check=True, env=env,
+        )  # fmt: skip
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        if "unavailable" in report:
+            return report
+        workers.append(report)
+    return {clock: {unit: harness.pool([w[clock][unit] for w in workers]) for unit in ("call", "stream")}
+            for clock in ("cpu", "wall")}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = harness.parser(__doc__.split("\n\n")[0], DEFAULTS)
     parser.add_argument("--worker", nargs=2, metavar=("ANCHOR", "METRICS"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--anchors", default=",".join(ANCHORS), help="comma-separated anchors to run")
+    parser.add_argument("--stub", action="store_true",
+                        help="the client over a stub transport that answers at once, instead of the loopback server")
+    harness.add_processes_flag(parser, DEFAULT_PROCESSES)
     args = parser.parse_args(argv)
     rounds, batch = harness.resolve(args)
+    processes, per_process = harness.resolve_processes(args, rounds)
     if args.worker:
         print(json.dumps(worker(*args.worker, args.port, rounds, batch), default=str))
         return {}
-    server, port = _server()
+    server, port = (None, None) if args.stub else _server()
     reports: dict[str, dict[str, Any]] = {}
     try:
         for anchor in [a for a in args.anchors.split(",") if a]:
@@ -305,21 +368,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     reports[f"{anchor}, {metrics_setup}"] = {"unavailable": str(exc)}
                 continue
             for metrics_setup in METRICS_SETUPS:  # one at a time: they are timed
-                out = subprocess.run(
-                    [sys.executable, __file__, "--worker", anchor, metrics_setup, "--port", str(port),
-                     "--rounds", str(rounds), "--batch", str(batch)],
-                    capture_output=True, text=True, timeout=_WORKER_TIMEOUT_S, check=True, env=env,
-                )  # fmt: skip
-                report = reports[f"{anchor}, {metrics_setup}"] = json.loads(out.stdout.strip().splitlines()[-1])
+                report = reports[f"{anchor}, {metrics_setup}"] = _pooled_workers(
+                    anchor, metrics_setup, port, per_process, batch, processes, env
+                )
                 for clock in ("cpu", "wall"):
                     for unit in ("call", "stream"):
                         if clock in report:
                             print(harness.table(report[clock][unit]) + "\n")
     finally:
-        server.terminate()
-        server.wait()
+        if server is not None:
+            server.terminate()
+            server.wait()
     print("\n".join(summary(reports)))
-    result = {"bench": "openai", "workers": reports, "run": harness.machine_info()}
+    result = {"bench": "openai", "workers": reports, "transport": "stub" if args.stub else "loopback server",
+              "run": harness.machine_info()}
     if args.json:
         harness.write_json(result, args.json)
     return result

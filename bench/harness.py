@@ -37,7 +37,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Bench", "Comparison", "PatchSwitch", "Variant", "environment", "parser", "rss_bytes", "rss_growth"]
+__all__ = [
+    "Bench", "Comparison", "PatchSwitch", "Variant", "environment", "parser", "pool", "rss_bytes", "rss_growth",
+]
 
 
 @dataclass
@@ -183,6 +185,39 @@ class Bench:
         }
 
 
+def pool(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Reports of the same bench run in several processes, as one: every process's rounds together
+    (pairs stay within their round), and each comparison's paired ratio per process.
+
+    One process is one draw of what a process's start decides and a run cannot see — where the
+    interpreter, its heap and its libraries land in memory, which decides cache and branch-predictor
+    collisions. On the same code, the added-time ratio of two variants measured in one process moved
+    between processes here by more than the costs compared (0.37-0.79 over eight processes); the pooled
+    rounds of several processes estimate the ratio over those draws."""
+    if not reports:
+        raise ValueError("no reports to pool")
+    first = reports[0]
+    bench = Bench(first["bench"], baseline=first["baseline"], unit=first["unit"], notes=list(first["notes"]))
+    for name, row in first["variants"].items():
+        bench.add(name, _unused, batch=row["calls_per_batch"], units=row["units_per_call"],
+                  description=row["description"])  # fmt: skip
+    for c in first["comparisons"]:
+        bench.compare(c["label"], c["variant"], c["other"], c["bare"])
+    samples = {name: [s for r in reports for s in r["variants"][name]["samples_ns"]] for name in first["variants"]}
+    run = first["run"]
+    pooled = bench.report(samples, rounds=sum(r["run"]["rounds"] for r in reports), batch=run.get("batch"),
+                          wall_s=sum(r["run"].get("wall_s", 0) for r in reports), clock=run.get("clock"),
+                          processes=len(reports))  # fmt: skip
+    for i, c in enumerate(pooled["comparisons"]):
+        key = "paired_ratio" if c["bare"] else "ratio"
+        c["per_process"] = [r["comparisons"][i][key] for r in reports]
+    return pooled
+
+
+def _unused() -> None:
+    raise AssertionError("a pooled report's variants are not run")
+
+
 def _time_batch(variant: Variant, calls: int, clock: Callable[[], int] = time.perf_counter_ns) -> int:
     """Nanoseconds (of ``clock``) for ``calls`` calls of the variant, setup and teardown excluded."""
     fn = variant.fn
@@ -254,14 +289,18 @@ def table(report: dict[str, Any], *, extra: dict[str, Callable[[dict[str, Any]],
         return "  ".join(padded)
 
     clock = " (CPU time of this process)" if report["run"].get("clock") == "cpu" else ""
-    out = [f"{report['bench']}: {report['run'].get('rounds')} rounds, interleaved; times per {unit}{clock}",
+    processes = report["run"].get("processes")
+    where = f" in {processes} processes" if processes else ""
+    out = [f"{report['bench']}: {report['run'].get('rounds')} rounds{where}, interleaved; times per {unit}{clock}",
            fmt(headers), fmt(["-" * w for w in widths])]
     out += [fmt(line) for line in lines]
     for c in report["comparisons"]:
         how = f"({c['variant']} - {c['bare']}) / ({c['other']} - {c['bare']})" if c["bare"] else \
             f"{c['variant']} / {c['other']}"
         paired = f", paired {c['paired_ratio']:.2f}" if c.get("paired_ratio") is not None else ""
-        out.append(f"{c['label']}: {c['ratio']:.2f}{paired}  [{how}]")
+        spread = c.get("per_process")
+        spread = f", per process {min(spread):.2f}-{max(spread):.2f}" if spread else ""
+        out.append(f"{c['label']}: {c['ratio']:.2f}{paired}{spread}  [{how}]")
     out += [f"note: {n}" for n in report["notes"]]
     return "\n".join(out)
 
@@ -312,6 +351,22 @@ def resolve(args: argparse.Namespace) -> tuple[int, int]:
     if rounds < 1 or batch < 1:
         raise SystemExit("--rounds and --batch must be at least 1")
     return rounds, batch
+
+
+def add_processes_flag(p: argparse.ArgumentParser, default: int) -> None:
+    """``--processes``, for a bench that times its variants in worker processes and pools them (:func:`pool`)."""
+    p.add_argument("--processes", type=int, default=None,
+                   help=f"worker processes per comparison, one after another, the rounds shared among them and "
+                        f"pooled (default {default}; 1 with --quick)")  # fmt: skip
+    p.set_defaults(_processes=default)
+
+
+def resolve_processes(args: argparse.Namespace, rounds: int) -> tuple[int, int]:
+    """(processes, rounds per process) from the flags: ``rounds`` shared among the processes."""
+    processes = args.processes if args.processes is not None else 1 if args.quick else args._processes
+    if processes < 1:
+        raise SystemExit("--processes must be at least 1")
+    return processes, -(-rounds // processes)
 
 
 # --- environment -------------------------------------------------------------------------------------

@@ -77,6 +77,19 @@ def test_openai_bench_quick(tmp_path):
     assert json.loads(out.read_text())["workers"].keys() == workers.keys()
 
 
+def test_openai_bench_quick_over_the_stub_in_two_processes():
+    """``--stub`` needs no server; two worker processes per metrics setup, their rounds pooled."""
+    report = _bench("bench_openai").main(["--quick", "--stub", "--anchors", "openai_v2", "--processes", "2"])
+    assert report["transport"] == "stub"
+    for metrics_setup in ("llmobs_provider", "sdk_provider"):
+        worker = report["workers"][f"openai_v2, {metrics_setup}"]
+        assert "unavailable" not in worker, worker.get("unavailable")
+        call = worker["cpu"]["call"]
+        _check(call, {"bare", "llmobs", "llmobs_no_content", "openai_v2"})
+        assert call["run"]["processes"] == 2 and call["variants"]["llmobs"]["rounds"] == 2
+        assert len(call["comparisons"][0]["per_process"]) == 2
+
+
 def test_recorder_bench_leaves_settings_as_found():
     from llmobs import config
 
@@ -101,6 +114,30 @@ def test_harness_interleaves_and_reports():
     assert "b over a" in harness.table(report)
 
 
+def test_pool_joins_processes_rounds_and_keeps_each_process_ratio():
+    harness = _bench("harness")
+
+    def run(bare_ns: float, a_ns: float, b_ns: float) -> dict:
+        bench = harness.Bench("t", baseline="bare")
+        for name in ("bare", "a", "b"):
+            bench.add(name, lambda: None, batch=3)
+        bench.compare("a added / b added", "a", "b", bare="bare")
+        return bench.report({"bare": [bare_ns] * 2, "a": [a_ns] * 2, "b": [b_ns] * 2}, rounds=2, batch=3, clock="cpu")
+
+    # Two processes: the first makes everything 2x slower, the ratio is 0.25 in one and 0.5 in the other.
+    pooled = harness.pool([run(200, 300, 600), run(100, 150, 200)])
+    assert pooled["variants"]["a"]["samples_ns"] == [300, 300, 150, 150]
+    assert pooled["variants"]["b"]["calls_per_batch"] == 3
+    assert pooled["run"]["rounds"] == 4 and pooled["run"]["processes"] == 2
+    comparison = pooled["comparisons"][0]
+    assert comparison["per_process"] == [0.25, 0.5]
+    # Added costs paired within their own rounds (100, 100, 50, 50 and 400, 400, 100, 100), then medians.
+    assert comparison["paired_ratio"] == 75 / 250
+    assert "2 processes" in harness.table(pooled) and "per process 0.25-0.50" in harness.table(pooled)
+    with pytest.raises(ValueError):
+        harness.pool([])
+
+
 def test_rss_growth_reports_memory():
     harness = _bench("harness")
     kept = []
@@ -115,11 +152,15 @@ def test_langchain_bench_quick(tmp_path):
     """Worker processes, loopback sink, anchor patch switching and the memory check all run (two anchors:
     one that patches LangChain globally, one that is a handler; the third takes the first's path)."""
     out = tmp_path / "report.json"
-    argv = ["--quick", "--rounds", "1", "--batch", "2", "--rss", "20", "--anchors", "openllmetry,langfuse"]
+    argv = ["--quick", "--rounds", "2", "--processes", "2", "--batch", "2", "--rss", "20", "--anchors",
+            "openllmetry,langfuse"]  # fmt: skip
     report = _bench("bench_langchain").main([*argv, "--json", str(out)])
     for anchor in ("openllmetry", "langfuse"):
         for scenario in ("chain", "stream", "agent"):
-            _check(report["timings"][anchor][scenario], {"bare", "noop", "sdk_floor", "llmobs", anchor})
+            timing = report["timings"][anchor][scenario]
+            _check(timing, {"bare", "noop", "sdk_floor", "llmobs", anchor})
+            assert timing["run"]["processes"] == 2 and timing["variants"]["llmobs"]["rounds"] == 2
+            assert len(timing["comparisons"][0]["per_process"]) == 2
     assert set(report["memory"]) == {"bare", "llmobs", "openllmetry", "langfuse"}
     assert report["memory"]["llmobs"]["runs_in_flight"] == 0
     assert json.loads(out.read_text())["memory"].keys() == report["memory"].keys()
