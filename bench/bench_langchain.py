@@ -400,7 +400,7 @@ class Worker:
 
 def summary(timings: dict[str, dict[str, Any]], memory: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["", "summary (per anchor, the rounds of its worker processes pooled, llmobs measured in each; in "
-                 "brackets the range of the per-process added ratios):"]
+                 "brackets the range of the per-process paired added ratios):"]
     for anchor, reports in timings.items():
         for scenario, report in reports.items():
             rows = report["variants"]
