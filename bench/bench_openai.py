@@ -134,6 +134,7 @@ def _providers(own_metrics: bool = False) -> tuple[Any, Any, Any]:
 def _openai(port: int | None, http_client: Any) -> Any:
     import openai
 
+    # Over the stub transport the URL is never dialled: port 9 (discard) only makes it a valid one.
     return openai.OpenAI(api_key="sk-bench", base_url=f"http://127.0.0.1:{port or 9}/v1", http_client=http_client)
 
 
@@ -141,15 +142,13 @@ def _bare(port: int | None) -> Any:
     """The plain client: to the loopback server on ``port``, or over :func:`stub_transport` when None."""
     import httpx
 
-    return _openai(port, httpx.Client(transport=stub_transport()) if port is None else httpx.Client())
+    return _openai(port, httpx.Client(transport=stub_transport() if port is None else None))
 
 
 def _ours(port: int | None) -> Any:
     import llmobs_openai
 
-    if port is None:
-        return _openai(port, llmobs_openai.http_client(transport=stub_transport()))
-    return _openai(port, llmobs_openai.http_client())
+    return _openai(port, llmobs_openai.http_client(transport=stub_transport() if port is None else None))
 
 
 def stub_transport() -> Any:
