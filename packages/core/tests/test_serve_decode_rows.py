@@ -108,7 +108,7 @@ def test_rows_from_protobuf_equal_rows_from_sdk_spans(tmp_path, make, capture):
     direct = otlp.decode_rows(request, *args)
     assert direct.rows, "nothing decoded"
     # repr: NaN in a typed column compares unequal to itself
-    assert repr(direct.rows) == repr(store_exporter._rows(decoded.spans))
+    assert repr(direct.rows) == repr(store_exporter.span_rows(decoded.spans))
     assert (direct.rejected, direct.reason, direct.failed) == (decoded.rejected, decoded.reason, 0)
     ingestor.shutdown()
 

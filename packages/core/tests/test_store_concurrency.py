@@ -160,7 +160,7 @@ def test_a_write_that_must_not_wait_gives_way_to_another_writer(tmp_path):
     selfstats.reset()
     path = tmp_path / "nowait.db"
     exporter = SQLiteSpanExporter(path, retention=None)
-    rows = store_exporter._rows(make_spans(2, "nowait"))
+    rows = store_exporter.span_rows(make_spans(2, "nowait"))
     assert exporter.write_rows(rows[:1])  # the store exists, the exporter's connection is open
     other = schema.open_writer(path)
     try:

@@ -92,14 +92,15 @@ class SQLiteSpanExporter(SpanExporter):
         os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m())
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        rows = _rows(spans)
+        rows = span_rows(spans)
         if rows and not self.write_rows(rows):
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS if len(rows) == len(spans) else SpanExportResult.FAILURE
 
     def write_rows(self, rows: list[tuple[Any, ...]], *, wait: bool = True) -> bool | None:
-        """Commit rows made by :func:`span_row` in one transaction; False (counted as dropped) if it failed.
-        With ``wait=False``, None at once, nothing written nor counted, while another writer holds the lock."""
+        """Commit rows made by :func:`span_row` (or :func:`span_rows`) in one transaction; False (counted as
+        dropped) if it failed. With ``wait=False``, None at once, nothing written nor counted, while another
+        writer holds the lock."""
         done = self._write(rows, wait)
         if done is False:
             selfstats.count("store.dropped_spans", len(rows))
@@ -319,8 +320,9 @@ def _size_cutoff(conn: sqlite3.Connection, max_bytes: int) -> int | None:
     return None if row is None else row[0]  # None: another writer's retention got there first
 
 
-def _rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
-    """Convert spans to rows; a span that cannot be converted is counted and skipped."""
+def span_rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
+    """SDK spans as rows for :meth:`SQLiteSpanExporter.write_rows` (what :meth:`~SQLiteSpanExporter.export`
+    does before writing); a span that cannot be converted is counted and skipped."""
     resources: dict[int, tuple[str, Any]] = {}
     rows = []
     append = rows.append
