@@ -18,7 +18,8 @@ measures how much work is added, to tell small changes apart; ``bench_openai.py`
 ``--suite langchain`` counts ``bench_langchain.py``'s invokes the same way — ``chain`` (``prompt | chat |
 parser``), ``stream`` (the same, streamed) and ``agent`` (the LangGraph tool-calling loop) — on the same
 providers, for ``bare``, ``noop`` (a callback handler that does nothing: LangChain's own callback cost),
-``sdk_floor`` (one bare SDK span per run), ``llmobs``, ``llmobs_no_content`` (capture mode NO_CONTENT),
+``sdk_floor`` (one bare SDK span per run), ``lean_floor`` (one bare span per run as llmobs' recorder makes
+them), ``llmobs``, ``llmobs_no_content`` (capture mode NO_CONTENT),
 ``openllmetry`` and ``openinference``; added = variant - ``bare``, as in ``bench_langchain.py``.
 
 Needs ``valgrind`` (Debian package ``valgrind``). About a minute per variant and scenario on two cores.
@@ -44,7 +45,9 @@ import harness
 
 VARIANTS = ("bare", "llmobs", "openllmetry", "openai_v2")
 SCENARIOS = ("call", "stream")
-LANGCHAIN_VARIANTS = ("bare", "noop", "sdk_floor", "llmobs", "llmobs_no_content", "openllmetry", "openinference")
+LANGCHAIN_VARIANTS = (
+    "bare", "noop", "sdk_floor", "lean_floor", "llmobs", "llmobs_no_content", "openllmetry", "openinference",
+)
 LANGCHAIN_SCENARIOS = ("chain", "stream", "agent")
 #: Variants that make no span: every other one must.
 UNTRACED = frozenset({"bare", "noop"})
@@ -148,7 +151,7 @@ _GOALS = {
     "langchain": "goal (bench_langchain.py, in time): llmobs added <= 0.2 x OpenLLMetry's added",
 }
 #: What llmobs' added work is compared with: the anchors, and one bare SDK span per run.
-_COMPARED = ("openllmetry", "openinference", "openai_v2", "sdk_floor")
+_COMPARED = ("openllmetry", "openinference", "openai_v2", "sdk_floor", "lean_floor")
 
 
 def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[str]:

@@ -6,7 +6,8 @@ the same chain streamed (~40 chunks); ``agent`` — a LangGraph tool-calling loo
 
 Variants: ``bare`` (no callbacks), ``noop`` (a do-nothing inline handler: LangChain's own callback cost),
 ``sdk_floor`` (an inline handler that makes one bare SDK span per run, parented like the runs, exported
-like every variant's: the least any OpenTelemetry-based tracer pays), ``llmobs``
+like every variant's: the least any OpenTelemetry-based tracer pays), ``lean_floor`` (the same with the spans
+llmobs' recorder makes, ``llmobs.lean_span``: the least llmobs' own span path pays), ``llmobs``
 (``llmobs_langchain.instrument()``, content capture on), and one anchor: ``openllmetry``
 (opentelemetry-instrumentation-langchain), ``openinference`` (openinference-instrumentation-langchain)
 or ``langfuse`` (Langfuse's CallbackHandler), each with its default content capture (on).
@@ -239,6 +240,8 @@ def variant(name: str, port: int) -> Variant:
         return Variant({"callbacks": [Noop()]})
     if name == "sdk_floor":
         return Variant({"callbacks": [sdk_floor_handler()]}, flush=flush_global)
+    if name == "lean_floor":
+        return Variant({"callbacks": [sdk_floor_handler(lean=True)]}, flush=flush_global)
     if name == "llmobs":
         import llmobs_langchain
 
@@ -266,18 +269,32 @@ def variant(name: str, port: int) -> Variant:
     raise ValueError(f"unknown variant {name!r}")
 
 
-def sdk_floor_handler() -> Any:
+def sdk_floor_handler(lean: bool = False) -> Any:
     """One SDK span per LangChain run, parented as the runs are, with no attribute, no content, no metric:
-    the least any OpenTelemetry-based LangChain tracer pays (the same global providers and OTLP export)."""
+    the least any OpenTelemetry-based LangChain tracer pays (the same global providers and OTLP export).
+
+    ``lean``: the same spans as llmobs' recorder makes them (``llmobs.lean_span``: no SDK ``Span`` object, one
+    ``ReadableSpan`` at end, the same processors): the least llmobs' own span path can cost, before any
+    attribute, content or metric."""
     from langchain_core.callbacks import BaseCallbackHandler
     from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
+    from llmobs.lean_span import lean_tracer
 
     tracer = trace.get_tracer("bench.sdk_floor")
+    fast = lean_tracer(getattr(tracer, "_real_tracer", None) or tracer) if lean else None
+    if lean and fast is None:
+        raise RuntimeError("lean_floor needs the SDK's own tracer")
     spans: dict[Any, Any] = {}
 
     def start(name: str, run_id: Any, parent_run_id: Any) -> None:
         parent = spans.get(parent_run_id)
-        spans[run_id] = tracer.start_span(name, context=trace.set_span_in_context(parent) if parent else None)
+        context = trace.set_span_in_context(parent) if parent else None
+        if fast is not None:
+            spans[run_id] = fast.start_span(name, context, SpanKind.INTERNAL, {}, None, parent)
+        else:
+            spans[run_id] = tracer.start_span(name, context=context)
 
     def end(run_id: Any) -> None:
         span = spans.pop(run_id, None)
@@ -344,7 +361,7 @@ def timing_worker(anchor: str, port: int, rounds: int, batch: int) -> dict[str, 
     """Interleave bare, noop, sdk_floor, llmobs and ``anchor`` on every scenario; one report per scenario."""
     configure_exports(port)
     calls = scenarios()
-    names = ("bare", "noop", "sdk_floor", "llmobs", anchor)
+    names = ("bare", "noop", "sdk_floor", "lean_floor", "llmobs", anchor)
     variants = {name: variant(name, port) for name in names}
     check_traced(variants, calls)
     reports = {}
@@ -357,6 +374,7 @@ def timing_worker(anchor: str, port: int, rounds: int, batch: int) -> dict[str, 
         bench.compare(f"llmobs added / {anchor} added", "llmobs", anchor, bare="bare")
         bench.compare("llmobs added / noop added", "llmobs", "noop", bare="bare")
         bench.compare("llmobs added / sdk_floor added", "llmobs", "sdk_floor", bare="bare")
+        bench.compare(f"lean_floor added / {anchor} added", "lean_floor", anchor, bare="bare")
         reports[scenario] = bench.run(rounds, batch)
     return reports
 
@@ -405,12 +423,14 @@ def summary(timings: dict[str, dict[str, Any]], memory: dict[str, dict[str, Any]
         for scenario, report in reports.items():
             rows = report["variants"]
             added = report["comparisons"][0]["ratio"]
+            floor = next(c["ratio"] for c in report["comparisons"] if c["variant"] == "lean_floor")
             spread = report["comparisons"][0].get("per_process") or [report["comparisons"][0]["paired_ratio"]]
             lines.append(
                 f"  {scenario:<6} {anchor:<13} llmobs x bare {rows['llmobs']['paired_ratio']:.2f}  "
                 f"{anchor} x bare {rows[anchor]['paired_ratio']:.2f}  noop x bare {rows['noop']['paired_ratio']:.2f}  "
                 f"sdk_floor x bare {rows['sdk_floor']['paired_ratio']:.2f}  "
-                f"llmobs added / {anchor} added {added:.2f} [{min(spread):.2f}-{max(spread):.2f}]"
+                f"llmobs added / {anchor} added {added:.2f} [{min(spread):.2f}-{max(spread):.2f}]  "
+                f"lean_floor added / {anchor} added {floor:.2f}"
             )
     lines.append(f"goals: llmobs added <= {GOAL_ADDED} x openllmetry added; llmobs <= {GOAL_TOTAL} x bare")
     for name, result in memory.items():

@@ -38,7 +38,7 @@ def _check(report: dict, expected: set[str]) -> None:
     [
         ("bench_recorder", {"raw_otel", "llmobs", "llmobs_no_content", "llmobs_own_metrics", "util_genai",
                             "util_genai_no_content"}),
-        ("bench_store", {"export_512", "export_64", "sqlite_512"}),
+        ("bench_store", {"export_512", "export_64", "insert_512", "sqlite_512"}),
         ("bench_otlp", {"sdk", "llmobs", "sdk_bare", "llmobs_bare"}),
         ("bench_serve", {"serve_512", "serve_512_1proc", "serve_512_x2", "serve_foreign_512", "export_512"}),
         ("bench_analyze", {"read_evaluate", "analyze"}),
@@ -158,7 +158,7 @@ def test_langchain_bench_quick(tmp_path):
     for anchor in ("openllmetry", "langfuse"):
         for scenario in ("chain", "stream", "agent"):
             timing = report["timings"][anchor][scenario]
-            _check(timing, {"bare", "noop", "sdk_floor", "llmobs", anchor})
+            _check(timing, {"bare", "noop", "sdk_floor", "lean_floor", "llmobs", anchor})
             assert timing["run"]["processes"] == 2 and timing["variants"]["llmobs"]["rounds"] == 2
             assert len(timing["comparisons"][0]["per_process"]) == 2
     assert set(report["memory"]) == {"bare", "llmobs", "openllmetry", "langfuse"}
