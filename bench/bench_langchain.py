@@ -358,7 +358,8 @@ def check_traced(variants: dict[str, Variant], calls: dict[str, Callable[[dict[s
 
 
 def timing_worker(anchor: str, port: int, rounds: int, batch: int) -> dict[str, Any]:
-    """Interleave bare, noop, sdk_floor, llmobs and ``anchor`` on every scenario; one report per scenario."""
+    """Interleave bare, noop, sdk_floor, lean_floor, llmobs and ``anchor`` on every scenario; one report per
+    scenario."""
     configure_exports(port)
     calls = scenarios()
     names = ("bare", "noop", "sdk_floor", "lean_floor", "llmobs", anchor)
@@ -456,7 +457,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with Sink() as sink:
         port = str(sink.port)
         for anchor in anchors:  # one at a time: they are timed
-            print(f"timing: bare, noop, sdk_floor, llmobs, {anchor} ...", file=sys.stderr, flush=True)
+            print(f"timing: bare, noop, sdk_floor, lean_floor, llmobs, {anchor} ...", file=sys.stderr, flush=True)
             runs = [Worker("--timing-worker", anchor, "--port", port, "--rounds", str(per_process),
                            "--batch", str(batch)).result() for _ in range(processes)]  # fmt: skip
             timings[anchor] = {scenario: harness.pool([run[scenario] for run in runs]) for scenario in runs[0]}

@@ -216,7 +216,7 @@ class InsertVariant(ExportVariant):
 
     def __init__(self, spans: list[ReadableSpan], chunk: int, directory: Path, opener: ReadableSpan) -> None:
         super().__init__(spans, chunk, directory, opener)
-        self.rows = [span_rows(chunk) for chunk in self.chunks]
+        self.rows = [span_rows(spans_of_call) for spans_of_call in self.chunks]
         if sum(map(len, self.rows)) != len(spans):
             raise RuntimeError("some spans could not be converted to rows")
 
