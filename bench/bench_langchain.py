@@ -239,9 +239,9 @@ def variant(name: str, port: int) -> Variant:
 
         return Variant({"callbacks": [Noop()]})
     if name == "sdk_floor":
-        return Variant({"callbacks": [sdk_floor_handler()]}, flush=flush_global)
+        return Variant({"callbacks": [floor_handler()]}, flush=flush_global)
     if name == "lean_floor":
-        return Variant({"callbacks": [sdk_floor_handler(lean=True)]}, flush=flush_global)
+        return Variant({"callbacks": [floor_handler(lean=True)]}, flush=flush_global)
     if name == "llmobs":
         import llmobs_langchain
 
@@ -269,7 +269,7 @@ def variant(name: str, port: int) -> Variant:
     raise ValueError(f"unknown variant {name!r}")
 
 
-def sdk_floor_handler(lean: bool = False) -> Any:
+def floor_handler(lean: bool = False) -> Any:
     """One SDK span per LangChain run, parented as the runs are, with no attribute, no content, no metric:
     the least any OpenTelemetry-based LangChain tracer pays (the same global providers and OTLP export).
 
