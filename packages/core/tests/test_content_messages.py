@@ -307,3 +307,27 @@ def test_reasoning_is_read_under_both_names_servers_use():
     for key in ("reasoning_content", "reasoning"):
         (msg,) = messages_from_openai([{"role": "assistant", "content": "4", key: "2 + 2 is 4"}])
         assert msg["parts"][0] == {"type": "reasoning", "content": "2 + 2 is 4"}
+
+
+def test_text_parts_hold_text_and_nothing_that_would_hide_keys():
+    """A text part's text is a string: numbers become text; a mapping or list (a malformed request) is an
+    unrecognised part, not its repr, which would carry its keys past the secret-key check."""
+    before = selfstats.snapshot().get("content.unrecognised_part", 0)
+    converted = messages_from_openai(
+        [
+            {"role": "user", "content": [{"type": "text", "text": 42}, {"type": "text", "text": None}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": {"api_key": "x"}}, {"type": "refusal", "refusal": []}],
+            },
+            {"role": "user", "content": {"password": "hunter2"}},
+            {"role": "user", "content": 1.5},
+        ]
+    )
+    assert [m["parts"] for m in converted] == [
+        [{"type": "text", "content": "42"}, {"type": "text", "content": ""}],
+        [],
+        [],
+        [{"type": "text", "content": "1.5"}],
+    ]
+    assert selfstats.snapshot().get("content.unrecognised_part", 0) - before == 3

@@ -126,6 +126,7 @@ _FINISH_REASONS = {
     "tool_calls": FINISH_TOOL_CALL,
     "function_call": FINISH_TOOL_CALL,
 }
+_TEXT_MESSAGE_KEYS = frozenset({"role", "content", "name"})
 _DATA_URL = re.compile(r"data:([^;,]*)((?:;[^;,]*)*),", re.I)
 _AUDIO_MIME = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 
@@ -225,6 +226,10 @@ def _convert(raw: Any, default_role: str) -> tuple[str, list[dict[str, Any]], st
 
 
 def _parts(msg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if _TEXT_MESSAGE_KEYS.issuperset(msg):  # most input messages: a role and a text, nothing else to look for
+        content = msg.get("content")
+        if type(content) is str:
+            return [text_part(content)] if content else []
     parts: list[dict[str, Any]] = []
     # DeepSeek and Qwen send ``reasoning_content``; newer vLLM servers send ``reasoning``.
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
@@ -250,7 +255,11 @@ def _content_parts(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [text_part(content)] if content else []
     if not isinstance(content, (list, tuple)):  # a tuple: ~6x faster than a union in isinstance
-        return [text_part(str(content))]
+        text = _text_of(content)
+        if text is None:  # a mapping's text would carry its keys past the secret-key check
+            selfstats.count("content.unrecognised_part")
+            return []
+        return [text_part(text)] if text else []
     parts = []
     for raw in content:
         part = _content_part(raw)
@@ -269,7 +278,8 @@ def _content_part(raw: Any) -> dict[str, Any] | None:
     if part is None or not isinstance(kind, str):
         return None
     if kind == "text":
-        return text_part(part.get("text") or "")
+        text = _text_of(part.get("text"))
+        return None if text is None else text_part(text)
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, Mapping) else image
@@ -288,8 +298,19 @@ def _content_part(raw: Any) -> dict[str, Any] | None:
             return _url_part(data, "document")
         return blob_part("document", size=_decoded_size(data))
     if kind == "refusal":
-        return {"type": "refusal", "content": part.get("refusal") or ""}
+        text = _text_of(part.get("refusal"))
+        return None if text is None else {"type": "refusal", "content": text}
     return {"type": kind}  # unknown part: its type only, its payload may be binary
+
+
+def _text_of(value: Any) -> str | None:
+    """A text part's text: a string, a number as text, none as empty; None (an unrecognised part) for anything
+    else, which a text part cannot be (a GenAI part's content is a string)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return str(value) if type(value) in (int, float) else None
 
 
 def _url_part(url: str, modality: str) -> dict[str, Any]:
