@@ -598,12 +598,16 @@ class SpanHandle:
             self.model = model
             if self.operation in sc.MODEL_NAMED_OPERATIONS:
                 self.span.update_name(_span_name(self.operation, None, model))
-        for key, value in params.items():
+        pending = self._pending  # None once ended
+        for key, value in params.items():  # set_attribute's work, inline: a call sets several of these
             attribute = _REQUEST_ATTRIBUTES.get(key)
             if attribute is None:
                 selfstats.count("recorder.unknown_request_parameter")
-            else:
-                self.set_attribute(attribute, value)
+            elif value is not None and pending is not None:
+                try:
+                    pending[attribute] = value if type(value) in _PLAIN_SCALARS else _scalar(value)
+                except Exception as exc:
+                    selfstats.failure("recorder.attribute_failed", exc)
 
     def set_input(
         self, messages: Any = None, *, system: Any = None, tools: Any = None, value: Any = None, snapshot: bool = False
