@@ -277,3 +277,63 @@ def test_shared_references_to_a_huge_string_are_never_serialised_whole():
         assert len(text.encode()) <= 8192
         json.loads(text)
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB while rendering"
+
+
+_openai_text = st.one_of(
+    _plain_text, st.integers(), st.none(), st.dictionaries(st.sampled_from(["api_key", "a"]), _plain_text)
+)
+_openai_part = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": _openai_text}),
+    st.fixed_dictionaries({"type": st.just("image_url"), "image_url": st.fixed_dictionaries(
+        {"url": st.sampled_from(["https://x/y.png", "data:image/png;base64,AAAA"])})}),
+    st.fixed_dictionaries({"type": st.just("refusal"), "refusal": _openai_text}),
+)
+_openai_message = st.one_of(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "system", "assistant", "developer"]),
+         "content": st.one_of(_openai_text, st.lists(_openai_part, max_size=3))},
+        optional={"name": _plain_text, "reasoning_content": _plain_text},
+    ),
+    st.fixed_dictionaries({"role": st.just("assistant"), "tool_calls": st.lists(st.fixed_dictionaries(
+        {"id": _plain_text, "type": st.just("function"), "function": st.fixed_dictionaries(
+            {"name": _plain_text, "arguments": _plain_json.map(json.dumps)})}), max_size=2)}),
+    st.fixed_dictionaries(
+        {"role": st.just("tool"), "tool_call_id": _plain_text, "content": _plain_json.map(json.dumps)}
+    ),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(request=st.lists(_openai_message, max_size=4), cap=st.sampled_from([64, 512, 8192]))
+def test_messages_built_from_parsed_json_render_exactly_as_the_full_path_renders_them(request, cap):
+    """``render_parsed_messages`` (no walk) gives the full path's text for what the builders make of a parsed
+    request: secrets scrubbed, secret keys of tool calls' arguments redacted, the cap kept."""
+    import orjson
+
+    from llmobs.content import messages_from_openai
+
+    messages = messages_from_openai(orjson.loads(json.dumps(request)))
+    full = ContentPolicy(max_bytes=cap, redactors=(scrub_text, lambda text: text))  # no fast path at all
+    assert ContentPolicy(max_bytes=cap).render_parsed_messages(messages) == full.render(messages)
+
+
+def test_parsed_messages_json_takes_only_small_messages_without_tool_parts():
+    from llmobs.content import serialize
+
+    text = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+    assert serialize.parsed_messages_json(text, 1000) == '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'
+    assert serialize.parsed_messages_json(text, 20) is None  # too long: the full path cuts it
+    call = [{"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "arguments": {"api_key": "x"}}]}]
+    answer = [{"role": "tool", "parts": [{"type": "tool_call_response", "response": {"token": "x"}}]}]
+    assert serialize.parsed_messages_json(call, 1000) is None and serialize.parsed_messages_json(answer, 1000) is None
+    assert json.loads(ContentPolicy().render_parsed_messages(call))[0]["parts"][0]["arguments"] == {
+        "api_key": "[REDACTED]"
+    }
+
+    class Text(str):
+        pass
+
+    for odd in ([{"role": Text("user"), "parts": []}], [{"role": object()}], [{"n": 1 << 70}], [{"t": "\ud800"}]):
+        assert serialize.parsed_messages_json(odd, 1000) is None, odd
+    secret = [{"role": "user", "parts": [{"type": "text", "content": "key sk-proj-abcdefghijklmnopqrstuv"}]}]
+    assert "sk-proj" not in ContentPolicy().render_parsed_messages(secret)

@@ -440,6 +440,34 @@ def test_content_is_not_serialised_for_unsampled_spans(settings):
     assert Watched.looks == 0
 
 
+def test_messages_parsed_from_small_json_render_without_a_walk(rig, monkeypatch):
+    """``json_size`` on set_input/set_output: messages and system instructions built from parsed JSON go through
+    ``render_parsed_messages`` when that JSON was small, tools and anything larger through ``render``; the
+    recorded text is the same either way."""
+    used: list[str] = []
+    original = content.ContentPolicy.render_parsed_messages
+
+    def spy(self, value):
+        used.append(json.dumps(value)[:20])
+        return original(self, value)
+
+    monkeypatch.setattr(content.ContentPolicy, "render_parsed_messages", spy)
+    messages = [content.message("user", [content.text_part("hello")])]
+    system = [content.text_part("be brief")]
+    tools = [content.tool_definition("f", parameters={"type": "object"})]
+    out = [content.output_message([content.text_part("hi")], "stop")]
+    recorded = []
+    for size in (None, 100, 4 * 8192 + 1):
+        h = rig.recorder.start(sc.OP_CHAT, model="m", provider="openai")
+        h.set_input(messages, system=system, tools=tools, json_size=size)
+        h.set_output(out, json_size=size)
+        h.end()
+        recorded.append({k: v for k, v in rig.exporter.get_finished_spans()[-1].attributes.items() if "messages" in k
+                         or k in (sc.SYSTEM_INSTRUCTIONS, sc.TOOL_DEFINITIONS)})  # fmt: skip
+    assert recorded[0] == recorded[1] == recorded[2] and len(recorded[0]) == 4
+    assert len(used) == 3  # messages, system and output of the small one; never tools, nor the large one
+
+
 def test_content_capture_modes(settings):
     messages = [content.message("user", [content.text_part("hello, my key is sk-abcdefghijklmnopqrstuvwx12")])]
     out = [content.output_message([content.text_part("hi")], "stop")]

@@ -24,7 +24,7 @@ import reprlib
 import threading
 import time
 import traceback
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -136,6 +136,8 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+#: Messages built from parsed JSON are encoded whole first if that JSON was at most this many attribute caps long.
+_PARSED_RENDER_FACTOR = 4
 _METRIC_SETS_MAX = 1024  # distinct metric attribute sets kept; then the cache starts again
 _INPUT_ATTRIBUTES = (
     ("messages", sc.INPUT_MESSAGES),
@@ -610,7 +612,14 @@ class SpanHandle:
                     selfstats.failure("recorder.attribute_failed", exc)
 
     def set_input(
-        self, messages: Any = None, *, system: Any = None, tools: Any = None, value: Any = None, snapshot: bool = False
+        self,
+        messages: Any = None,
+        *,
+        system: Any = None,
+        tools: Any = None,
+        value: Any = None,
+        snapshot: bool = False,
+        json_size: int | None = None,
     ) -> None:
         """Input content, kept by reference and serialised only if the span is recorded with content.
 
@@ -618,13 +627,16 @@ class SpanHandle:
         instructions given apart from the messages; ``tools``: tool definitions; ``value``: anything
         else (a chain's input, a tool's arguments, a retrieval query). ``snapshot``: serialise ``value``
         now rather than at span end — for a value the operation itself may change in place (a chain's state),
-        which would otherwise be recorded as it is at the end. The same work, done earlier.
+        which would otherwise be recorded as it is at the end. The same work, done earlier. ``json_size``:
+        ``messages`` and ``system`` were built by ``llmobs.content``'s builders from data parsed from JSON text of
+        this many bytes (a request body), which a small text lets them render without a walk
+        (:meth:`ContentPolicy.render_parsed_messages`).
         """
         if snapshot and value is not None:
             policy = self._recorder.derived.policy
             if (policy.mode.on_span or policy.mode.on_event) and self.span.is_recording():
                 value = _Rendered(policy.render_text(value))
-        self._input = {"messages": messages, "system": system, "tools": tools, "value": value}
+        self._input = {"messages": messages, "system": system, "tools": tools, "value": value, "json_size": json_size}
 
     def set_output(
         self,
@@ -634,9 +646,11 @@ class SpanHandle:
         finish_reasons: list[str] | tuple[str, ...] | None = None,
         response_id: str | None = None,
         response_model: str | None = None,
+        json_size: int | None = None,
     ) -> None:
-        """Output content (lazy, like :meth:`set_input`) and response metadata (set now)."""
-        self._output = {"messages": messages, "value": value}
+        """Output content (lazy, like :meth:`set_input`; ``json_size`` too, of a response body) and response
+        metadata (set now)."""
+        self._output = {"messages": messages, "value": value, "json_size": json_size}
         if finish_reasons:
             reasons = finish_reasons if isinstance(finish_reasons, _SEQUENCES) else [finish_reasons]
             self.set_attribute(sc.RESPONSE_FINISH_REASONS, [_text(r) for r in reasons])
@@ -837,16 +851,18 @@ class SpanHandle:
     def _record_content(self, policy: ContentPolicy) -> None:
         attrs: dict[str, str] = {}
         if self._input:
+            messages = _messages_renderer(policy, self._input["json_size"])
             for key, attribute in _INPUT_ATTRIBUTES:
                 if self._input[key] is not None:
-                    attrs[attribute] = policy.render(self._input[key])
+                    attrs[attribute] = (policy.render if key == "tools" else messages)(self._input[key])
             value = self._input["value"]
             if value is not None:
                 target = _INPUT_VALUE_ATTRIBUTE.get(self.operation, sc.INPUT_VALUE)
                 attrs[target] = str(value) if type(value) is _Rendered else policy.render_text(value)
         if self._output:
             if self._output["messages"] is not None:
-                attrs[sc.OUTPUT_MESSAGES] = policy.render(self._output["messages"])
+                messages = _messages_renderer(policy, self._output["json_size"])
+                attrs[sc.OUTPUT_MESSAGES] = messages(self._output["messages"])
             if self._output["value"] is not None:
                 target = _OUTPUT_VALUE_ATTRIBUTE.get(self.operation, sc.OUTPUT_VALUE)
                 value = self._output["value"]
@@ -884,6 +900,14 @@ class SpanHandle:
             aggregated_metrics.measure_together(measurements)
         except Exception as exc:
             selfstats.failure("recorder.metric_failed", exc)
+
+
+def _messages_renderer(policy: ContentPolicy, json_size: int | None) -> Callable[[Any], str]:
+    """How messages are rendered: built from parsed JSON without a walk when that JSON was at most a few
+    attributes long (longer content is cut anyway, by the full path, whose walk stops at the cap)."""
+    if json_size is not None and json_size <= _PARSED_RENDER_FACTOR * policy.max_bytes:
+        return policy.render_parsed_messages
+    return policy.render
 
 
 def _span_name(operation: str, name: str | None, model: str | None) -> str:

@@ -82,7 +82,7 @@ def finish_span(handle: SpanHandle, api: Api, status: int, tap: BodyTap, capture
         selfstats.count("openai.response_unreadable")
         return None
     if api is Api.RESPONSES:
-        return streams.apply_response(handle, body, capture)
+        return streams.apply_response(handle, body, capture, len(head))
     if isinstance(body.get("error"), dict) and not body.get("choices"):  # a gateway's error sent with HTTP 200
         return payloads.error_type(body, "response_error")
     choices = body.get("choices")
@@ -96,6 +96,7 @@ def finish_span(handle: SpanHandle, api: Api, status: int, tap: BodyTap, capture
         finish_reasons=[c["finish_reason"] for c in choices if isinstance(c, dict) and c.get("finish_reason")],
         response_id=response_id if isinstance(response_id, str) else None,
         response_model=model if isinstance(model, str) else None,
+        json_size=len(head),
     )
     payloads.set_usage(handle, body.get("usage"))
     payloads.set_vllm_metrics(handle, body.get("metrics"))

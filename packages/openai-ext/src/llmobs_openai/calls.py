@@ -68,7 +68,7 @@ def start(
         mode = recorder.derived.policy.mode
         capture = handle.is_recording and (mode.on_span or mode.on_event)
         if capture:
-            messages.set_input(handle, body, api)
+            messages.set_input(handle, body, api, len(content) if content else None)
         propagation.inject(headers, handle, carried)
         call = Call(handle, api, capture, params.get("stream") is True)
         call.request = (parent, content)

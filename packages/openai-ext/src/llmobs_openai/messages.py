@@ -22,22 +22,29 @@ from llmobs_openai.routes import Api
 # --- input -----------------------------------------------------------------------------------------
 
 
-def set_input(handle: SpanHandle, body: dict[str, Any], api: Api) -> None:
-    """Input messages, system instructions and tool definitions of a request (content capture on)."""
+def set_input(handle: SpanHandle, body: dict[str, Any], api: Api, json_size: int | None = None) -> None:
+    """Input messages, system instructions and tool definitions of a request (content capture on), its body
+    parsed from ``json_size`` bytes."""
     tools = body.get("tools") or body.get("functions")
     tools = tool_definitions_from_openai(tools) if isinstance(tools, list) else None
     if api is Api.CHAT:
         messages = body.get("messages")
         if isinstance(messages, list):
-            handle.set_input(messages_from_openai([_with_reasoning(m) for m in messages]), tools=tools)
+            handle.set_input(
+                messages_from_openai([_with_reasoning(m) for m in messages]), tools=tools, json_size=json_size
+            )
     elif api is Api.COMPLETIONS:
         prompts = _prompts(body.get("prompt"))
         if prompts:
-            handle.set_input(messages_from_openai([{"role": "user", "content": p} for p in prompts]))
+            handle.set_input(
+                messages_from_openai([{"role": "user", "content": p} for p in prompts]), json_size=json_size
+            )
     elif api is Api.RESPONSES:
         instructions = body.get("instructions")
         system = [text_part(instructions)] if isinstance(instructions, str) and instructions else None
-        handle.set_input(messages_from_openai(_responses_input(body.get("input"))), system=system, tools=tools)
+        handle.set_input(
+            messages_from_openai(_responses_input(body.get("input"))), system=system, tools=tools, json_size=json_size
+        )
 
 
 def _prompts(prompt: Any) -> list[str]:

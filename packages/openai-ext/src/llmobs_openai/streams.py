@@ -263,8 +263,11 @@ class ResponsesStream:
         return self.error
 
 
-def apply_response(handle: SpanHandle, response: dict[str, Any], capture: bool) -> str | None:
-    """Record a whole Responses API response; the error type when it failed."""
+def apply_response(
+    handle: SpanHandle, response: dict[str, Any], capture: bool, json_size: int | None = None
+) -> str | None:
+    """Record a whole Responses API response, parsed from ``json_size`` bytes of JSON when known; the error type
+    when it failed."""
     finish = messages.responses_finish_reason(response)
     response_id, model = response.get("id"), response.get("model")
     handle.set_output(
@@ -272,6 +275,7 @@ def apply_response(handle: SpanHandle, response: dict[str, Any], capture: bool) 
         finish_reasons=[finish],
         response_id=response_id if isinstance(response_id, str) else None,
         response_model=model if isinstance(model, str) else None,
+        json_size=json_size,
     )
     payloads.set_usage(handle, response.get("usage"))
     if response.get("status") == "failed":

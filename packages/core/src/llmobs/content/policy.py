@@ -14,7 +14,7 @@ from typing import Any
 
 from llmobs import selfstats
 from llmobs.content.scrub import REDACTED, is_secret_key, might_hold_secrets, scrub_text
-from llmobs.content.serialize import cap_text, dumps_capped, plain_json, to_jsonable
+from llmobs.content.serialize import cap_text, dumps_capped, parsed_messages_json, plain_json, to_jsonable
 
 # Strings are pre-cut this far past the cap: a secret straddling the pre-cut point might escape the
 # scrubber, but the final cap always removes everything within this distance of it.
@@ -99,6 +99,16 @@ class ContentPolicy:
         if text is None or might_hold_secrets(text):
             return None
         return text
+
+    def render_parsed_messages(self, messages: Any) -> str:
+        """:meth:`render` for GenAI messages that ``llmobs.content``'s builders made from data a JSON parser
+        returned: without tool calls, such messages need no walk (:func:`parsed_messages_json`), and their text
+        only the scrubber's look. Anything else takes :meth:`render`'s path."""
+        if self.redactors == _SCRUB_ONLY:
+            text = parsed_messages_json(messages, self.max_bytes)
+            if text is not None and not might_hold_secrets(text):
+                return text
+        return self.render(messages)
 
     def render_text(self, value: Any) -> str:
         """A plain-string attribute: strings scrubbed, redacted and capped as text, anything else

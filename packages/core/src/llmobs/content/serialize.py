@@ -371,6 +371,28 @@ def plain_json(
     return raw.decode() if len(raw) <= max_bytes else None
 
 
+#: orjson writes dataclasses, datetimes and str/int/dict/list subclasses itself; with these options it refuses them.
+_ORJSON_PLAIN_ONLY = (
+    orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def parsed_messages_json(messages: Any, max_bytes: int) -> str | None:
+    """Compact JSON of GenAI messages that ``llmobs.content``'s builders made from data a JSON parser returned
+    (a request's or a response's messages), if it fits ``max_bytes`` UTF-8 bytes and none of them holds a tool
+    call or a tool's answer: one orjson encoding and no walk. What the walk looks for cannot be there: such data
+    is a tree (no shared references, no cycles, no objects) about as long as the text it came from, and the
+    builders' own keys are never secret — application keys come only in tool calls' arguments and tools'
+    answers, whose part types the text is searched for. None for anything else: the full path decides then."""
+    try:
+        raw = orjson.dumps(messages, option=_ORJSON_PLAIN_ONLY)
+    except TypeError:  # orjson.JSONEncodeError: objects, integers past 64 bits, lone surrogates, deep nesting
+        return None
+    if len(raw) > max_bytes or b'"tool_call' in raw:  # "tool_call" and "tool_call_response" parts
+        return None
+    return raw.decode()
+
+
 def surely_longer(obj: Any, limit: int) -> bool:
     """Whether the JSON of ``obj`` is certainly longer than ``limit`` bytes (see :func:`_walk`)."""
     return _walk(obj, limit, None) == _LONGER
