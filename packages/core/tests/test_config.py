@@ -119,3 +119,10 @@ def test_non_finite_numbers_are_invalid_values(value):
 def test_config_check_reports_an_infinite_number(tmp_path, capsys):
     assert config.check_command(str(write(tmp_path, "[export]\nshutdown_timeout_s = inf\n"))) == 1
     assert "export.shutdown_timeout_s: expected a finite number" in capsys.readouterr().err
+
+
+def test_integration_enabled_ignores_case_and_holds_with_nothing_disabled():
+    assert config.Settings().integration_enabled("OpenAI")
+    some = config.Settings(disabled_integrations=frozenset({"openai"}))
+    assert not some.integration_enabled("openai") and not some.integration_enabled("OpenAI")
+    assert some.integration_enabled("langchain")

@@ -82,7 +82,10 @@ class Settings:
         return self.store if self.store is not None else default_path()
 
     def integration_enabled(self, name: str) -> bool:
-        return name.lower() not in self.disabled_integrations
+        """Whether integration ``name`` (any case) is on; read on every traced call, so nothing is done for the
+        usual empty set."""
+        disabled = self.disabled_integrations
+        return not disabled or name.lower() not in disabled
 
 
 # --- parsing ---------------------------------------------------------------------------------------
