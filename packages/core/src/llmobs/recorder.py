@@ -139,10 +139,12 @@ def _text(value: Any) -> str:
 #: Messages built from parsed JSON are encoded whole first if that JSON was at most this many attribute caps long.
 _PARSED_RENDER_FACTOR = 4
 _METRIC_SETS_MAX = 1024  # distinct metric attribute sets kept; then the cache starts again
+#: Input content: its set_input key, its attribute, and whether it is made of message parts (which ``json_size``
+#: lets render without a walk; tool definitions carry an application's schemas, keys and all).
 _INPUT_ATTRIBUTES = (
-    ("messages", sc.INPUT_MESSAGES),
-    ("system", sc.SYSTEM_INSTRUCTIONS),
-    ("tools", sc.TOOL_DEFINITIONS),
+    ("messages", sc.INPUT_MESSAGES, True),
+    ("system", sc.SYSTEM_INSTRUCTIONS, True),
+    ("tools", sc.TOOL_DEFINITIONS, False),
 )
 _NAME_TYPES = frozenset({str, type(None)})  # what a name already is, nearly always: no _name() call per name
 
@@ -852,9 +854,9 @@ class SpanHandle:
         attrs: dict[str, str] = {}
         if self._input:
             messages = _messages_renderer(policy, self._input["json_size"])
-            for key, attribute in _INPUT_ATTRIBUTES:
+            for key, attribute, of_parts in _INPUT_ATTRIBUTES:
                 if self._input[key] is not None:
-                    attrs[attribute] = (policy.render if key == "tools" else messages)(self._input[key])
+                    attrs[attribute] = (messages if of_parts else policy.render)(self._input[key])
             value = self._input["value"]
             if value is not None:
                 target = _INPUT_VALUE_ATTRIBUTE.get(self.operation, sc.INPUT_VALUE)
