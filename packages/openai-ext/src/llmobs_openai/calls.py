@@ -114,7 +114,7 @@ class Call:
         "tap",
     )  # fmt: skip
 
-    def __init__(self, handle: SpanHandle, api: Api, capture: bool, stream_requested: bool) -> None:
+    def __init__(self, handle: SpanHandle, api: str, capture: bool, stream_requested: bool) -> None:
         self.handle = handle
         self.api = api
         self.capture = capture

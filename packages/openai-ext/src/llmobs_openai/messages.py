@@ -22,7 +22,7 @@ from llmobs_openai.routes import Api
 # --- input -----------------------------------------------------------------------------------------
 
 
-def set_input(handle: SpanHandle, body: dict[str, Any], api: Api, json_size: int | None = None) -> None:
+def set_input(handle: SpanHandle, body: dict[str, Any], api: str, json_size: int | None = None) -> None:
     """Input messages, system instructions and tool definitions of a request (content capture on), its body
     parsed from ``json_size`` bytes."""
     tools = body.get("tools") or body.get("functions")

@@ -42,7 +42,7 @@ def _number(value: Any) -> float | int | None:
     return value if type(value) in _NUMBER_TYPES else None
 
 
-def request_params(body: dict[str, Any], api: Api) -> dict[str, Any]:
+def request_params(body: dict[str, Any], api: str) -> dict[str, Any]:
     """Keyword arguments for ``SpanHandle.set_request`` from a request body."""
     # Most of these are absent from most bodies: the type test runs only on what is there.
     params: dict[str, Any] = {}
@@ -80,7 +80,7 @@ def request_params(body: dict[str, Any], api: Api) -> dict[str, Any]:
     return params
 
 
-def _output_type(body: dict[str, Any], api: Api) -> str | None:
+def _output_type(body: dict[str, Any], api: str) -> str | None:
     if api is Api.RESPONSES:
         text = body.get("text")
         fmt = text.get("format") if isinstance(text, dict) else None

@@ -110,7 +110,7 @@ class ChatStream:
         "response_id", "usage",
     )  # fmt: skip
 
-    def __init__(self, handle: SpanHandle, api: Api, capture: bool, budget: int) -> None:
+    def __init__(self, handle: SpanHandle, api: str, capture: bool, budget: int) -> None:
         self.handle = handle
         self.completions = api is Api.COMPLETIONS
         self.capture = capture
