@@ -54,12 +54,18 @@ def test_the_headers_are_what_the_propagators_would_inject(parent, with_baggage)
     assert dict(headers) == {"content-type": "application/json", **expected}
 
 
-def test_a_request_of_a_span_that_failed_to_start_gets_no_trace_context():
+@pytest.mark.parametrize("with_baggage", [False, True], ids=["", "baggage"])
+def test_a_request_of_a_span_that_failed_to_start_gets_no_trace_context(with_baggage):
     from llmobs.recorder import SpanHandle
 
-    headers = httpx.Headers()
-    propagation.inject(headers, SpanHandle.non_recording(get_recorder(), sc.OP_CHAT))
-    assert dict(headers) == {}
+    token = context.attach(baggage.set_baggage("tenant", "acme")) if with_baggage else None
+    try:
+        headers = httpx.Headers()
+        propagation.inject(headers, SpanHandle.non_recording(get_recorder(), sc.OP_CHAT))
+    finally:
+        if token is not None:
+            context.detach(token)
+    assert dict(headers) == ({"baggage": "tenant=acme"} if with_baggage else {}), "the baggage only, as propagators"
 
 
 class _Vendor(TextMapPropagator):

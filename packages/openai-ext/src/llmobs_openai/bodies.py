@@ -62,11 +62,11 @@ class BodyTap:
         return b"".join(self.head), b"".join(self.tail)
 
 
-def tap_for(api: Api, status: int) -> BodyTap:
+def tap_for(api: str, status: int) -> BodyTap:
     return BodyTap(EMBEDDINGS_HEAD_BYTES if api is Api.EMBEDDINGS and status < 400 else MAX_JSON_BYTES)
 
 
-def finish_span(handle: SpanHandle, api: Api, status: int, tap: BodyTap, capture: bool) -> str | None:
+def finish_span(handle: SpanHandle, api: str, status: int, tap: BodyTap, capture: bool) -> str | None:
     """Record what a finished body says; the error type when the call failed."""
     head, tail = tap.parts()
     if status >= 400:
@@ -99,7 +99,9 @@ def finish_span(handle: SpanHandle, api: Api, status: int, tap: BodyTap, capture
         json_size=len(head),
     )
     payloads.set_usage(handle, body.get("usage"))
-    payloads.set_vllm_metrics(handle, body.get("metrics"))
+    metrics = body.get("metrics")
+    if metrics is not None:  # vLLM's, on request
+        payloads.set_vllm_metrics(handle, metrics)
     return None
 
 
@@ -110,7 +112,7 @@ def _loads(data: bytes) -> Any:
         return None
 
 
-def _scan(handle: SpanHandle, api: Api, head: bytes, tail: bytes) -> None:
+def _scan(handle: SpanHandle, api: str, head: bytes, tail: bytes) -> None:
     ends = (tail, head) if tail else (head,)
     if api is Api.EMBEDDINGS:  # the vectors first, then model and usage
         model, response_id = _value_of(b"model", ends), None

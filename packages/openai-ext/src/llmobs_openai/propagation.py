@@ -2,8 +2,9 @@
 
 With OpenTelemetry's default propagators (W3C trace context, then W3C baggage) and no baggage to carry,
 ``traceparent`` and ``tracestate`` come from the span handle's own ``inject``: what those propagators write, for a
-fraction of their cost. Any other configuration, baggage, or a span context that is not valid goes through
-``propagate.inject``. Either way the headers are read and written through :mod:`llmobs_openai.headers`."""
+fraction of their cost (nothing for a span that is not valid, as those propagators write). Any other
+configuration, or baggage, goes through ``propagate.inject``. Either way the headers are read and written
+through :mod:`llmobs_openai.headers`."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def inject(headers: MutableMapping[str, str], handle: SpanHandle, carried: bool 
     """Put the span's trace context into the request headers, as the global propagator would. ``carried``:
     the request may hold trace context headers already (:func:`incoming` says), to replace."""
     # The handle's context is the current one with the span in it: the baggage is the current context's.
-    if handle.span.get_span_context().is_valid and _w3c_only(propagate.get_global_textmap()) and not baggage.get_all():
+    # (For a span that is not valid both ways write nothing: no ``traceparent``, and here no baggage.)
+    if _w3c_only(propagate.get_global_textmap()) and not baggage.get_all():
         carrier = handle.inject({})  # W3C trace context alone: what the default propagators write here
     else:
         carrier = {}
