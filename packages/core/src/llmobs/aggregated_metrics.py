@@ -334,7 +334,8 @@ def measure_together(measurements: Sequence[tuple[_Instrument, float, Mapping[st
             instrument._measure(value, attributes)  # the SDK path, another provider, or a value to count as invalid
             continue
         aggregations = found
-        items.append((instrument._spec, value, _key(attributes)))
+        key = attributes.key if type(attributes) is AttributeSet else frozenset(attributes.items())  # _key, inline
+        items.append((instrument._spec, value, key))
     if aggregations is not None:
         for aggregation in aggregations:
             aggregation.add(items)
