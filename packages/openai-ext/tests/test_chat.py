@@ -153,3 +153,12 @@ def test_deepseeks_cache_hit_tokens_are_cache_reads(spans, mock_client):
     a = spans()[0].attributes
     assert a[sc.PROVIDER_NAME] == sc.PROVIDER_DEEPSEEK
     assert (a[sc.USAGE_INPUT_TOKENS], a[sc.USAGE_CACHE_READ_INPUT_TOKENS]) == (100, 64)
+
+
+def test_reasoning_under_either_name_servers_use_is_recorded_in_answers():
+    from llmobs_openai import messages
+
+    for key in ("reasoning_content", "reasoning"):  # DeepSeek and Qwen; newer vLLM servers
+        choice = {"message": {"role": "assistant", "content": "4", key: "2 + 2"}, "finish_reason": "stop"}
+        (answer,) = messages.chat_output([choice])
+        assert answer["parts"] == [{"type": "reasoning", "content": "2 + 2"}, {"type": "text", "content": "4"}]

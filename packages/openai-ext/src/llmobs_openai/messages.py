@@ -31,7 +31,7 @@ def set_input(handle: SpanHandle, body: dict[str, Any], api: str, json_size: int
         messages = body.get("messages")
         if isinstance(messages, list):
             handle.set_input(
-                messages_from_openai([_with_reasoning(m) for m in messages]), tools=tools, json_size=json_size
+                messages_from_openai(messages), tools=tools, json_size=json_size
             )
     elif api is Api.COMPLETIONS:
         prompts = _prompts(body.get("prompt"))
@@ -54,12 +54,6 @@ def _prompts(prompt: Any) -> list[str]:
     if isinstance(prompt, list):
         return [p for p in prompt if isinstance(p, str)]
     return []
-
-
-def _with_reasoning(message: Any) -> Any:
-    if isinstance(message, dict) and "reasoning" in message and "reasoning_content" not in message:
-        return {**message, "reasoning_content": message["reasoning"]}
-    return message
 
 
 def _responses_input(items: Any) -> list[dict[str, Any]]:
@@ -119,14 +113,7 @@ def _reasoning_text(item: dict[str, Any]) -> str:
 
 def chat_output(choices: list[Any]) -> list[dict[str, Any]]:
     """Output messages of chat-completion ``choices`` (or accumulated stream choices)."""
-    normalised = []
-    for choice in choices:
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            if isinstance(message, dict) and (named := _with_reasoning(message)) is not message:
-                choice = {**choice, "message": named}
-        normalised.append(choice)
-    return output_messages_from_openai(normalised)
+    return output_messages_from_openai(choices)
 
 
 def completion_output(choices: list[Any]) -> list[dict[str, Any]]:
