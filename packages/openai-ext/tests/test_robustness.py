@@ -237,3 +237,31 @@ def test_the_client_gets_the_openai_clients_own_defaults():
         assert http.follow_redirects is True
         pool = http._transport.wrapped._pool
         assert (pool._max_connections, pool._max_keepalive_connections) == (1000, 100)
+
+
+class _UsageSink:
+    usage = None
+
+    def set_usage(self, *args, **kwargs):
+        self.usage = (args, kwargs)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": "10", "completion_tokens": 5, "total_tokens": 5.0,
+          "prompt_tokens_details": {"cached_tokens": "x"}, "prompt_cache_hit_tokens": 3,
+          "completion_tokens_details": {"reasoning_tokens": True}},
+         ((None, 5), {"cache_read": 3, "reasoning": None, "total": None})),
+        ({"input_tokens": 7, "output_tokens": 2, "input_tokens_details": {"cached_tokens": 4},
+          "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 9},
+         ((7, 2), {"cache_read": 4, "reasoning": 1, "total": 9})),
+        ({"prompt_tokens": None, "completion_tokens": [1]}, None),
+        (["not", "usage"], None),
+    ],
+    ids=["odd values", "responses api", "no counts", "not a mapping"],
+)  # fmt: skip
+def test_usage_counts_are_integers_or_nothing(usage, expected):
+    sink = _UsageSink()
+    payloads.set_usage(sink, usage)
+    assert sink.usage == expected

@@ -652,9 +652,9 @@ class SpanHandle:
         """Output content (lazy, like :meth:`set_input`; ``json_size`` too, of a response body) and response
         metadata (set now)."""
         self._output = {"messages": messages, "value": value, "json_size": json_size}
-        if finish_reasons:
+        if finish_reasons and self._pending is not None:  # texts by construction: no set_attribute pass
             reasons = finish_reasons if isinstance(finish_reasons, _SEQUENCES) else [finish_reasons]
-            self.set_attribute(sc.RESPONSE_FINISH_REASONS, [_text(r) for r in reasons])
+            self._pending[sc.RESPONSE_FINISH_REASONS] = tuple([r if type(r) is str else _text(r) for r in reasons])
         if response_id:
             self.set_attribute(sc.RESPONSE_ID, response_id)
         if response_model:

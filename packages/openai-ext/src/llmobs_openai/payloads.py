@@ -92,23 +92,37 @@ def _output_type(body: dict[str, Any], api: str) -> str | None:
     return "text" if kind == "text" else None
 
 
+#: Usage keys (input, output, their details) of the Responses API (True: ``input_tokens`` is there), else of chat,
+#: completions and embeddings.
+_USAGE_KEYS = {
+    True: ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details"),
+    False: ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details"),
+}
+
+
 def set_usage(handle: SpanHandle, usage: Any) -> None:
     """Record a ``usage`` object of any of the APIs (chat, completions, embeddings, Responses)."""
     if not isinstance(usage, dict):
         return
-    if "input_tokens" in usage:  # the Responses API
-        inp, out = integer(usage.get("input_tokens")), integer(usage.get("output_tokens"))
-        in_details, out_details = usage.get("input_tokens_details"), usage.get("output_tokens_details")
-    else:
-        inp, out = integer(usage.get("prompt_tokens")), integer(usage.get("completion_tokens"))
-        in_details, out_details = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
-    cached = integer(in_details.get("cached_tokens")) if isinstance(in_details, dict) else None
-    if cached is None:
-        cached = integer(usage.get("prompt_cache_hit_tokens"))  # DeepSeek's context cache
-    reasoning = integer(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else None
+    get = usage.get
+    in_key, out_key, in_details_key, out_details_key = _USAGE_KEYS["input_tokens" in usage]
+    # Integers only (``type(x) is int`` inline: this runs once per call).
+    inp, out, total = get(in_key), get(out_key), get("total_tokens")
+    inp, out = (inp if type(inp) is int else None), (out if type(out) is int else None)
     if inp is None and out is None:
         return
-    handle.set_usage(inp, out, cache_read=cached, reasoning=reasoning, total=integer(usage.get("total_tokens")))
+    in_details, out_details = get(in_details_key), get(out_details_key)
+    cached = in_details.get("cached_tokens") if isinstance(in_details, dict) else None
+    if type(cached) is not int:
+        cached = get("prompt_cache_hit_tokens")  # DeepSeek's context cache
+    reasoning = out_details.get("reasoning_tokens") if isinstance(out_details, dict) else None
+    handle.set_usage(
+        inp,
+        out,
+        cache_read=cached if type(cached) is int else None,
+        reasoning=reasoning if type(reasoning) is int else None,
+        total=total if type(total) is int else None,
+    )
 
 
 def error_type(body: Any, fallback: str) -> str:
