@@ -30,9 +30,7 @@ def set_input(handle: SpanHandle, body: dict[str, Any], api: str, json_size: int
     if api is Api.CHAT:
         messages = body.get("messages")
         if isinstance(messages, list):
-            handle.set_input(
-                messages_from_openai(messages), tools=tools, json_size=json_size
-            )
+            handle.set_input(messages_from_openai(messages), tools=tools, json_size=json_size)
     elif api is Api.COMPLETIONS:
         prompts = _prompts(body.get("prompt"))
         if prompts:
