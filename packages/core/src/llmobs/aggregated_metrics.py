@@ -334,8 +334,7 @@ def measure_together(measurements: Sequence[tuple[_Instrument, float, Mapping[st
             instrument._measure(value, attributes)  # the SDK path, another provider, or a value to count as invalid
             continue
         aggregations = found
-        key = attributes.key if type(attributes) is AttributeSet else frozenset(attributes.items())  # _key, inline
-        items.append((instrument._spec, value, key))
+        items.append((instrument._spec, value, _key(attributes)))
     if aggregations is not None:
         for aggregation in aggregations:
             aggregation.add(items)

@@ -371,8 +371,9 @@ _NO_ATTRIBUTES: Mapping[str, Any] = {}
 
 
 def _parent_context(parent: Any) -> tuple[otel_context.Context | None, SpanHandle | None]:
-    """(OTel context to parent on, parent handle if any) from any accepted parent form but None (the ambient
-    context, which the caller sees to without a call)."""
+    """(OTel context to parent on, parent handle if any) from any accepted parent form."""
+    if parent is None:
+        return None, None  # the ambient context
     if isinstance(parent, SpanHandle):
         return parent.context, parent
     if parent is ROOT:
@@ -461,7 +462,7 @@ class SpanHandle:
         self._user_ttft_ns: int | None = None
         self._no_metrics = False
 
-        parent_ctx, parent_handle = (None, None) if parent is None else _parent_context(parent)
+        parent_ctx, parent_handle = _parent_context(parent)
         parent_span: trace.Span | None = None  # looked up once here when needed, for the span's start too
         if parent_handle is not None:
             parent_span = parent_handle.span

@@ -92,12 +92,9 @@ def _output_type(body: dict[str, Any], api: str) -> str | None:
     return "text" if kind == "text" else None
 
 
-#: Usage keys (input, output, their details) of the Responses API (True: ``input_tokens`` is there), else of chat,
-#: completions and embeddings.
-_USAGE_KEYS = {
-    True: ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details"),
-    False: ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details"),
-}
+#: Usage keys (input, output, their details) of the Responses API, and of chat, completions and embeddings.
+_RESPONSES_USAGE_KEYS = ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+_CHAT_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
 
 
 def set_usage(handle: SpanHandle, usage: Any) -> None:
@@ -105,7 +102,8 @@ def set_usage(handle: SpanHandle, usage: Any) -> None:
     if not isinstance(usage, dict):
         return
     get = usage.get
-    in_key, out_key, in_details_key, out_details_key = _USAGE_KEYS["input_tokens" in usage]
+    keys = _RESPONSES_USAGE_KEYS if "input_tokens" in usage else _CHAT_USAGE_KEYS
+    in_key, out_key, in_details_key, out_details_key = keys
     # Integers only (``type(x) is int`` inline: this runs once per call).
     inp, out, total = get(in_key), get(out_key), get("total_tokens")
     inp, out = (inp if type(inp) is int else None), (out if type(out) is int else None)

@@ -148,7 +148,7 @@ def output_messages_from_openai(choices: Iterable[Any]) -> list[dict[str, Any]]:
     stream) gets ``error``; unknown finish reasons pass through unchanged."""
     out: list[dict[str, Any]] = []
     for raw in _iterate(choices):
-        choice = raw if type(raw) is dict else _as_mapping(raw)  # a dict, nearly always: no call
+        choice = _as_mapping(raw)
         if choice is None:
             selfstats.count("content.unrecognised_message")
             continue
@@ -207,7 +207,7 @@ def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
 
 def _convert(raw: Any, default_role: str) -> tuple[str, list[dict[str, Any]], str | None] | None:
     """``(role, parts, name)`` of one OpenAI message, or None (counted) if it is not one."""
-    msg = raw if type(raw) is dict else _as_mapping(raw)  # a dict, nearly always: no call
+    msg = _as_mapping(raw)
     if msg is None:
         selfstats.count("content.unrecognised_message")
         return None
