@@ -67,6 +67,13 @@ def child(suite: str, variant: str, scenario: str, calls: int) -> int:
     """Warm up, then make ``calls`` calls of ``scenario`` with ``variant``; the spans those calls recorded."""
     if suite == "langchain":
         return _langchain_child(variant, scenario, calls)
+    call, exporter = openai_call(variant, scenario)
+    return _spans_of(call, calls, exporter)
+
+
+def openai_call(variant: str, scenario: str) -> tuple[Callable[[], Any], Any]:
+    """One ``scenario`` call of the real ``openai`` client over the stub transport, traced as ``variant`` says,
+    and the exporter that counts its spans (also ``bench_footprint.py``'s)."""
     import httpx
     import openai
 
@@ -81,7 +88,7 @@ def child(suite: str, variant: str, scenario: str, calls: int) -> int:
             bench_openai._anchor_switch(variant, tracer_provider, meter_provider).on()
     client = openai.OpenAI(api_key="sk-bench", base_url="http://127.0.0.1:9/v1", http_client=http_client)
     make = bench_openai._call if scenario == "call" else bench_openai._stream
-    return _spans_of(lambda: make(client), calls, exporter)
+    return lambda: make(client), exporter
 
 
 def _spans_of(call: Callable[[], Any], calls: int, exporter: Any) -> int:

@@ -215,3 +215,35 @@ def test_instructions_bench_says_what_it_needs(monkeypatch):
     monkeypatch.setattr(bench.shutil, "which", lambda name: None)
     with pytest.raises(SystemExit, match="needs valgrind"):
         bench.main(["--quick"])
+
+
+def test_footprint_bench_counts_each_call_and_what_llmobs_adds(tmp_path):
+    """bench_footprint: bare traced by nothing, llmobs adding distinct bytecodes of its own files, each
+    distinct one executed at least once; and a failed child is reported, not counted."""
+    bench = _bench("bench_footprint")
+    out = tmp_path / "footprint.json"
+    report = bench.main(["--quick", "--scenarios", "call", "--variants", "llmobs", "--json", str(out)])
+    rows = report["scenarios"]["call"]
+    assert rows["bare"]["spans"] == 0 and rows["llmobs"]["spans"] == bench.QUICK_CALLS
+    for row in rows.values():
+        assert row["executed"] >= row["distinct"] > row["code_objects"] > 0
+    extra = bench.added(rows, "llmobs")
+    assert extra is not None and all(n > 0 for n in extra.values()), extra
+    files = dict(bench.added_by_file(rows, "llmobs"))
+    assert any(name.startswith("llmobs/") for name in files), files
+    assert any(name.startswith("llmobs_openai/") for name in files), files
+    assert json.loads(out.read_text())["scenarios"]["call"].keys() == {"bare", "llmobs"}
+    assert "unavailable" in bench.measure("no_such_variant", "call", 1)
+
+
+def test_footprint_counts_a_loop_body_once():
+    bench = _bench("bench_footprint")
+
+    def looped() -> int:
+        total = 0
+        for i in range(50):
+            total += i
+        return total
+
+    executed, seen = bench.footprint(looped)
+    assert executed > 50 * 3 and len(seen) < 30, (executed, len(seen))
