@@ -168,11 +168,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         variant, scenario, calls = args.child
         print(json.dumps(child(variant, scenario, int(calls))))
         return {}
-    scenarios = [s for s in (args.scenarios or ",".join(SCENARIOS)).split(",") if s]
-    variants = ["bare"] + [v for v in (args.variants or ",".join(VARIANTS)).split(",") if v and v != "bare"]
-    unknown = (set(scenarios) - set(SCENARIOS)) | (set(variants) - set(VARIANTS))
-    if unknown:
-        raise SystemExit(f"unknown scenario or variant: {', '.join(sorted(unknown))}")
+    scenarios, variants = bench_instructions.chosen(args.scenarios, args.variants, SCENARIOS, VARIANTS)
     calls = QUICK_CALLS if args.quick else CALLS
     results = {s: {v: measure(v, s, calls) for v in variants} for s in scenarios}
     print("\n".join(summary(results)))

@@ -184,6 +184,18 @@ def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[s
     return lines
 
 
+def chosen(scenarios: str | None, variants: str | None, known_scenarios: Sequence[str],
+           known_variants: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The comma-separated scenarios and variants asked for (default: all known), ``bare`` always first;
+    SystemExit naming any unknown one (also ``bench_footprint.py``'s)."""
+    scenario_list = [s for s in (scenarios or ",".join(known_scenarios)).split(",") if s]
+    variant_list = ["bare"] + [v for v in (variants or ",".join(known_variants)).split(",") if v and v != "bare"]
+    unknown = (set(scenario_list) - set(known_scenarios)) | (set(variant_list) - set(known_variants))
+    if unknown:
+        raise SystemExit(f"unknown scenario or variant: {', '.join(sorted(unknown))}")
+    return scenario_list, variant_list
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=tuple(SUITES), default="openai",
@@ -201,11 +213,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if shutil.which("valgrind") is None:
         raise SystemExit("bench_instructions needs valgrind on PATH (Debian: apt-get install valgrind)")
     known_variants, known_scenarios = SUITES[args.suite]
-    scenarios = [s for s in (args.scenarios or ",".join(known_scenarios)).split(",") if s]
-    variants = ["bare"] + [v for v in (args.variants or ",".join(known_variants)).split(",") if v and v != "bare"]
-    unknown = (set(scenarios) - set(known_scenarios)) | (set(variants) - set(known_variants))
-    if unknown:
-        raise SystemExit(f"unknown scenario or variant: {', '.join(sorted(unknown))}")
+    scenarios, variants = chosen(args.scenarios, args.variants, known_scenarios, known_variants)
     counts = QUICK_CALLS if args.quick else CALLS
     jobs = [(v, s) for s in scenarios for v in variants]
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:

@@ -234,6 +234,8 @@ def test_footprint_bench_counts_each_call_and_what_llmobs_adds(tmp_path):
     assert any(name.startswith("llmobs_openai/") for name in files), files
     assert json.loads(out.read_text())["scenarios"]["call"].keys() == {"bare", "llmobs"}
     assert "unavailable" in bench.measure("no_such_variant", "call", 1)
+    with pytest.raises(SystemExit, match="unknown scenario or variant: no_such_variant"):
+        bench.main(["--quick", "--variants", "llmobs,no_such_variant"])
 
 
 def test_footprint_counts_a_loop_body_once():
