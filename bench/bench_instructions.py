@@ -22,10 +22,16 @@ providers, for ``bare``, ``noop`` (a callback handler that does nothing: LangCha
 them), ``llmobs``, ``llmobs_no_content`` (capture mode NO_CONTENT),
 ``openllmetry`` and ``openinference``; added = variant - ``bare``, as in ``bench_langchain.py``.
 
+``--l2``: counted by cachegrind instead, its last level sized as this machine's per-core L2 (1 MiB), so that
+the report also gives the L2 misses of a simulated core per call. By time llmobs' added work costs about twice
+what its instructions would say, and those misses are why: each call's code and data, evicted by the client's own
+milliseconds of work, are fetched again. Their ratio to an anchor's follows ``bench_openai.py``'s time ratio far
+more closely than the instructions' does, without its noise.
+
 Needs ``valgrind`` (Debian package ``valgrind``). About a minute per variant and scenario on two cores.
 
     .venv/bin/python bench/bench_instructions.py [--suite openai|langchain] [--quick] [--scenarios ...]
-        [--variants ...] [--json PATH]
+        [--variants ...] [--l2] [--json PATH]
 """
 
 from __future__ import annotations
@@ -116,20 +122,31 @@ def _langchain_child(variant: str, scenario: str, calls: int) -> int:
 # --- the parent: callgrind runs ----------------------------------------------------------------------
 
 
-def _instructions(suite: str, variant: str, scenario: str, calls: int, env: dict[str, str]) -> int:
-    """Instructions callgrind counts for one child process making ``calls`` calls."""
+#: ``--l2``: cachegrind with its last level sized as this machine's per-core L2 (1 MiB, 8-way, 64-byte lines; the
+#: L1s 32 KiB, 8-way), so that its last-level misses are the L2 misses of a simulated core.
+_L2_CACHEGRIND = ["--tool=cachegrind", "--cache-sim=yes", "--branch-sim=no", "--I1=32768,8,64", "--D1=32768,8,64",
+                  "--LL=1048576,8,64", "--cachegrind-out-file=/dev/null"]  # fmt: skip
+_REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+_LL_MISSES = re.compile(r"LL misses:\s+([\d,]+)")
+
+
+def _counts(suite: str, variant: str, scenario: str, calls: int, env: dict[str, str],
+            l2: bool = False) -> tuple[int, int | None]:
+    """Instructions for one child process making ``calls`` calls, counted by callgrind; with ``l2``, by
+    cachegrind, with the misses of a simulated L2 (else None)."""
+    tool = _L2_CACHEGRIND if l2 else ["--tool=callgrind", "--callgrind-out-file=/dev/null"]
     done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-         "--child", suite, variant, scenario, str(calls)],
+        ["valgrind", *tool, sys.executable, __file__, "--child", suite, variant, scenario, str(calls)],
         capture_output=True, text=True, timeout=_RUN_TIMEOUT_S, env=env,
     )  # fmt: skip
-    found = _COLLECTED.search(done.stderr)
-    if done.returncode != 0 or found is None:
+    found = (_REFS if l2 else _COLLECTED).search(done.stderr)
+    misses = _LL_MISSES.search(done.stderr) if l2 else None
+    if done.returncode != 0 or found is None or (l2 and misses is None):
         raise RuntimeError(f"{variant} {scenario} x{calls} failed: {(done.stderr or done.stdout).strip()[-400:]}")
     spans = int(done.stdout.strip().splitlines()[-1])
     if not records_as_it_should(suite, variant, spans, calls):
         raise RuntimeError(f"{variant} recorded {spans} spans for {calls} {scenario} calls")
-    return int(found.group(1))
+    return int(found.group(1).replace(",", "")), int(misses.group(1).replace(",", "")) if misses else None
 
 
 def records_as_it_should(suite: str, variant: str, spans: int, calls: int) -> bool:
@@ -139,18 +156,25 @@ def records_as_it_should(suite: str, variant: str, spans: int, calls: int) -> bo
     return spans == calls if suite == "openai" else spans > 0 and spans % calls == 0
 
 
-def measure(suite: str, variant: str, scenario: str, n1: int, n2: int) -> dict[str, Any]:
-    """Instructions per call of one variant and scenario, or why it could not be measured."""
+def measure(suite: str, variant: str, scenario: str, n1: int, n2: int, l2: bool = False) -> dict[str, Any]:
+    """Instructions per call of one variant and scenario (with ``l2``, simulated L2 misses too), or why they
+    could not be measured."""
     try:
         env = bench_openai._worker_environment(variant)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         return {"unavailable": str(exc)}
     env["PYTHONHASHSEED"] = "0"
     try:
-        first, second = (_instructions(suite, variant, scenario, n, env) for n in (n1, n2))
+        (first, first_misses), (second, second_misses) = (
+            _counts(suite, variant, scenario, n, env, l2) for n in (n1, n2)
+        )
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return {"unavailable": str(exc)}
-    return {"per_call": (second - first) / (n2 - n1), "calls": [n1, n2], "instructions": [first, second]}
+    row = {"per_call": (second - first) / (n2 - n1), "calls": [n1, n2], "instructions": [first, second]}
+    if first_misses is not None and second_misses is not None:
+        row["l2_misses_per_call"] = (second_misses - first_misses) / (n2 - n1)
+        row["l2_misses"] = [first_misses, second_misses]
+    return row
 
 
 _GOALS = {
@@ -164,24 +188,40 @@ _COMPARED = ("openllmetry", "openinference", "openai_v2", "sdk_floor", "lean_flo
 def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[str]:
     lines = []
     for scenario, rows in results.items():
-        bare = rows.get("bare", {}).get("per_call")
         unit = "invoke" if suite == "langchain" else "call" if scenario == "call" else "streamed call"
-        lines.append(f"{scenario}: instructions per {unit}")
-        lines.append(f"  {'variant':<18} {'per ' + unit.split()[-1]:>12} {'added':>12}")
+        l2 = any("l2_misses_per_call" in row for row in rows.values())
+        lines.append(f"{scenario}: instructions{' and simulated L2 misses' if l2 else ''} per {unit}")
+        per = "per " + unit.split()[-1]
+        lines.append(f"  {'variant':<18} {per:>12} {'added':>12}" + (f" {'L2 misses':>10} {'added':>8}" if l2 else ""))
         for variant, row in rows.items():
             if "per_call" not in row:
                 lines.append(f"  {variant:<18} unavailable: {row['unavailable']}")
                 continue
-            added = "" if bare is None or variant == "bare" else f"{row['per_call'] - bare:12,.0f}"
-            lines.append(f"  {variant:<18} {row['per_call']:12,.0f} {added:>12}")
-        ours = rows.get("llmobs", {}).get("per_call")
+            line = f"  {variant:<18} {row['per_call']:12,.0f} {_added(rows, variant, 'per_call'):>12}"
+            if l2:
+                line += f" {row.get('l2_misses_per_call', 0):10,.0f} {_added(rows, variant, 'l2_misses_per_call'):>8}"
+            lines.append(line)
         for anchor in _COMPARED:
-            theirs = rows.get(anchor, {}).get("per_call")
-            if None not in (bare, ours, theirs) and theirs > bare:
-                ratio = (ours - bare) / (theirs - bare)
-                lines.append(f"  llmobs added / {anchor} added: {ratio:.2f}")
+            ratios = [f"{name} {ratio:.2f}" for name, key in (("instructions", "per_call"), ("L2 misses",
+                      "l2_misses_per_call")) if (ratio := _added_ratio(rows, anchor, key)) is not None]  # fmt: skip
+            if ratios:
+                lines.append(f"  llmobs added / {anchor} added: {', '.join(ratios)}")
     lines.append(_GOALS[suite])
     return lines
+
+
+def _added(rows: dict[str, dict[str, Any]], variant: str, key: str) -> str:
+    """``variant``'s ``key`` over bare's, formatted; empty for bare itself or when either is missing."""
+    bare, value = rows.get("bare", {}).get(key), rows[variant].get(key)
+    return "" if variant == "bare" or bare is None or value is None else f"{value - bare:,.0f}"
+
+
+def _added_ratio(rows: dict[str, dict[str, Any]], anchor: str, key: str) -> float | None:
+    """llmobs' added ``key`` over ``anchor``'s, when both are measured and the anchor adds something."""
+    bare, ours, theirs = (rows.get(v, {}).get(key) for v in ("bare", "llmobs", anchor))
+    if None in (bare, ours, theirs) or theirs <= bare:
+        return None
+    return (ours - bare) / (theirs - bare)
 
 
 def chosen(scenarios: str | None, variants: str | None, known_scenarios: Sequence[str],
@@ -203,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="few calls, for a smoke run")
     parser.add_argument("--scenarios", help="comma-separated (default: all of the suite's)")
     parser.add_argument("--variants", help="comma-separated (default: all of the suite's); bare is always run")
+    parser.add_argument("--l2", action="store_true",
+                        help="count with cachegrind, also the misses of a simulated 1 MiB L2 (about twice as long)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--child", nargs=4, metavar=("SUITE", "VARIANT", "SCENARIO", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -217,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     counts = QUICK_CALLS if args.quick else CALLS
     jobs = [(v, s) for s in scenarios for v in variants]
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        done = pool.map(lambda job: measure(args.suite, *job, *counts[job[1]]), jobs)
+        done = pool.map(lambda job: measure(args.suite, *job, *counts[job[1]], l2=args.l2), jobs)
         results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scenarios}
         for (variant, scenario), row in zip(jobs, done, strict=True):
             results[scenario][variant] = row

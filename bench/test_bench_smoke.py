@@ -249,3 +249,23 @@ def test_footprint_counts_a_loop_body_once():
 
     executed, seen = bench.footprint(looped)
     assert executed > 50 * 3 and len(seen) < 30, (executed, len(seen))
+
+
+def test_instructions_bench_reports_simulated_l2_misses_beside_instructions():
+    """``--l2``: cachegrind's summary read (instructions, last-level misses), and the report's added misses and
+    ratios to an anchor beside the instructions'; without it, no L2 column."""
+    bench = _bench("bench_instructions")
+    stderr = "==1== I   refs:      7,665,648,123\n==1== LL refs:  1,000\n==1== LL misses:      8,486  (1 rd + 2 wr)\n"
+    assert bench._REFS.search(stderr).group(1) == "7,665,648,123"
+    assert bench._LL_MISSES.search(stderr).group(1) == "8,486"
+    rows = {
+        "bare": {"per_call": 1000.0, "l2_misses_per_call": 100.0},
+        "llmobs": {"per_call": 1300.0, "l2_misses_per_call": 160.0},
+        "openai_v2": {"per_call": 2000.0, "l2_misses_per_call": 200.0},
+    }
+    lines = bench.summary({"call": rows}, "openai")
+    assert "llmobs added / openai_v2 added: instructions 0.30, L2 misses 0.60" in [line.strip() for line in lines]
+    assert any(line.split()[:5] == ["llmobs", "1,300", "300", "160", "60"] for line in lines), lines
+    plain = bench.summary({"call": {k: {"per_call": v["per_call"]} for k, v in rows.items()}}, "openai")
+    assert "llmobs added / openai_v2 added: instructions 0.30" in [line.strip() for line in plain]
+    assert not any("L2" in line for line in plain), plain
