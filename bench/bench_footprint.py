@@ -33,7 +33,6 @@ from types import CodeType, FrameType
 from typing import Any
 
 import bench_instructions
-import bench_openai
 import harness
 
 VARIANTS = bench_instructions.VARIANTS
@@ -97,10 +96,9 @@ def child(variant: str, scenario: str, calls: int) -> dict[str, Any]:
 def measure(variant: str, scenario: str, calls: int) -> dict[str, Any]:
     """One variant's footprint per call in a child process, or why it could not be measured."""
     try:
-        env = bench_openai._worker_environment(variant)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        env = bench_instructions.child_environment(variant)
+    except RuntimeError as exc:
         return {"unavailable": str(exc)}
-    env["PYTHONHASHSEED"] = "0"
     done = subprocess.run([sys.executable, __file__, "--child", variant, scenario, str(calls)], capture_output=True,
                           text=True, timeout=_RUN_TIMEOUT_S, env=env)  # fmt: skip
     if done.returncode != 0:

@@ -156,14 +156,24 @@ def records_as_it_should(suite: str, variant: str, spans: int, calls: int) -> bo
     return spans == calls if suite == "openai" else spans > 0 and spans % calls == 0
 
 
+def child_environment(variant: str) -> dict[str, str]:
+    """The environment of ``variant``'s child processes: its anchor's (``bench_openai``), hash randomisation off
+    (also ``bench_footprint.py``'s). RuntimeError (why) if it cannot be prepared."""
+    try:
+        env = bench_openai._worker_environment(variant)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(str(exc)) from exc
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
 def measure(suite: str, variant: str, scenario: str, n1: int, n2: int, l2: bool = False) -> dict[str, Any]:
     """Instructions per call of one variant and scenario (with ``l2``, simulated L2 misses too), or why they
     could not be measured."""
     try:
-        env = bench_openai._worker_environment(variant)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        env = child_environment(variant)
+    except RuntimeError as exc:
         return {"unavailable": str(exc)}
-    env["PYTHONHASHSEED"] = "0"
     try:
         (first, first_misses), (second, second_misses) = (
             _counts(suite, variant, scenario, n, env, l2) for n in (n1, n2)
@@ -185,6 +195,10 @@ _GOALS = {
 _COMPARED = ("openllmetry", "openinference", "openai_v2", "sdk_floor", "lean_floor")
 
 
+#: What a report compares, by row key: instructions always, simulated L2 misses with ``--l2``.
+_MEASURES = (("instructions", "per_call"), ("L2 misses", "l2_misses_per_call"))
+
+
 def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[str]:
     lines = []
     for scenario, rows in results.items():
@@ -199,11 +213,14 @@ def summary(results: dict[str, dict[str, dict[str, Any]]], suite: str) -> list[s
                 continue
             line = f"  {variant:<18} {row['per_call']:12,.0f} {_added(rows, variant, 'per_call'):>12}"
             if l2:
-                line += f" {row.get('l2_misses_per_call', 0):10,.0f} {_added(rows, variant, 'l2_misses_per_call'):>8}"
+                line += f" {row['l2_misses_per_call']:10,.0f} {_added(rows, variant, 'l2_misses_per_call'):>8}"
             lines.append(line)
         for anchor in _COMPARED:
-            ratios = [f"{name} {ratio:.2f}" for name, key in (("instructions", "per_call"), ("L2 misses",
-                      "l2_misses_per_call")) if (ratio := _added_ratio(rows, anchor, key)) is not None]  # fmt: skip
+            ratios = []
+            for name, key in _MEASURES:
+                ratio = _added_ratio(rows, anchor, key)
+                if ratio is not None:
+                    ratios.append(f"{name} {ratio:.2f}")
             if ratios:
                 lines.append(f"  llmobs added / {anchor} added: {', '.join(ratios)}")
     lines.append(_GOALS[suite])
