@@ -14,6 +14,7 @@ naming the line and the reason; callers that reload keep the last good settings.
     store = ".llmobs/llmobs.db"
     disabled_integrations = []       # e.g. ["langchain"]
     sdk_spans = false                # true: spans through the SDK's own Span class (see the core README)
+    finish_in_background = true      # false: a call's span finished on the application's thread, at its end
 
     [retention]
     max_age_days = 7
@@ -69,6 +70,7 @@ class Settings:
     retention_max_mb: float | None = 512.0
     disabled_integrations: frozenset[str] = frozenset()
     sdk_spans: bool = False
+    finish_in_background: bool = True
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     sampling: sampling.SamplingPolicy = field(default_factory=sampling.SamplingPolicy)
     export_max_request_bytes: int = 4_000_000
@@ -182,6 +184,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "store": ("store", lambda v, w: Path(str(v)) if v else None),
     "disabled_integrations": ("disabled_integrations", lambda v, w: frozenset(_names(v, w))),
     "sdk_spans": ("sdk_spans", _bool),
+    "finish_in_background": ("finish_in_background", _bool),
     "prices": ("prices", _prices),
     "sampling": ("sampling", lambda v, w: _sampling(v, w)),
     "retention.max_age_days": ("retention_max_age_days", _number),
@@ -201,6 +204,7 @@ _ENV = {
     "LLMOBS_STORE": "store",
     "LLMOBS_DISABLE": "disabled_integrations",
     "LLMOBS_SDK_SPANS": "sdk_spans",
+    "LLMOBS_FINISH_IN_BACKGROUND": "finish_in_background",
     "LLMOBS_RETENTION_DAYS": "retention.max_age_days",
     "LLMOBS_RETENTION_MB": "retention.max_mb",
     "LLMOBS_EXPORT_MAX_REQUEST_BYTES": "export.max_request_bytes",

@@ -46,7 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from llmobs import aggregated_metrics, config, otlp_wire, plugins, selfstats, span_copy
+from llmobs import aggregated_metrics, config, finisher, otlp_wire, plugins, selfstats, span_copy
 from llmobs import semconv as sc
 from llmobs.deadline import flush_all
 from llmobs.sampling import SamplingProcessor
@@ -603,8 +603,10 @@ def flush(timeout_millis: int = 30_000) -> bool:
     """Export everything buffered so far, waiting at most ``timeout_millis`` in all.
 
     The span processors and the meter provider share the one deadline. True when every one of them
-    reported done within it; False when the time ran out first (or a flush raised).
+    reported done within it; False when the time ran out first (or a flush raised). Calls whose spans are
+    still being finished in the background are finished first (:mod:`llmobs.finisher`).
     """
+    finisher.flush()
     with _lock:
         provider, processors, meter_provider = _state.tracer_provider, list(_state.processors), _state.meter_provider
     flushes: list[Callable[[int], bool]] = []
@@ -627,6 +629,7 @@ def shutdown() -> None:
     The global tracer provider stays installed (OpenTelemetry allows setting it only once per process);
     our processors are removed from it, so a later ``configure()`` can wire exporters again.
     """
+    finisher.flush()
     with _lock:
         if not _state.configured:
             return

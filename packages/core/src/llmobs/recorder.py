@@ -32,7 +32,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from llmobs import __version__, aggregated_metrics, config, plugins, selfstats
+from llmobs import __version__, aggregated_metrics, config, finisher, plugins, selfstats
 from llmobs import semconv as sc
 from llmobs.aggregated_metrics import AttributeSet
 from llmobs.content import ContentPolicy
@@ -203,6 +203,7 @@ class Recorder:
         self._sdk_spans = sdk_spans
         self._lean: LeanTracer | None = None  # spans without the SDK's Span class, on an SDK tracer
         self._lean_of: Any = None  # the tracer self._lean was made for (a proxy's real tracer can appear later)
+        self._finish_later = False  # whether spans of that tracer keep their order of ending with llmobs.finisher
         # On a provider llmobs installed, measurements aggregate in llmobs (far cheaper than the SDK's).
         meter = aggregated_metrics.Meter(sc.SCOPE_NAME, __version__, meter_provider)
         self._duration = meter.histogram(
@@ -234,11 +235,12 @@ class Recorder:
         """A started span: a :class:`~llmobs.lean_span.LeanSpan` on the SDK's own tracer, else the tracer's.
         ``parent``: the span ``context`` holds, when the caller has it already."""
         tracer = self._tracer
-        if self._sdk_spans or config.current().sdk_spans:
-            return tracer.start_span(name, context=context, kind=kind, attributes=attributes, start_time=start_time)
         real = getattr(tracer, "_real_tracer", None) or tracer  # the global tracer is a proxy
         if real is not self._lean_of:
             self._lean, self._lean_of = lean_tracer(real), real
+            self._finish_later = finisher.watch(getattr(real, "span_processor", None))
+        if self._sdk_spans or config.current().sdk_spans:
+            return tracer.start_span(name, context=context, kind=kind, attributes=attributes, start_time=start_time)
         lean = self._lean
         if lean is not None:
             try:
@@ -702,6 +704,21 @@ class SpanHandle:
             stamps.append(time.perf_counter_ns() - mono0)
         else:
             stamps.append(self._elapsed_ns(at_ns))
+
+    def finish_later(self, work: Callable[[], object]) -> None:
+        """Run ``work``, which ends this handle (at a ``clock_ns()`` taken when the call ended), later and with other
+        calls' (:mod:`llmobs.finisher`) — or now, where the span's tracer provider cannot keep spans' order of
+        ending with it. Only for work over data the caller owns, never the application's."""
+        if self._recorder._finish_later:
+            finisher.submit(work)
+        else:
+            finisher.run(work)
+
+    def clock_ns(self) -> int:
+        """Now on this span's clock (its start plus the monotonic time since): the ``end_time_ns`` of an end
+        that is recorded later, as work queued on :mod:`llmobs.finisher` does."""
+        mono0 = self._mono0
+        return self.start_ns + (time.perf_counter_ns() - mono0) if mono0 is not None else time.time_ns()
 
     def _elapsed_ns(self, at_ns: int | None) -> int:
         if at_ns is not None:

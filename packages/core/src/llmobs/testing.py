@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from llmobs import finisher
 from llmobs import semconv as sc
 
 
@@ -49,6 +50,7 @@ class FinishedSpans:
         self._exporter = exporter
 
     def all(self) -> list[ReadableSpan]:
+        finisher.flush()  # calls queued to be finished in the background: finished before they are looked at
         return sorted(self._exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
 
     def named(self, name: str) -> list[ReadableSpan]:
@@ -110,6 +112,7 @@ def metric_changes(reader: InMemoryMetricReader) -> Callable[[str], list[Point]]
     cumulative, and shared by every test of the process)."""
 
     def totals() -> dict[tuple[str, frozenset[tuple[str, Any]]], tuple[float, int]]:
+        finisher.flush()
         data = reader.get_metrics_data()
         found = {}
         for resource in data.resource_metrics if data else ():

@@ -1,0 +1,223 @@
+"""Finishing calls several at a time, off the application's response path.
+
+What a traced call does once its answer is in — reading the answer, rendering content, recording metrics,
+handing the span to the span processors — costs most for being cold: run once per call between the
+application's own work, its code and data are fetched afresh every time. Queued, and run a batch at a time,
+the same work runs warm for all but the first of a batch.
+
+Work is queued by the thread that ends a call; the thread whose work makes :data:`BATCH` pieces runs them
+there and then (on the core whose cache holds what they read — on another thread, every object both
+threads touch would move between cores with its reference count), and a watch thread runs what has waited
+:data:`DELAY_S` without a batch filling, so that a quiet application's spans are not held. :func:`flush`
+runs what is queued in the calling thread (``llmobs.flush()``, ``llmobs.shutdown()`` and exit call it),
+after any batch in progress. With the queue full, or the ``finish_in_background`` setting off, work runs
+at once in the caller. A forked child drops its parent's queue: the parent finishes that work.
+
+Spans keep their order of ending: on a tracer provider that :func:`watch` has joined, any span that ends
+first has what is queued finished (a parent's span processors see its children end before it, as some
+need: Promptflow's takes a child call's TTFT then), and a flush of the provider finishes it too.
+
+Only work that may run later belongs here: work over data the recorder owns (bytes read off the wire, what
+a parser made of them), never over the application's objects, which it may change meanwhile.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+
+from llmobs import config, selfstats
+
+#: Pieces of work that start a batch at once, and how long the first may wait for the others.
+BATCH = 8
+DELAY_S = 0.05
+MAX_QUEUED = 4096
+_IDLE_WAIT_S = 1.0  # the idle watch thread looks at the queue this often, whatever wake-up it missed
+
+
+class Finisher:
+    """A queue of work (callables whose failures are counted), run a batch at a time by the thread whose work
+    fills a batch, or by a watch thread once the oldest piece has waited its delay."""
+
+    def __init__(self, batch: int = BATCH, delay_s: float = DELAY_S, max_queued: int = MAX_QUEUED) -> None:
+        self.batch = batch
+        self.delay_s = delay_s
+        self.max_queued = max_queued
+        self._exit_hook = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._queue: deque[tuple[float, Callable[[], object]]] = deque()  # (when queued, work), oldest first
+        # Reentrant: a finalizer (a response stream garbage-collected) may queue work while its thread holds them.
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._running = threading.RLock()  # held while work runs: a flush waits for the batch in progress
+        self._runner: int | None = None  # the thread running work now
+        self._thread: threading.Thread | None = None
+        self._watching = False  # the watch thread is awake (or about to be): no need to wake it
+
+    def submit(self, work: Callable[[], object]) -> None:
+        """Queue ``work``; run the queue here if it makes a whole batch (now, alone, when queuing is off or full)."""
+        queue = self._queue
+        queued = len(queue)
+        if queued >= self.max_queued or not config.current().finish_in_background:
+            if queued >= self.max_queued:
+                selfstats.count("finisher.queue_full")
+            _run(work)
+            return
+        queue.append((time.monotonic(), work))
+        if queued + 1 >= self.batch:
+            self._drain()  # on this thread, whose cache holds what the batch's work reads
+        elif queued == 0 and not self._watching:
+            self._watch()
+
+    def flush(self) -> None:
+        """Run everything queued, in this thread, after the batch in progress; never raises."""
+        self._drain()
+
+    def before_span_ends(self) -> None:
+        """A span is ending (in this thread): finish what is queued or running first, unless this thread runs it."""
+        runner = self._runner
+        if (self._queue or runner is not None) and runner != threading.get_ident():
+            self._drain()
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _watch(self) -> None:
+        """Wake the watch thread (started on first use). A wake-up missed in a race costs at most a second."""
+        try:
+            with self._lock:
+                self._watching = True
+                if self._thread is None:
+                    if not self._exit_hook:
+                        # Registered now, after the span processors' own exit handlers: it runs before them.
+                        atexit.register(self.flush)
+                        self._exit_hook = True
+                    thread = threading.Thread(target=self._loop, name="llmobs-finisher", daemon=True)
+                    thread.start()
+                    self._thread = thread
+                self._wake.notify()
+        except RuntimeError:  # no new thread at interpreter exit: run the queue now
+            self._drain()
+
+    def _loop(self) -> None:
+        """Sleep while nothing is queued; else run the queue once its oldest piece has waited the delay, and
+        look again a delay later — so that under steady traffic nothing needs to wake this thread (a wake-up
+        would take the GIL from the application's thread every batch or so)."""
+        queue, lock, wake = self._queue, self._lock, self._wake
+        while True:
+            with lock:
+                if not queue:
+                    self._watching = False
+                    while not queue:
+                        wake.wait(_IDLE_WAIT_S)
+                    self._watching = True
+            while True:
+                try:
+                    left = queue[0][0] + self.delay_s - time.monotonic()
+                except IndexError:  # run meanwhile by a thread that filled a batch
+                    break
+                if left > 0:
+                    time.sleep(left)
+                else:
+                    self._drain()
+            time.sleep(self.delay_s)
+
+    def _drain(self) -> None:
+        queue = self._queue
+        with self._running:
+            self._runner = threading.get_ident()
+            try:
+                for _ in range(len(queue)):  # what is queued now; later work waits for the next batch
+                    try:
+                        _, work = queue.popleft()
+                    except IndexError:
+                        return
+                    _run(work)
+            finally:
+                self._runner = None
+
+
+def _run(work: Callable[[], object]) -> None:
+    try:
+        work()
+    except Exception as exc:
+        selfstats.failure("finisher.work_failed", exc)
+
+
+class _FinishFirst(SpanProcessor):
+    """Joined to a provider's span processors: a span ending there, or a flush of them, finishes the queue first."""
+
+    def __init__(self, finisher: Finisher, processors: Any) -> None:
+        self._finisher = finisher
+        self._processors = weakref.ref(processors)
+        self._flushing = threading.local()
+
+    def _on_ending(self, span: Any) -> None:
+        self._finisher.before_span_ends()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Finish the queue, then flush the provider's processors again (this one came after some of them)."""
+        if not self._finisher.queued() or getattr(self._flushing, "active", False):
+            return True
+        self._finisher.flush()
+        processors = self._processors()
+        if processors is None:
+            return True
+        self._flushing.active = True
+        try:
+            return bool(processors.force_flush(timeout_millis))
+        finally:
+            self._flushing.active = False
+
+    def shutdown(self) -> None:
+        self._finisher.flush()
+
+
+_default = Finisher()
+os.register_at_fork(after_in_child=_default._reset)
+_watched: weakref.WeakSet[Any] = weakref.WeakSet()
+_watch_lock = threading.Lock()
+
+
+def watch(processors: Any) -> bool:
+    """Join a tracer provider's span processors (the SDK's ``SynchronousMultiSpanProcessor`` or
+    ``ConcurrentMultiSpanProcessor``, as a tracer's ``span_processor``) so that spans there keep their order of
+    ending; whether work for spans there may be queued (False for a provider this cannot join)."""
+    if not callable(getattr(processors, "add_span_processor", None)) or not callable(
+        getattr(processors, "_on_ending", None)
+    ):
+        return False
+    try:
+        with _watch_lock:
+            if processors not in _watched:
+                processors.add_span_processor(_FinishFirst(_default, processors))
+                _watched.add(processors)
+    except Exception as exc:
+        selfstats.failure("finisher.watch_failed", exc)
+        return False
+    return True
+
+
+def submit(work: Callable[[], object]) -> None:
+    """Queue ``work`` to run with other calls' (see the module's docstring)."""
+    _default.submit(work)
+
+
+def flush() -> None:
+    """Run all queued work now, in this thread."""
+    _default.flush()
+
+
+def run(work: Callable[[], object]) -> None:
+    """Run ``work`` now, its failure counted as queued work's is."""
+    _run(work)
