@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from llmobs import finisher
 from llmobs import semconv as sc
 
 HUGE = "x" * 10_000_000  # built once: 10 MB of text
@@ -214,6 +215,8 @@ class OpenSpans(SpanProcessor):
                 self.ended += 1
 
     def still_open(self) -> list[str]:
+        """Spans still open once the calls that ended are finished (some are finished in the background)."""
+        finisher.flush()
         with self._lock:
             return [s.name for s in self._open.values()]
 

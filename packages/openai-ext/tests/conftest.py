@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmobs_openai
-from llmobs import config, selfstats
+from llmobs import config, finisher, selfstats
 from llmobs.testing import global_metric_reader, global_tracer_provider
 from llmobs_openai.testing import FakeOpenAIServer
 
@@ -29,11 +29,13 @@ METRICS = global_metric_reader()
 
 @pytest.fixture(autouse=True)
 def _isolated():
-    """Default settings, fresh counters and spans."""
+    """Default settings, fresh counters and spans; no call of this test left to finish in the next one."""
+    finisher.flush()
     previous = config.swap(config.Settings())
     selfstats.reset()
     SPANS.clear()
     yield
+    finisher.flush()
     config.swap(previous)
 
 
@@ -52,9 +54,16 @@ def spans():
     """The finished spans so far, oldest first."""
 
     def finished() -> list[ReadableSpan]:
+        finisher.flush()  # calls that ended are finished in the background: now, before they are looked at
         return sorted(SPANS.get_finished_spans(), key=lambda s: s.start_time)
 
     return finished
+
+
+@pytest.fixture
+def exported():
+    """The spans exported so far, as they are: without finishing first what is queued to be finished."""
+    return SPANS.get_finished_spans
 
 
 @pytest.fixture
@@ -62,6 +71,7 @@ def points():
     """Data points of a metric whose attributes include the given ones (cumulative over the run)."""
 
     def find(name: str, **attributes) -> list:
+        finisher.flush()
         data = METRICS.get_metrics_data()
         found = []
         for rm in data.resource_metrics if data else []:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -162,3 +163,25 @@ def test_reasoning_under_either_name_servers_use_is_recorded_in_answers():
         choice = {"message": {"role": "assistant", "content": "4", key: "2 + 2"}, "finish_reason": "stop"}
         (answer,) = messages.chat_output([choice])
         assert answer["parts"] == [{"type": "reasoning", "content": "2 + 2"}, {"type": "text", "content": "4"}]
+
+
+def test_the_span_is_finished_after_the_call_returned_and_ends_when_the_call_did(client, spans, exported, monkeypatch):
+    from llmobs import finisher
+
+    monkeypatch.setattr(finisher._default, "delay_s", 60.0)  # a batch short of full waits for the flush
+    monkeypatch.setattr(finisher._default, "batch", 1000)
+    before = time.time_ns()
+    client.chat.completions.create(model="m", messages=USER)
+    returned = time.time_ns()
+    assert exported() == (), "the span was finished before the call returned"
+    time.sleep(0.05)
+    (span,) = spans()  # flushes
+    assert before <= span.start_time <= span.end_time <= returned, "the span ends when the call did, not later"
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == 5
+
+
+def test_with_background_finishing_off_the_span_is_finished_when_the_call_returns(client, settings, exported):
+    settings(finish_in_background=False)
+    client.chat.completions.create(model="m", messages=USER)
+    (span,) = exported()
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == 5

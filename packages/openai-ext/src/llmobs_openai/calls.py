@@ -217,9 +217,16 @@ class Call:
         self.parser = self.events = self.tap = self.decoder = None
 
     def _end(self, error: BaseException | None = None, cancelled: str | None = None) -> None:
+        """The call ended now; what its body says is read, and its span ended, with other calls' on the core's
+        finisher (all of it data this call owns: the bytes it kept, the events it folded)."""
         if self.ended:
             return
         self.ended = True
+        handle = self.handle
+        end_ns = handle.clock_ns()
+        handle.finish_later(lambda: self._finish(end_ns, error, cancelled))
+
+    def _finish(self, end_ns: int, error: BaseException | None, cancelled: str | None) -> None:
         handle = self.handle
         reported: str | None = None
         try:
@@ -233,10 +240,10 @@ class Call:
             selfstats.failure("openai.observe_failed", exc)
         self.parser = self.events = self.tap = self.decoder = None
         if error is not None:
-            handle.end(error=error)
+            handle.end(error=error, end_time_ns=end_ns)
         elif reported is not None:
-            handle.end(error=reported)
+            handle.end(error=reported, end_time_ns=end_ns)
         elif cancelled is not None:
-            handle.end(cancelled=True, reason=cancelled)
+            handle.end(cancelled=True, reason=cancelled, end_time_ns=end_ns)
         else:
-            handle.end()
+            handle.end(end_time_ns=end_ns)
