@@ -72,7 +72,13 @@ def footprint(call: Callable[[], Any]) -> tuple[int, set[tuple[CodeType, int]]]:
 
 def child(variant: str, scenario: str, calls: int) -> dict[str, Any]:
     """Warm up, then trace ``calls`` calls one by one: the averages per call, distinct bytecodes by file, spans."""
-    call, exporter = bench_instructions.openai_call(variant, scenario)
+    traced, exporter = bench_instructions.openai_call(variant, scenario)
+    settle = bench_instructions.bench_openai.settle
+
+    def call() -> None:  # with its span finished here, on the traced thread, rather than in the background
+        traced()
+        settle()
+
     for _ in range(WARMUP):
         call()
     exporter.count = 0

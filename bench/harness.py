@@ -50,7 +50,8 @@ class Variant:
     state that must be fresh per batch, such as a new database file, or settings that must not leak
     into other variants). ``batch`` overrides the run's batch size (calls per timed batch) and
     ``units`` says how many operations one call performs (e.g. spans per ``export`` call), so that
-    times are reported per operation.
+    times are reported per operation. ``settle`` runs after a batch's calls, inside the timing: work the
+    calls left queued (spans finished in the background) is theirs, and is timed with them.
     """
 
     name: str
@@ -60,6 +61,7 @@ class Variant:
     batch: int | None = None
     units: float = 1
     description: str = ""
+    settle: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -96,10 +98,11 @@ class Bench:
         batch: int | None = None,
         units: float = 1,
         description: str = "",
+        settle: Callable[[], Any] | None = None,
     ) -> Variant:
         if any(v.name == name for v in self.variants):
             raise ValueError(f"duplicate variant {name!r}")
-        variant = Variant(name, fn, setup, teardown, batch, units, description)
+        variant = Variant(name, fn, setup, teardown, batch, units, description, settle)
         self.variants.append(variant)
         return variant
 
@@ -219,7 +222,8 @@ def _unused() -> None:
 
 
 def _time_batch(variant: Variant, calls: int, clock: Callable[[], int] = time.perf_counter_ns) -> int:
-    """Nanoseconds (of ``clock``) for ``calls`` calls of the variant, setup and teardown excluded."""
+    """Nanoseconds (of ``clock``) for ``calls`` calls of the variant and its settling, setup and teardown
+    excluded."""
     fn = variant.fn
     if variant.setup is not None:
         variant.setup()
@@ -228,6 +232,8 @@ def _time_batch(variant: Variant, calls: int, clock: Callable[[], int] = time.pe
         t0 = clock()
         for _ in range(calls):
             fn()
+        if variant.settle is not None:
+            variant.settle()
         return clock() - t0
     finally:
         if variant.teardown is not None:
