@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from llmobs import finisher
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # sibling helpers: tiny_model, otlp_sink
 
@@ -50,10 +52,20 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("model") / "tiny-llama")
 
 
+class _Finished:
+    """The spans exported so far, once the calls that ended are finished (llmobs-openai finishes them in batches)."""
+
+    def get_finished_spans(self) -> tuple:
+        finisher.flush()
+        return SPANS.get_finished_spans()
+
+
 @pytest.fixture
 def spans():
+    finisher.flush()
     SPANS.clear()
-    yield SPANS
+    yield _Finished()
+    finisher.flush()
     SPANS.clear()
 
 
