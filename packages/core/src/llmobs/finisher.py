@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from llmobs import config, selfstats
 
 #: Pieces of work that start a batch at once, and how long the first may wait for the others.
-BATCH = 8
+BATCH = 16
 DELAY_S = 0.05
 MAX_QUEUED = 4096
 _IDLE_WAIT_S = 1.0  # the idle watch thread looks at the queue this often, whatever wake-up it missed
