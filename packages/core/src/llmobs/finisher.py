@@ -1,4 +1,4 @@
-"""Finishing calls several at a time, off the application's response path.
+"""Finishing calls several at a time.
 
 What a traced call does once its answer is in — reading the answer, rendering content, recording metrics,
 handing the span to the span processors — costs most for being cold: run once per call between the
