@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llmobs import finisher
+from llmobs.testing import FinishedSpans
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # sibling helpers: tiny_model, otlp_sink
@@ -52,19 +53,12 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("model") / "tiny-llama")
 
 
-class _Finished:
-    """The spans exported so far, once the calls that ended are finished (llmobs-openai finishes them in batches)."""
-
-    def get_finished_spans(self) -> tuple:
-        finisher.flush()
-        return SPANS.get_finished_spans()
-
-
 @pytest.fixture
 def spans():
+    """The spans of the test, read once the calls that ended are finished (llmobs-openai finishes them in batches)."""
     finisher.flush()
     SPANS.clear()
-    yield _Finished()
+    yield FinishedSpans(SPANS)
     finisher.flush()
     SPANS.clear()
 

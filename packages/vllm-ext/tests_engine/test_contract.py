@@ -111,7 +111,7 @@ def test_manager_builds_it_with_keywords_and_fans_out_real_stats(vllm_config, me
     assert sum(m.count for m in e2e) == 2
     assert sum(m.sum for m in e2e) == pytest.approx(total(sc.METRIC_SERVER_REQUEST_DURATION, "sum"))
 
-    by_id = {s.attributes[sc.REQUEST_ID]: s for s in spans.get_finished_spans()}
+    by_id = {s.attributes[sc.REQUEST_ID]: s for s in spans.all()}
     assert set(by_id) == {"cmpl-r2-0", "cmpl-r3-0"}
     span = by_id["cmpl-r2-0"]
     assert span.attributes[sc.VLLM_ENGINE_INDEX] == 1

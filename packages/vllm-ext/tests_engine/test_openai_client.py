@@ -44,7 +44,7 @@ def client(vllm_server):
 
 
 def attrs_of(spans, count: int = 1) -> list[dict]:
-    finished = spans.get_finished_spans()
+    finished = spans.all()
     assert len(finished) == count, [s.name for s in finished]
     return [dict(s.attributes) for s in finished]
 
@@ -63,7 +63,7 @@ def test_chat_call_records_what_the_client_received_and_joins_the_servers_trace(
     server, sink = vllm_server
     answer = client.chat.completions.create(model="tiny", messages=USER, max_tokens=MAX_TOKENS, temperature=0.5,
                                             extra_body=NO_EOS)
-    (span,) = spans.get_finished_spans()
+    (span,) = spans.all()
     a = dict(span.attributes)
     assert span.name == "chat tiny"
     assert a[sc.OPERATION_NAME] == sc.OP_CHAT and a[sc.PROVIDER_NAME] == "vllm" and a[sc.FRAMEWORK] == "openai"
@@ -152,7 +152,7 @@ def test_server_errors_become_error_spans_with_the_servers_error_type(client, sp
         client.chat.completions.create(model="no-such-model", messages=USER, max_tokens=MAX_TOKENS)
     with pytest.raises(openai.BadRequestError) as too_long:  # far past --max-model-len 256
         client.chat.completions.create(model="tiny", messages=USER, max_tokens=10_000)
-    for span, error in zip(spans.get_finished_spans(), (missing.value, too_long.value), strict=True):
+    for span, error in zip(spans.all(), (missing.value, too_long.value), strict=True):
         assert span.status.status_code.name == "ERROR"
         fields = error.response.json()["error"]  # vLLM: {"error": {"type", "code" (the HTTP status), ...}}
         assert fields["code"] == error.status_code
@@ -164,6 +164,6 @@ def test_a_stream_the_application_closes_early_ends_its_span_as_cancelled(client
                                             extra_body=NO_EOS)
     next(iter(stream))
     stream.close()
-    (span,) = spans.get_finished_spans()
+    (span,) = spans.all()
     assert span.status.status_code.name != "ERROR"
     assert span.attributes[sc.STATUS_REASON] == "closed_early"

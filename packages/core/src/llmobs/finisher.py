@@ -68,8 +68,9 @@ class Finisher:
         """Queue ``work``; run the queue here if it makes a whole batch (now, alone, when queuing is off or full)."""
         queue = self._queue
         queued = len(queue)
-        if queued >= self.max_queued or not config.current().finish_in_background:
-            if queued >= self.max_queued:
+        full = queued >= self.max_queued
+        if full or not config.current().finish_in_background:
+            if full:
                 selfstats.count("finisher.queue_full")
             _run(work)
             return
