@@ -183,6 +183,43 @@ def test_sampling_on_for_the_store_when_asked(tmp_path):
     assert 150 < weighted_roots < 600  # adjusted counts still estimate the 300 traces
 
 
+DROPPED_ON_APP_PROVIDER = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import llmobs
+from llmobs import selfstats
+reader = InMemoryMetricReader()
+{before}
+llmobs.configure(exporters=["none"])
+{after}
+def dropped():
+    data = reader.get_metrics_data()
+    if data is None:  # nothing to report at all
+        return {{}}
+    return {{
+        point.attributes["llmobs.reason"]: point.value
+        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics if m.name == "llmobs.dropped"
+        for point in m.data.data_points
+    }}
+print(sorted(dropped().items()))
+selfstats.count("export.queue_full_dropped", 3)
+llmobs.configure()  # again: still one llmobs.dropped counter
+print(sorted(dropped().items()))
+"""
+
+
+def test_what_llmobs_dropped_is_published_on_the_applications_meter_provider(tmp_path):
+    """The application's own meter provider, set before or after llmobs is configured, gets ``llmobs.dropped``
+    (from zero, so an alert on its increase works from the first collection), as llmobs' own provider does."""
+    install = "metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))"
+    for before, after in ((install, ""), ("", install)):
+        out = run_python(DROPPED_ON_APP_PROVIDER.format(before=before, after=after), tmp_path).stdout.splitlines()
+        zeros = {reason: 0 for reason in export.LOSS_REASONS}
+        assert out[0] == str(sorted(zeros.items())), (before, after, out)
+        assert out[1] == str(sorted({**zeros, "export.queue_full_dropped": 3}.items())), (before, after, out)
+
+
 def test_an_empty_sdk_provider_gets_our_exporters(tmp_path):
     """A provider with no processors (what Promptflow's start_trace() installs) would export nothing."""
     setup = (

@@ -507,8 +507,17 @@ def _install_meter_provider(resource: Resource, environ: Mapping[str, str]) -> A
     return provider
 
 
+_observed_providers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def _observe_selfstats(meter_provider: Any) -> None:
+    """Publish ``llmobs.dropped`` on ``meter_provider`` (once per provider): llmobs' own, or the application's —
+    or, when there is none yet, the global proxy, whose instruments move to the provider the application sets."""
     from opentelemetry.metrics import CallbackOptions, Observation
+
+    if meter_provider in _observed_providers:
+        return
+    _observed_providers.add(meter_provider)
 
     def observe(options: CallbackOptions) -> list[Observation]:
         # The telemetry-loss counters start at zero, so an alert on their increase works from the first
@@ -536,8 +545,8 @@ def configure(**overrides: Any) -> config.Settings:
         environ = os.environ
         # Metrics first: an invalid metrics setting fails before anything is wired.
         _state.meter_provider = _install_meter_provider(_resource(settings), environ)
-        if _state.meter_provider is not None:
-            _observe_selfstats(_state.meter_provider)
+        # Also on the application's provider: what llmobs dropped is reported wherever its metrics go.
+        _observe_selfstats(_state.meter_provider or metrics.get_meter_provider())
         global _installed_provider
         current = trace.get_tracer_provider()
         # An SDK provider with no processors (e.g. what Promptflow's start_trace() installs) exports
