@@ -220,6 +220,65 @@ def test_what_llmobs_dropped_is_published_on_the_applications_meter_provider(tmp
         assert out[1] == str(sorted({**zeros, "export.queue_full_dropped": 3}.items())), (before, after, out)
 
 
+APP_PROVIDER_METRICS = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import View
+import llmobs
+from llmobs import aggregated_metrics
+from llmobs.aggregated_metrics import AggregatingInMemoryReader
+from llmobs.recorder import ROOT, get_recorder
+reader = {reader}
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader], views={views}))
+llmobs.configure(exporters=["none"])
+for i in range(3):
+    handle = get_recorder().start("chat", provider="openai", model="gpt-4o-mini", parent=ROOT)
+    handle.set_usage(100, 20 + i)
+    handle.end()
+points = {{}}
+for rm in reader.get_metrics_data().resource_metrics:
+    for sm in rm.scope_metrics:
+        for m in sm.metrics:
+            for p in m.data.data_points:
+                points[m.name, tuple(sorted(p.attributes.items()))] = getattr(p, "count", None), getattr(p, "sum", None)
+print(aggregated_metrics._global is not None)
+print(sorted((k, v) for k, v in points.items() if k[0] == "gen_ai.client.token.usage"))
+call = {{"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini"}}
+print(points.get(("gen_ai.client.operation.duration", tuple(sorted(call.items()))), (None, None))[0])
+print(any(name == "llmobs.dropped" for name, _ in points))
+"""
+
+
+def _token_points(*attributes: tuple[str, str]) -> list:
+    """The token usage points of three calls (100 input tokens each, 20, 21 and 22 output), with ``attributes``."""
+    out = []
+    for kind, total in (("input", 300), ("output", 63)):
+        key = tuple(sorted((*attributes, ("gen_ai.token.type", kind))))
+        out.append((("gen_ai.client.token.usage", key), (3, total)))
+    return sorted(out)
+
+
+def test_an_application_provider_built_with_llmobs_readers_aggregates_in_llmobs(tmp_path):
+    """The cheap path on the application's own provider: llmobs' readers, no Views. The points are the same
+    as on the SDK's path; with a plain reader or with Views there, the SDK's path (and so the Views) applies."""
+    call = (("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o-mini"))
+    for reader, views, adopted, tokens in (
+        ("AggregatingInMemoryReader()", "()", True, _token_points(*call)),
+        ("InMemoryMetricReader()", "()", False, _token_points(*call)),
+        ("AggregatingInMemoryReader()",
+         '[View(instrument_name="gen_ai.client.token.usage", attribute_keys={"gen_ai.token.type"})]', False,
+         _token_points()),
+    ):
+        code = APP_PROVIDER_METRICS.format(reader=reader, views=views)
+        out = run_python(code, tmp_path).stdout.splitlines()
+        assert out[0] == str(adopted), (reader, views, out)
+        assert out[1] == str(tokens), (reader, views, out)
+        assert out[2] == "3", (reader, views, out)  # three calls in the duration histogram
+        assert out[3] == "True", (reader, views, out)
+
+
 def test_an_empty_sdk_provider_gets_our_exporters(tmp_path):
     """A provider with no processors (what Promptflow's start_trace() installs) would export nothing."""
     setup = (

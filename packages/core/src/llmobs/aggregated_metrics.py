@@ -6,8 +6,9 @@ a call costs. When llmobs installs the ``MeterProvider`` itself (OTLP, Prometheu
 from ``llmobs.configure()``), its readers are the ones in this module: a measurement is one dict
 lookup, a bisect and a few additions under a lock — a call's measurements under one lock, their attribute
 keys made once per attribute set (:class:`AttributeSet`) — and each collection merges the aggregated points
-into what the SDK collected, with the temporality the reader asks for. On any other provider (an
-application's own) the instruments record through the SDK exactly as before.
+into what the SDK collected, with the temporality the reader asks for. An application's own provider
+built with these readers and no Views aggregates here too (:func:`adopt`); on any other provider the
+instruments record through the SDK exactly as before.
 
 What differs from the SDK's aggregation: no exemplars, and an application's Views do not apply
 (llmobs' own providers have none). The cardinality limit is the SDK's default (2000 attribute sets
@@ -26,6 +27,7 @@ from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import Histogram as _SDKHistogram
+from opentelemetry.sdk.metrics import _internal as _sdk_metrics_internal
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -253,6 +255,29 @@ def register(provider: Any, readers: Sequence[Any], *, is_global: bool = False) 
     if is_global:
         _global = aggregations
     return True
+
+
+def adopt(provider: Any, *, is_global: bool = False) -> bool:
+    """Aggregate for an application's SDK ``MeterProvider`` built with llmobs' readers; say whether it does.
+
+    Only when nothing there would see the measurements differently: every reader an :class:`AggregatingReader`,
+    no Views, meters configured as by default, the SDK not disabled. The provider's readers and settings are
+    the SDK's private attributes: an SDK that keeps them elsewhere keeps the SDK path. The provider needs an
+    SDK metric that always reports, as :func:`register` says (``llmobs.configure()`` adds ``llmobs.dropped``).
+    """
+    try:
+        readers = getattr(provider, "_metric_readers", None)
+        config = provider._sdk_config
+        if readers is None:  # SDKs before 1.4x kept them in the configuration
+            readers = config.metric_readers
+        configurator = getattr(provider, "_meter_configurator", None)
+        if config.views or getattr(provider, "_disabled", False) or (
+            configurator is not None and configurator is not _sdk_metrics_internal._default_meter_configurator
+        ):
+            return False
+        return register(provider, tuple(readers), is_global=is_global)
+    except Exception:  # not the SDK's provider, or one this module does not know
+        return False
 
 
 def unregister_global() -> None:

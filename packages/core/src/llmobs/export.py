@@ -546,7 +546,10 @@ def configure(**overrides: Any) -> config.Settings:
         # Metrics first: an invalid metrics setting fails before anything is wired.
         _state.meter_provider = _install_meter_provider(_resource(settings), environ)
         # Also on the application's provider: what llmobs dropped is reported wherever its metrics go.
-        _observe_selfstats(_state.meter_provider or metrics.get_meter_provider())
+        meter_provider = _state.meter_provider or metrics.get_meter_provider()
+        _observe_selfstats(meter_provider)
+        if _state.meter_provider is None:  # an application's provider built with llmobs' readers aggregates here
+            aggregated_metrics.adopt(meter_provider, is_global=True)
         global _installed_provider
         current = trace.get_tracer_provider()
         # An SDK provider with no processors (e.g. what Promptflow's start_trace() installs) exports
