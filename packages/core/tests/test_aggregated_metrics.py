@@ -199,6 +199,34 @@ def test_an_attribute_set_and_a_plain_mapping_of_the_same_attributes_share_a_poi
     assert (point["count"], point["buckets"]) == (4, [3, 1])
 
 
+def test_on_an_application_provider_exemplars_point_to_the_measured_call_not_the_current_span():
+    """A call's end may be recorded later, in another context (llmobs.finisher runs a batch of calls' ends in
+    whichever thread fills it): the SDK's exemplars still name that call's own span."""
+    reader = InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    recorder = Recorder(tracer_provider, MeterProvider(metric_readers=[reader]))
+    handle = recorder.start(sc.OP_CHAT, provider="openai", model="m")
+    for _ in range(3):
+        handle.chunk()
+    handle.set_usage(5, 7)
+    with tracer_provider.get_tracer("app").start_as_current_span("another request") as other:
+        handle.end()
+    own = handle.span.get_span_context()
+    assert own.span_id != other.get_span_context().span_id
+    seen = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for scope in rm.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    for exemplar in getattr(point, "exemplars", ()):
+                        seen.setdefault(metric.name, set()).add((exemplar.trace_id, exemplar.span_id))
+    assert set(seen) == {
+        sc.METRIC_CLIENT_OPERATION_DURATION, sc.METRIC_CLIENT_TOKEN_USAGE, sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK,
+        sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK,
+    }, seen
+    assert all(ids == {(own.trace_id, own.span_id)} for ids in seen.values()), seen
+
+
 def test_measurements_taken_together_each_go_where_their_own_record_would():
     """One lock for a call's measurements where they aggregate here; the SDK path, and values to refuse, as ever."""
     selfstats.reset()

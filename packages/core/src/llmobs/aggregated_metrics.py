@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import Histogram as _SDKHistogram
 from opentelemetry.sdk.metrics import _internal as _sdk_metrics_internal
 from opentelemetry.sdk.metrics.export import (
@@ -42,6 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Span, set_span_in_context
 
 from llmobs import selfstats
 
@@ -305,24 +307,30 @@ class _Instrument:
     def _aggregations(self) -> tuple[_Aggregation, ...] | None:
         return _global if self._global else self._fixed
 
-    def _measure(self, value: float, attributes: Mapping[str, Any]) -> None:
+    def _measure(self, value: float, attributes: Mapping[str, Any], context: Context | None = None) -> None:
+        """As the OTel instrument's ``record``/``add``; ``context`` (the current one by default) names the span
+        that the SDK path's exemplars point to."""
         aggregations = _global if self._global else self._fixed
         if aggregations is None or value != value or (value < 0 and self._spec.bounds is None):
-            self.record_many((value,), attributes)  # the SDK path, or a value to count as invalid
+            self._record_many((value,), attributes, context)  # the SDK path, or a value to count as invalid
             return
         # One measurement on a provider that aggregates here (the usual case): record_many's steps, inline.
         items = ((self._spec, value, _key(attributes)),)
         for aggregation in aggregations:
             aggregation.add(items)
 
-    def record_many(self, values: Sequence[float], attributes: Mapping[str, Any]) -> None:
+    def record_many(self, values: Sequence[float], attributes: Mapping[str, Any], span: Span | None = None) -> None:
         """Record measurements that share attributes (one, or a stream's chunk intervals): one attribute key
-        and one lock per aggregation here, one SDK record each on the SDK path."""
+        and one lock per aggregation here, one SDK record each on the SDK path — whose exemplars point to
+        ``span`` when given (the measured operation's), else to the current span."""
+        self._record_many(values, attributes, None if span is None else set_span_in_context(span))
+
+    def _record_many(self, values: Sequence[float], attributes: Mapping[str, Any], context: Context | None) -> None:
         aggregations = _global if self._global else self._fixed
         if aggregations is None:
             if self.totals is None:
                 for value in values:
-                    self._sdk.record(value, attributes)
+                    self._sdk.record(value, attributes, context)
                 return
             aggregations = (self.totals,)
         counter = self._spec.bounds is None
@@ -346,17 +354,23 @@ class _Instrument:
     add = _measure
 
 
-def measure_together(measurements: Sequence[tuple[_Instrument, float, Mapping[str, Any]]]) -> None:
+def measure_together(
+    measurements: Sequence[tuple[_Instrument, float, Mapping[str, Any]]], span: Span | None = None
+) -> None:
     """Measurements of one event on instruments of one meter (a call's duration, tokens and cost), each as its
-    ``record``/``add`` would take it; where they aggregate here, under one lock per aggregation for them all."""
+    ``record``/``add`` would take it; where they aggregate here, under one lock per aggregation for them all.
+    ``span``: the event's own, for the SDK path's exemplars (a call may be measured later, in another context)."""
     items = []
     aggregations = None
+    context: Context | None = None
     for instrument, value, attributes in measurements:
         found = _global if instrument._global else instrument._fixed
         if found is None or (aggregations is not None and found is not aggregations) or value != value or (
             value < 0 and instrument._spec.bounds is None
         ):
-            instrument._measure(value, attributes)  # the SDK path, another provider, or a value to count as invalid
+            if context is None and span is not None:
+                context = set_span_in_context(span)
+            instrument._measure(value, attributes, context)  # the SDK path, another provider, or an invalid value
             continue
         aggregations = found
         items.append((instrument._spec, value, _key(attributes)))

@@ -915,8 +915,10 @@ class SpanHandle:
                 stamps = self._chunk_stamps
                 if stamps is not None and len(stamps) > 1:
                     self._chunk_stamps = None
-                    recorder._tpoc.record_many([(b - a) / 1e9 for a, b in itertools.pairwise(stamps)], attrs)
-            aggregated_metrics.measure_together(measurements)
+                    intervals = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
+                    recorder._tpoc.record_many(intervals, attrs, self.span)
+            # The call's own span for exemplars: the end of a call may be recorded later, in another context.
+            aggregated_metrics.measure_together(measurements, self.span)
         except Exception as exc:
             selfstats.failure("recorder.metric_failed", exc)
 
