@@ -199,6 +199,17 @@ def test_an_attribute_set_and_a_plain_mapping_of_the_same_attributes_share_a_poi
     assert (point["count"], point["buckets"]) == (4, [3, 1])
 
 
+def _exemplar_ids(reader: Any) -> dict[str, set[tuple[int, int]]]:
+    seen: dict[str, set[tuple[int, int]]] = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for scope in rm.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    for exemplar in getattr(point, "exemplars", ()):
+                        seen.setdefault(metric.name, set()).add((exemplar.trace_id, exemplar.span_id))
+    return seen
+
+
 def test_on_an_application_provider_exemplars_point_to_the_measured_call_not_the_current_span():
     """A call's end may be recorded later, in another context (llmobs.finisher runs a batch of calls' ends in
     whichever thread fills it): the SDK's exemplars still name that call's own span."""
@@ -213,18 +224,28 @@ def test_on_an_application_provider_exemplars_point_to_the_measured_call_not_the
         handle.end()
     own = handle.span.get_span_context()
     assert own.span_id != other.get_span_context().span_id
-    seen = {}
-    for rm in reader.get_metrics_data().resource_metrics:
-        for scope in rm.scope_metrics:
-            for metric in scope.metrics:
-                for point in metric.data.data_points:
-                    for exemplar in getattr(point, "exemplars", ()):
-                        seen.setdefault(metric.name, set()).add((exemplar.trace_id, exemplar.span_id))
+    seen = _exemplar_ids(reader)
     assert set(seen) == {
         sc.METRIC_CLIENT_OPERATION_DURATION, sc.METRIC_CLIENT_TOKEN_USAGE, sc.METRIC_CLIENT_TIME_TO_FIRST_CHUNK,
         sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK,
     }, seen
     assert all(ids == {(own.trace_id, own.span_id)} for ids in seen.values()), seen
+
+
+def test_a_call_recorded_for_another_tracer_names_its_span_in_exemplars_else_the_current_one():
+    """``record_call`` (a framework's own span, as Promptflow's): exemplars name the span given, else the
+    current span as any SDK measurement's would."""
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    reader = InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    recorder = Recorder(tracer_provider, MeterProvider(metric_readers=[reader]))
+    given = SpanContext(trace_id=7, span_id=9, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    recorder.record_call(sc.OP_CHAT, duration_s=0.5, provider="openai", model="given", span_context=given)
+    with tracer_provider.get_tracer("app").start_as_current_span("current") as current:
+        recorder.record_call(sc.OP_CHAT, duration_s=0.5, provider="openai", model="ambient")
+    ambient = current.get_span_context()
+    assert _exemplar_ids(reader)[sc.METRIC_CLIENT_OPERATION_DURATION] == {(7, 9), (ambient.trace_id, ambient.span_id)}
 
 
 def test_measurements_taken_together_each_go_where_their_own_record_would():

@@ -304,15 +304,19 @@ class Recorder:
         usage: Usage | None = None,
         ttft_s: float | None = None,
         error_type: str | None = None,
+        span_context: trace.SpanContext | None = None,
     ) -> dict[str, Any]:
         """Record the GenAI metrics of a call that something else traced (a framework's own span, a
         server's request) — the same series, attributes and prices as a handle's ``end()``.
 
-        ``usage`` is ``(input, output, cache_read, cache_write, reasoning, total)``. Returns the usage
+        ``usage`` is ``(input, output, cache_read, cache_write, reasoning, total)``; ``span_context``: that
+        span's, for the exemplars of an SDK meter provider (else the current span's). Returns the usage
         attributes (tokens, total, cost) for the caller to put on its span. Never raises.
         """
         try:
             call = self._call(operation, provider, model, response_model, usage, error_type)
+            if span_context is not None:
+                call.span = trace.NonRecordingSpan(span_context)
             if ttft_s is not None:
                 call._ttft_ns = round(ttft_s * 1e9)
             usage_attributes = call._usage_attributes(self.derived)
@@ -897,6 +901,7 @@ class SpanHandle:
         if self.operation == sc.OP_CHAIN or self._no_metrics:
             return
         recorder = self._recorder
+        span = self.span
         try:
             attrs, input_attrs, output_attrs = self._metric_sets()
             measurements = [(recorder._duration, duration_s, attrs)]
@@ -916,9 +921,9 @@ class SpanHandle:
                 if stamps is not None and len(stamps) > 1:
                     self._chunk_stamps = None
                     intervals = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
-                    recorder._tpoc.record_many(intervals, attrs, self.span)
+                    recorder._tpoc.record_many(intervals, attrs, None if span is trace.INVALID_SPAN else span)
             # The call's own span for exemplars: the end of a call may be recorded later, in another context.
-            aggregated_metrics.measure_together(measurements, self.span)
+            aggregated_metrics.measure_together(measurements, None if span is trace.INVALID_SPAN else span)
         except Exception as exc:
             selfstats.failure("recorder.metric_failed", exc)
 

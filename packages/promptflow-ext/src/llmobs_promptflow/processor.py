@@ -131,7 +131,7 @@ class Translator(SpanProcessor):
         if traced_call is _NO_CALL or not t.inference:
             duration_s = max((span.end_time or 0) - (span.start_time or 0), 0) / 1e9
             usage_attributes = self._recorder.record_call(
-                t.operation, duration_s=duration_s, error_type=t.error_type, **call
+                t.operation, duration_s=duration_s, error_type=t.error_type, span_context=span.context, **call
             )
         else:  # the llmobs span under it recorded this call's metrics already
             usage_attributes = self._recorder.usage_attributes(t.operation, **call)
