@@ -15,6 +15,7 @@ import llmobs
 from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs.content import CaptureMode
+from llmobs.testing import global_metric_reader
 from llmobs_promptflow import processor
 
 
@@ -146,6 +147,23 @@ def test_flow_and_retrieval_span_types(instrumented, spans, metric_points):
     assert json.loads(retrieval.attributes[sc.RETRIEVAL_DOCUMENTS])[0]["id"] == "doc-1"
     durations = {p.attributes[sc.OPERATION_NAME]: p.count for p in metric_points(sc.METRIC_CLIENT_OPERATION_DURATION)}
     assert durations == {sc.OP_INVOKE_WORKFLOW: 1, sc.OP_RETRIEVAL: 1}  # chains and tasks have no GenAI metric
+
+
+def test_the_metrics_exemplars_name_promptflows_span_of_the_call(instrumented, spans):
+    """On the application's SDK meter provider, the duration's exemplar is the retrieval span itself (the
+    processor records it as that span ends, whatever span is current then)."""
+    retrieve = _traced(lambda query: [], trace_type=TraceType.RETRIEVAL, name="exemplar-search")
+    retrieve("x")
+    ids = spans.one("retrieval exemplar-search").context
+    data = global_metric_reader().get_metrics_data()
+    exemplars = [
+        (e.trace_id, e.span_id)
+        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        if m.name == sc.METRIC_CLIENT_OPERATION_DURATION
+        for p in m.data.data_points if p.attributes.get(sc.OPERATION_NAME) == sc.OP_RETRIEVAL
+        for e in p.exemplars
+    ]
+    assert (ids.trace_id, ids.span_id) in exemplars, exemplars
 
 
 def test_session_and_user_flow_from_an_enclosing_llmobs_span(instrumented, spans):
