@@ -180,6 +180,35 @@ def test_the_span_is_finished_after_the_call_returned_and_ends_when_the_call_did
     assert span.attributes[sc.USAGE_OUTPUT_TOKENS] == 5
 
 
+def test_a_span_end_plugin_sees_the_calls_own_context(client, exported, monkeypatch):
+    """An ``llmobs_span_end`` plugin may read the application's context (a tenant in a context variable): with one
+    registered, a call is finished as it ends, in its own context, not later with other calls'."""
+    import contextvars
+
+    import llmobs
+    from llmobs import finisher, plugins
+
+    tenant = contextvars.ContextVar("tenant", default="none")
+
+    class TenantPlugin:
+        @llmobs.hookimpl
+        def llmobs_span_end(self, handle):
+            handle.set_attribute("app.tenant", tenant.get())
+
+    monkeypatch.setattr(finisher._default, "delay_s", 60.0)
+    monkeypatch.setattr(finisher._default, "batch", 1000)
+    plugin = TenantPlugin()
+    plugins.register(plugin)
+    try:
+        token = tenant.set("acme")
+        client.chat.completions.create(model="m", messages=USER)
+        tenant.reset(token)
+        (span,) = exported()  # finished before the call returned: nothing was queued
+        assert span.attributes["app.tenant"] == "acme"
+    finally:
+        plugins.unregister(plugin)
+
+
 def test_with_background_finishing_off_the_span_is_finished_when_the_call_returns(client, settings, exported):
     settings(finish_in_background=False)
     client.chat.completions.create(model="m", messages=USER)

@@ -712,8 +712,11 @@ class SpanHandle:
     def finish_later(self, work: Callable[[], object]) -> None:
         """Run ``work``, which ends this handle (at a ``clock_ns()`` taken when the call ended), later and with other
         calls' (:mod:`llmobs.finisher`) — or now, where the span's tracer provider cannot keep spans' order of
-        ending with it. Only for work over data the caller owns, never the application's."""
-        if self._recorder._finish_later:
+        ending with it, or where an ``llmobs_span_end`` plugin is registered (it may read the application's
+        context, as a tenant kept in a context variable: later, on another thread, that would be another
+        call's). Only for work over data the caller owns, never the application's."""
+        recorder = self._recorder
+        if recorder._finish_later and not recorder.derived.span_end_hooks:
             finisher.submit(work)
         else:
             finisher.run(work)
