@@ -270,7 +270,7 @@ def adopt(provider: Any, *, is_global: bool = False) -> bool:
     try:
         readers = getattr(provider, "_metric_readers", None)
         config = provider._sdk_config
-        if readers is None:  # SDKs before 1.4x kept them in the configuration
+        if readers is None:  # older SDKs kept them in the configuration
             readers = config.metric_readers
         configurator = getattr(provider, "_meter_configurator", None)
         if config.views or getattr(provider, "_disabled", False) or (

@@ -904,7 +904,7 @@ class SpanHandle:
         if self.operation == sc.OP_CHAIN or self._no_metrics:
             return
         recorder = self._recorder
-        span = self.span
+        span = None if self.span is trace.INVALID_SPAN else self.span  # names the exemplars (none: the current span)
         try:
             attrs, input_attrs, output_attrs = self._metric_sets()
             measurements = [(recorder._duration, duration_s, attrs)]
@@ -924,9 +924,9 @@ class SpanHandle:
                 if stamps is not None and len(stamps) > 1:
                     self._chunk_stamps = None
                     intervals = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
-                    recorder._tpoc.record_many(intervals, attrs, None if span is trace.INVALID_SPAN else span)
+                    recorder._tpoc.record_many(intervals, attrs, span)
             # The call's own span for exemplars: the end of a call may be recorded later, in another context.
-            aggregated_metrics.measure_together(measurements, None if span is trace.INVALID_SPAN else span)
+            aggregated_metrics.measure_together(measurements, span)
         except Exception as exc:
             selfstats.failure("recorder.metric_failed", exc)
 
