@@ -166,6 +166,28 @@ def test_a_span_ending_on_the_provider_first_finishes_what_is_queued(held):
     assert order.ended == ["chat m", "request"], "the child's span ends before its parent's, as it did"
 
 
+def test_a_span_of_another_trace_ends_without_finishing_the_queue(held):
+    """A busy application's unrelated spans (other requests' traces) do not cut the batch short; a span of the
+    queued call's own trace still finishes it first."""
+    provider, order, recorder = _provider()
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("request A"):
+        call = recorder.start("chat", model="m")
+        call.finish_later(lambda: call.end(end_time_ns=call.clock_ns()))
+        with trace.use_span(trace.INVALID_SPAN):  # a new trace, as another request's on another thread
+            tracer.start_span("request B").end()
+        assert held.queued() == 1 and order.ended == ["request B"]
+    assert order.ended == ["request B", "chat m", "request A"] and held.queued() == 0
+
+
+def test_work_that_names_no_trace_is_finished_before_any_span_ends(held):
+    _, order, recorder = _provider()
+    ran: list[str] = []
+    held.submit(lambda: ran.append("work"))  # no trace id: it may end any span
+    recorder.start("chat", model="m").end()
+    assert ran == ["work"] and order.ended == ["chat m"]
+
+
 def test_a_flush_of_the_provider_finishes_what_is_queued(held):
     provider, order, recorder = _provider()
     call = recorder.start("chat", model="m")

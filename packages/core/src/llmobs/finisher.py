@@ -13,9 +13,11 @@ runs what is queued in the calling thread (``llmobs.flush()``, ``llmobs.shutdown
 after any batch in progress. With the queue full, or the ``finish_in_background`` setting off, work runs
 at once in the caller. A forked child drops its parent's queue: the parent finishes that work.
 
-Spans keep their order of ending: on a tracer provider that :func:`watch` has joined, any span that ends
-first has what is queued finished (a parent's span processors see its children end before it, as some
-need: Promptflow's takes a child call's TTFT then), and a flush of the provider finishes it too.
+Spans keep their order of ending: on a tracer provider that :func:`watch` has joined, a span that ends
+in a trace with work queued first has that work finished (a parent's span processors see its children end
+before it, as some need: Promptflow's takes a child call's TTFT then, tail sampling decides a trace when its
+root ends), and a flush of the provider finishes it too. Spans of other traces end without waiting, so a
+busy application's unrelated spans do not cut every batch short.
 
 Only work that may run later belongs here: work over data the recorder owns (bytes read off the wire, what
 a parser made of them), never over the application's objects, which it may change meanwhile.
@@ -55,7 +57,8 @@ class Finisher:
         self._reset()
 
     def _reset(self) -> None:
-        self._queue: deque[tuple[float, Callable[[], object]]] = deque()  # (when queued, work), oldest first
+        # (when queued, work, trace id of the span the work ends or None: any), oldest first
+        self._queue: deque[tuple[float, Callable[[], object], int | None]] = deque()
         # Reentrant: a finalizer (a response stream garbage-collected) may queue work while its thread holds them.
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
@@ -64,8 +67,9 @@ class Finisher:
         self._thread: threading.Thread | None = None
         self._watching = False  # the watch thread is awake (or about to be): no need to wake it
 
-    def submit(self, work: Callable[[], object]) -> None:
-        """Queue ``work``; run the queue here if it makes a whole batch (now, alone, when queuing is off or full)."""
+    def submit(self, work: Callable[[], object], trace_id: int | None = None) -> None:
+        """Queue ``work``, which ends a span of ``trace_id`` (None: it may end any); run the queue here if it
+        makes a whole batch (now, alone, when queuing is off or full)."""
         queue = self._queue
         queued = len(queue)
         full = queued >= self.max_queued
@@ -74,7 +78,7 @@ class Finisher:
                 selfstats.count("finisher.queue_full")
             _run(work)
             return
-        queue.append((time.monotonic(), work))
+        queue.append((time.monotonic(), work, trace_id))
         if queued + 1 >= self.batch:
             self._drain()  # on this thread, whose cache holds what the batch's work reads
         elif queued == 0 and not self._watching:
@@ -84,11 +88,17 @@ class Finisher:
         """Run everything queued, in this thread, after the batch in progress; never raises."""
         self._drain()
 
-    def before_span_ends(self) -> None:
-        """A span is ending (in this thread): finish what is queued or running first, unless this thread runs it."""
+    def before_span_ends(self, trace_id: int | None = None) -> None:
+        """A span of ``trace_id`` (None: unknown) is ending in this thread: finish first what is queued for its
+        trace, and wait for a batch running elsewhere — unless this thread runs it."""
         runner = self._runner
-        if (self._queue or runner is not None) and runner != threading.get_ident():
-            self._drain()
+        if runner is not None:
+            if runner != threading.get_ident():
+                self._drain()
+            return
+        queue = self._queue
+        if queue and (trace_id is None or any(t is None or t == trace_id for _, _, t in list(queue))):
+            self._drain()  # the whole queue: what it holds keeps its order of ending
 
     def queued(self) -> int:
         return len(self._queue)
@@ -140,7 +150,7 @@ class Finisher:
             try:
                 for _ in range(len(queue)):  # what is queued now; later work waits for the next batch
                     try:
-                        _, work = queue.popleft()
+                        _, work, _ = queue.popleft()
                     except IndexError:
                         return
                     _run(work)
@@ -164,7 +174,8 @@ class _FinishFirst(SpanProcessor):
         self._flushing = threading.local()
 
     def _on_ending(self, span: Any) -> None:
-        self._finisher.before_span_ends()
+        context = getattr(span, "context", None)
+        self._finisher.before_span_ends(getattr(context, "trace_id", None))
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Finish the queue, then flush the provider's processors again (this one came after some of them)."""
@@ -209,9 +220,10 @@ def watch(processors: Any) -> bool:
     return True
 
 
-def submit(work: Callable[[], object]) -> None:
-    """Queue ``work`` to run with other calls' (see the module's docstring)."""
-    _default.submit(work)
+def submit(work: Callable[[], object], trace_id: int | None = None) -> None:
+    """Queue ``work``, which ends a span of ``trace_id`` (None: any), to run with other calls' (see the module's
+    docstring)."""
+    _default.submit(work, trace_id)
 
 
 def flush() -> None:

@@ -717,7 +717,7 @@ class SpanHandle:
         call's). Only for work over data the caller owns, never the application's."""
         recorder = self._recorder
         if recorder._finish_later and not recorder.derived.span_end_hooks:
-            finisher.submit(work)
+            finisher.submit(work, self.span.get_span_context().trace_id)
         else:
             finisher.run(work)
 
