@@ -52,6 +52,21 @@ def test_a_refused_connection_ends_the_span_with_the_exception(spans):
     assert span.attributes[sc.ERROR_TYPE] == "ConnectError"
 
 
+def test_a_failed_call_is_finished_at_once_not_queued(exported, monkeypatch):
+    """The exception is the application's (its traceback holds their frames): read where the call failed."""
+    from llmobs import finisher
+
+    monkeypatch.setattr(finisher._default, "delay_s", 60.0)
+    monkeypatch.setattr(finisher._default, "batch", 1000)
+    with llmobs_openai.http_client() as http:
+        c = openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", http_client=http, max_retries=0)
+        with pytest.raises(openai.APIConnectionError):
+            c.chat.completions.create(model="m", messages=USER)
+    (span,) = exported()  # not flushed
+    assert span.attributes[sc.ERROR_TYPE] == "ConnectError"
+    assert [e.name for e in span.events] == [sc.EVENT_EXCEPTION]
+
+
 def test_an_error_event_inside_a_stream(spans):
     events = (
         b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'

@@ -218,13 +218,18 @@ class Call:
 
     def _end(self, error: BaseException | None = None, cancelled: str | None = None) -> None:
         """The call ended now; what its body says is read, and its span ended, with other calls' on the core's
-        finisher (all of it data this call owns: the bytes it kept, the events it folded)."""
+        finisher (all of it data this call owns: the bytes it kept, the events it folded) — at once when it
+        failed: the exception is not this call's own (its traceback holds the application's frames and it
+        may still change), so its message and stack are read as they are now."""
         if self.ended:
             return
         self.ended = True
         handle = self.handle
         end_ns = handle.clock_ns()
-        handle.finish_later(lambda: self._finish(end_ns, error, cancelled))
+        if error is not None:
+            self._finish(end_ns, error, cancelled)
+        else:
+            handle.finish_later(lambda: self._finish(end_ns, error, cancelled))
 
     def _finish(self, end_ns: int, error: BaseException | None, cancelled: str | None) -> None:
         handle = self.handle
