@@ -180,6 +180,26 @@ def test_a_span_of_another_trace_ends_without_finishing_the_queue(held):
     assert order.ended == ["request B", "chat m", "request A"] and held.queued() == 0
 
 
+def test_a_parent_ending_while_another_thread_runs_its_childs_end_waits_for_it(held):
+    provider, order, recorder = _provider()
+    started, release = threading.Event(), threading.Event()
+    with provider.get_tracer("app").start_as_current_span("request"):
+        call = recorder.start("chat", model="m")
+
+        def slow_end() -> None:
+            started.set()
+            release.wait(5)
+            call.end()
+
+        call.finish_later(slow_end)
+        runner = threading.Thread(target=held.flush)
+        runner.start()
+        assert started.wait(5)
+        threading.Timer(0.2, release.set).start()  # the parent's end below must wait for the batch
+    runner.join(5)
+    assert order.ended == ["chat m", "request"]
+
+
 def test_work_that_names_no_trace_is_finished_before_any_span_ends(held):
     _, order, recorder = _provider()
     ran: list[str] = []

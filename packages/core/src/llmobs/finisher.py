@@ -91,13 +91,13 @@ class Finisher:
     def before_span_ends(self, trace_id: int | None = None) -> None:
         """A span of ``trace_id`` (None: unknown) is ending in this thread: finish first what is queued for its
         trace, and wait for a batch running elsewhere — unless this thread runs it."""
-        runner = self._runner
-        if runner is not None:
-            if runner != threading.get_ident():
-                self._drain()
+        if self._runner == threading.get_ident():  # a span ending in the batch this thread runs
             return
-        queue = self._queue
-        if queue and (trace_id is None or any(t is None or t == trace_id for _, _, t in list(queue))):
+        queued = list(self._queue)  # before the runner: a batch marks itself running before it takes any work
+        if self._runner is not None:
+            self._drain()  # wait for the batch running elsewhere, then finish what is left
+            return
+        if queued and (trace_id is None or any(t is None or t == trace_id for _, _, t in queued)):
             self._drain()  # the whole queue: what it holds keeps its order of ending
 
     def queued(self) -> int:
