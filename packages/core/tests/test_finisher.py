@@ -38,6 +38,19 @@ def test_the_work_that_fills_a_batch_runs_the_batch_in_its_own_thread():
     assert threads == [threading.current_thread().name] * 4 and queue.queued() == 0
 
 
+def test_work_from_a_finalizer_never_runs_the_batch_there():
+    """The garbage collector may run a finalizer inside a span processor's lock: the batch it completes runs on
+    the watch thread instead."""
+    queue = Finisher(batch=2, delay_s=0.05)
+    done = threading.Event()
+    threads: list[str] = []
+    queue.submit(lambda: threads.append(threading.current_thread().name))
+    queue.submit(lambda: (threads.append(threading.current_thread().name), done.set()), finalizer=True)
+    assert threads == [] or threads[0] == "llmobs-finisher", "the finalizer ran the batch"
+    assert done.wait(5), "queued work never ran"
+    assert threads == ["llmobs-finisher"] * 2
+
+
 def test_fewer_than_a_batch_run_on_the_watch_thread_after_the_delay():
     queue = Finisher(batch=100, delay_s=0.05)
     done = threading.Event()

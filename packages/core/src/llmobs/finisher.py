@@ -67,9 +67,11 @@ class Finisher:
         self._thread: threading.Thread | None = None
         self._watching = False  # the watch thread is awake (or about to be): no need to wake it
 
-    def submit(self, work: Callable[[], object], trace_id: int | None = None) -> None:
+    def submit(self, work: Callable[[], object], trace_id: int | None = None, *, finalizer: bool = False) -> None:
         """Queue ``work``, which ends a span of ``trace_id`` (None: it may end any); run the queue here if it
-        makes a whole batch (now, alone, when queuing is off or full)."""
+        makes a whole batch (now, alone, when queuing is off or full). ``finalizer``: called from a finalizer
+        (``__del__``), which the garbage collector may run anywhere, even inside a span processor's lock:
+        never the batch there, the watch thread runs it."""
         queue = self._queue
         queued = len(queue)
         full = queued >= self.max_queued
@@ -79,9 +81,9 @@ class Finisher:
             _run(work)
             return
         queue.append((time.monotonic(), work, trace_id))
-        if queued + 1 >= self.batch:
+        if queued + 1 >= self.batch and not finalizer:
             self._drain()  # on this thread, whose cache holds what the batch's work reads
-        elif queued == 0 and not self._watching:
+        elif (queued == 0 or finalizer) and not self._watching:
             self._watch()
 
     def flush(self) -> None:
@@ -220,10 +222,10 @@ def watch(processors: Any) -> bool:
     return True
 
 
-def submit(work: Callable[[], object], trace_id: int | None = None) -> None:
+def submit(work: Callable[[], object], trace_id: int | None = None, *, finalizer: bool = False) -> None:
     """Queue ``work``, which ends a span of ``trace_id`` (None: any), to run with other calls' (see the module's
-    docstring)."""
-    _default.submit(work, trace_id)
+    docstring and :meth:`Finisher.submit`)."""
+    _default.submit(work, trace_id, finalizer=finalizer)
 
 
 def flush() -> None:

@@ -709,15 +709,16 @@ class SpanHandle:
         else:
             stamps.append(self._elapsed_ns(at_ns))
 
-    def finish_later(self, work: Callable[[], object]) -> None:
+    def finish_later(self, work: Callable[[], object], *, finalizer: bool = False) -> None:
         """Run ``work``, which ends this handle (at a ``clock_ns()`` taken when the call ended), later and with other
         calls' (:mod:`llmobs.finisher`) — or now, where the span's tracer provider cannot keep spans' order of
         ending with it, or where an ``llmobs_span_end`` plugin is registered (it may read the application's
         context, as a tenant kept in a context variable: later, on another thread, that would be another
-        call's). Only for work over data the caller owns, never the application's."""
+        call's). Only for work over data the caller owns, never the application's. ``finalizer``: called from a
+        ``__del__`` (see :meth:`llmobs.finisher.Finisher.submit`)."""
         recorder = self._recorder
         if recorder._finish_later and not recorder.derived.span_end_hooks:
-            finisher.submit(work, self.span.get_span_context().trace_id)
+            finisher.submit(work, self.span.get_span_context().trace_id, finalizer=finalizer)
         else:
             finisher.run(work)
 

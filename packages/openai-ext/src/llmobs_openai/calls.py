@@ -196,9 +196,9 @@ class Call:
             self._end(cancelled="closed_early")
 
     def abandon(self) -> None:
-        """The response was garbage-collected without being closed."""
+        """The response was garbage-collected without being closed (called from a finalizer)."""
         if not self.ended:
-            self._end(cancelled="garbage_collected")
+            self._end(cancelled="garbage_collected", finalizer=True)
 
     def fail(self, error: BaseException) -> None:
         """The request or the body's transfer failed (connection refused, dropped, timed out...), or the
@@ -216,7 +216,7 @@ class Call:
             selfstats.failure(kind, exc)
         self.parser = self.events = self.tap = self.decoder = None
 
-    def _end(self, error: BaseException | None = None, cancelled: str | None = None) -> None:
+    def _end(self, error: BaseException | None = None, cancelled: str | None = None, finalizer: bool = False) -> None:
         """The call ended now; what its body says is read, and its span ended, with other calls' on the core's
         finisher (all of it data this call owns: the bytes it kept, the events it folded) — at once when it
         failed: the exception is not this call's own (its traceback holds the application's frames and it
@@ -229,7 +229,7 @@ class Call:
         if error is not None:
             self._finish(end_ns, error, cancelled)
         else:
-            handle.finish_later(lambda: self._finish(end_ns, error, cancelled))
+            handle.finish_later(lambda: self._finish(end_ns, error, cancelled), finalizer=finalizer)
 
     def _finish(self, end_ns: int, error: BaseException | None, cancelled: str | None) -> None:
         handle = self.handle
