@@ -51,6 +51,24 @@ def test_work_from_a_finalizer_never_runs_the_batch_there():
     assert threads == ["llmobs-finisher"] * 2
 
 
+def test_the_watch_thread_outlives_a_failure_of_its_own():
+    queue = Finisher(batch=100, delay_s=0.02)
+    drain = queue._drain
+    failures = iter([RuntimeError("once")])
+
+    def failing_once() -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        drain()
+
+    queue._drain = failing_once  # type: ignore[method-assign]
+    done = threading.Event()
+    queue.submit(done.set)
+    assert done.wait(5), "the watch thread stopped at its failure"
+    assert selfstats.snapshot().get("finisher.watch_failed") == 1
+
+
 def test_fewer_than_a_batch_run_on_the_watch_thread_after_the_delay():
     queue = Finisher(batch=100, delay_s=0.05)
     done = threading.Event()

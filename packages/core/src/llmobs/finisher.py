@@ -126,24 +126,31 @@ class Finisher:
         """Sleep while nothing is queued; else run the queue once its oldest piece has waited the delay, and
         look again a delay later — so that under steady traffic nothing needs to wake this thread (a wake-up
         would take the GIL from the application's thread every batch or so)."""
-        queue, lock, wake = self._queue, self._lock, self._wake
         while True:
-            with lock:
-                if not queue:
-                    self._watching = False
-                    while not queue:
-                        wake.wait(_IDLE_WAIT_S)
-                    self._watching = True
-            while True:
-                try:
-                    left = queue[0][0] + self.delay_s - time.monotonic()
-                except IndexError:  # run meanwhile by a thread that filled a batch
-                    break
-                if left > 0:
-                    time.sleep(left)
-                else:
-                    self._drain()
-            time.sleep(self.delay_s)
+            try:
+                self._watch_once()
+            except Exception as exc:  # never expected; if it happens, this thread keeps watching
+                selfstats.failure("finisher.watch_failed", exc)
+                time.sleep(self.delay_s)
+
+    def _watch_once(self) -> None:
+        queue, lock = self._queue, self._lock
+        with lock:
+            if not queue:
+                self._watching = False
+                while not queue:
+                    self._wake.wait(_IDLE_WAIT_S)
+                self._watching = True
+        while True:
+            try:
+                left = queue[0][0] + self.delay_s - time.monotonic()
+            except IndexError:  # run meanwhile by a thread that filled a batch
+                break
+            if left > 0:
+                time.sleep(left)
+            else:
+                self._drain()
+        time.sleep(self.delay_s)
 
     def _drain(self) -> None:
         queue = self._queue
