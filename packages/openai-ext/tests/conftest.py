@@ -13,13 +13,12 @@ import dataclasses
 import httpx
 import openai
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmobs_openai
 from llmobs import config, finisher, selfstats
-from llmobs.testing import global_metric_reader, global_tracer_provider
+from llmobs.testing import FinishedSpans, global_metric_reader, global_tracer_provider
 from llmobs_openai.testing import FakeOpenAIServer
 
 SPANS = InMemorySpanExporter()
@@ -51,13 +50,8 @@ def settings():
 
 @pytest.fixture
 def spans():
-    """The finished spans so far, oldest first."""
-
-    def finished() -> list[ReadableSpan]:
-        finisher.flush()  # calls that ended are finished in the background: now, before they are looked at
-        return sorted(SPANS.get_finished_spans(), key=lambda s: s.start_time)
-
-    return finished
+    """The finished spans so far, oldest first (calls queued to be finished in the background finished first)."""
+    return FinishedSpans(SPANS).all
 
 
 @pytest.fixture

@@ -224,7 +224,7 @@ def watch(processors: Any) -> bool:
                 processors.add_span_processor(_FinishFirst(_default, processors))
                 _watched.add(processors)
     except Exception as exc:
-        selfstats.failure("finisher.watch_failed", exc)
+        selfstats.failure("finisher.join_failed", exc)
         return False
     return True
 

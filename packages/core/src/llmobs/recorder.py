@@ -799,10 +799,7 @@ class SpanHandle:
         if isinstance(error, INTERRUPTS):
             error, cancelled = None, True
         if end_time_ns is None:
-            if self._mono0 is not None:
-                end_time_ns = self.start_ns + (time.perf_counter_ns() - self._mono0)
-            else:
-                end_time_ns = time.time_ns()
+            end_time_ns = self.clock_ns()
         duration_s = max(end_time_ns - self.start_ns, 0) / 1e9
         recording = span.is_recording()
         derived = self._recorder.derived

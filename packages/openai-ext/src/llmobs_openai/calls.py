@@ -229,7 +229,7 @@ class Call:
         if error is not None:
             self._finish(end_ns, error, cancelled)
         else:
-            handle.finish_later(lambda: self._finish(end_ns, error, cancelled), finalizer=finalizer)
+            handle.finish_later(lambda: self._finish(end_ns, None, cancelled), finalizer=finalizer)
 
     def _finish(self, end_ns: int, error: BaseException | None, cancelled: str | None) -> None:
         handle = self.handle
