@@ -182,16 +182,21 @@ def test_the_table_is_capped_by_ending_the_oldest_run(recorded):
 @pytest.mark.parametrize("endless", [lambda: itertools.count(), lambda: (i for i in itertools.count())])
 def test_endless_iterators_where_lists_belong_are_not_read(endless, recorded):
     """LangChain passes lists; an endless iterator in their place (prompts, message batches, generations,
-    documents, tags) is skipped, not read until memory runs out, and every run still ends."""
+    documents, tags, a streamed chunk's content) is skipped, not read until memory runs out or forever, and
+    every run still ends."""
     h = LLMObsCallbackHandler()
-    llm, chat, retriever = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    llm, chat, retriever, streamed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     h.on_llm_start({"name": "llm"}, endless(), run_id=llm, tags=endless())
     h.on_llm_end(SimpleNamespace(generations=endless(), llm_output=None), run_id=llm)
     h.on_chat_model_start({"name": "chat"}, [endless()], run_id=chat)
     h.on_llm_end(SimpleNamespace(generations=[endless()], llm_output=None), run_id=chat)
     h.on_retriever_start({"name": "retriever"}, "query", run_id=retriever)
     h.on_retriever_end(endless(), run_id=retriever)
-    assert len(recorded.all()) == 3 and len(RUNS) == 0
+    h.on_chat_model_start({"name": "chat"}, [[]], run_id=streamed)
+    chunk = SimpleNamespace(message=SimpleNamespace(content=endless(), tool_call_chunks=None, additional_kwargs={}))
+    h.on_llm_new_token("", chunk=chunk, run_id=streamed)
+    h.on_llm_end(SimpleNamespace(generations=[], llm_output=None), run_id=streamed)
+    assert len(recorded.all()) == 4 and len(RUNS) == 0
 
 
 def test_hostile_values_in_events_reach_the_span_as_bounded_text(recorded):

@@ -514,7 +514,7 @@ def _bears_content(token: Any, chunk: Any) -> bool:
     if isinstance(body, str):
         if body:
             return True
-    elif any(_block_bears_content(block) for block in body):
+    elif any(_block_bears_content(block) for block in translate.listed(body)):  # never an endless iterator
         return True
     if getattr(message, "tool_call_chunks", None):
         return True
