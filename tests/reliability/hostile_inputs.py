@@ -33,9 +33,10 @@ HUGE_UNICODE = "é😀\ud800" * 1_000_000  # 3 M code points, with a lone surrog
 
 
 def fuzz(examples: int) -> settings:
-    """Hypothesis settings for a fuzz test: ``examples`` inputs, no deadline, no example database."""
+    """Hypothesis settings for a fuzz test: ``examples`` inputs, no deadline, no example database. Inputs are new
+    each run; a failure prints the ``@reproduce_failure`` line that replays it."""
     return settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink), print_blob=True)
 
 
 class Raises:
