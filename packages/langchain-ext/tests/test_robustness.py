@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from opentelemetry.trace import StatusCode
@@ -197,6 +199,20 @@ def test_endless_iterators_where_lists_belong_are_not_read(endless, recorded):
     h.on_llm_new_token("", chunk=chunk, run_id=streamed)
     h.on_llm_end(SimpleNamespace(generations=[], llm_output=None), run_id=streamed)
     assert len(recorded.all()) == 4 and len(RUNS) == 0
+
+
+def test_endless_tool_calls_on_a_model_reply_are_not_read(recorded):
+    """A reply built without validation whose tool calls are an endless generator of well-formed calls: read,
+    it would grow the span's content until memory ran out."""
+    h, run_id = LLMObsCallbackHandler(), uuid.uuid4()
+    calls = ({"name": "lookup", "args": {}, "id": str(i)} for i in itertools.count())
+    message = AIMessage.model_construct(content="answer", tool_calls=calls, invalid_tool_calls=[],
+                                        additional_kwargs={}, response_metadata={}, usage_metadata=None, id=None)
+    h.on_chat_model_start({"name": "chat"}, [[]], run_id=run_id)
+    h.on_llm_end(LLMResult(generations=[[ChatGeneration.model_construct(message=message, text="answer")]]),
+                 run_id=run_id)
+    (span,) = recorded.all()
+    assert "answer" in span.attributes[sc.OUTPUT_MESSAGES] and "lookup" not in span.attributes[sc.OUTPUT_MESSAGES]
 
 
 def test_hostile_values_in_events_reach_the_span_as_bounded_text(recorded):

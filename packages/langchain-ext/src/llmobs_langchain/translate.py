@@ -114,9 +114,7 @@ def _ai_parts(msg: BaseMessage) -> list[dict[str, Any]]:
     if isinstance(reasoning, str) and reasoning:
         parts.append(content.reasoning_part(reasoning))
     parts += _parts(msg.content)
-    for call in getattr(msg, "tool_calls", None) or ():
-        parts.append(content.tool_call_part(call.get("name") or "", call.get("args"), call.get("id")))
-    for call in getattr(msg, "invalid_tool_calls", None) or ():
+    for call in (*listed(getattr(msg, "tool_calls", None)), *listed(getattr(msg, "invalid_tool_calls", None))):
         parts.append(content.tool_call_part(call.get("name") or "", call.get("args"), call.get("id")))
     return parts
 
