@@ -14,6 +14,7 @@ import datetime
 import decimal
 import itertools
 import math
+import os
 import threading
 import uuid
 from types import SimpleNamespace
@@ -33,10 +34,14 @@ HUGE_UNICODE = "é😀\ud800" * 1_000_000  # 3 M code points, with a lone surrog
 
 
 def fuzz(examples: int) -> settings:
-    """Hypothesis settings for a fuzz test: ``examples`` inputs, no deadline, no example database. Inputs are new
-    each run; a failure prints the ``@reproduce_failure`` line that replays it."""
-    return settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink), print_blob=True)
+    """Hypothesis settings for a fuzz test: ``examples`` inputs (times ``LLMOBS_FUZZ_SCALE``, for a longer
+    campaign than CI's), no deadline, no example database. Inputs are new each run; a failure prints the
+    ``@reproduce_failure`` line that replays it."""
+    scale = os.environ.get("LLMOBS_FUZZ_SCALE", "1")
+    if not scale.isdigit() or int(scale) < 1:
+        raise ValueError(f"LLMOBS_FUZZ_SCALE must be a whole number of at least 1, not {scale!r}")
+    return settings(max_examples=examples * int(scale), deadline=None, suppress_health_check=list(HealthCheck),
+                    database=None, phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink), print_blob=True)
 
 
 class Raises:
