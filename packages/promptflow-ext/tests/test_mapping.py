@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from llmobs import promptflow_mapping as mapping
 from llmobs import selfstats
 from llmobs import semconv as sc
@@ -116,6 +118,19 @@ def test_malformed_payloads_do_not_break_translation():
     t = translate("openai_chat", {"span_type": "LLM", "inputs": "{not json", "output": "[1, 2"})
     assert (t.operation, t.model, t.name) == (sc.OP_CHAT, None, "openai_chat")
     assert t.attributes[sc.USAGE_SOURCE] == sc.USAGE_SOURCE_NONE
+
+
+@pytest.mark.parametrize("odd", [True, 1.5, "text", {"0": {}}])
+def test_any_json_value_where_a_list_belongs_is_skipped(odd):
+    """Recorded outputs are whatever the function returned: ``choices`` or a delta's ``tool_calls`` may hold any
+    JSON value; the rest of the answer is still read."""
+    reply = translate("openai_chat", pf("LLM", {"model": "m", "messages": []}, {"id": "r-1", "choices": odd}))
+    assert reply.attributes[sc.RESPONSE_ID] == "r-1" and sc.RESPONSE_FINISH_REASONS not in reply.attributes
+    chunks = [chunk({"content": "hi"}), {"id": "c-1", "choices": odd}, chunk({"tool_calls": odd}, "stop")]
+    streamed = translate("openai_chat", pf("LLM", {"model": "m", "messages": [], "stream": True}, chunks))
+    assert streamed.attributes[sc.RESPONSE_FINISH_REASONS] == ["stop"]
+    (message,) = {attribute: value for attribute, value, _ in streamed.content}[sc.OUTPUT_MESSAGES]
+    assert message["parts"] == [{"type": "text", "content": "hi"}]
 
 
 def test_a_streamed_legacy_function_call_is_reassembled():
