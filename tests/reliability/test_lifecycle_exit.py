@@ -95,6 +95,41 @@ def test_no_span_lost_into_the_store(tmp_path, how):
     )
 
 
+POOL_APP = """
+import multiprocessing, sys
+import llmobs
+
+def record(task):
+    for j in range(50):
+        with llmobs.span(f"{task}-{j}"):
+            pass
+    return task
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    with context.Pool(2, initializer=llmobs.configure) as pool:  # leaving the block terminates the workers
+        assert pool.map(record, range(8), chunksize=1) == list(range(8))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_pools_workers_terminated_at_its_exit_lose_nothing_and_do_not_hold_it(tmp_path, method):
+    """Leaving ``with Pool()`` signals workers that are already leaving through their exit flush. That flush
+    finishes and the worker dies of the signal; a second flush used to wait for the first for the whole
+    shutdown bound (set to 300 s here: that wait would exceed this test's timeout) and kill it half done."""
+    store, script = tmp_path / "llmobs.db", tmp_path / "pool_app.py"  # a file: forkserver's children import it
+    script.write_text(POOL_APP)
+    env = _env(tmp_path, LLMOBS_STORE=str(store), LLMOBS_EXPORTERS="store", LLMOBS_EXPORT_SHUTDOWN_TIMEOUT="300")
+    try:
+        done = subprocess.run([sys.executable, str(script), method], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the pool's exit waited on its workers' exit flush until the shutdown bound")
+    assert done.returncode == 0, done.stderr
+    names = sorted(s["name"] for s in _store_spans(store))
+    assert names == sorted(f"{task}-{j}" for task in range(8) for j in range(50))
+
+
 @pytest.mark.parametrize("how", ["exit", "sigterm"])
 def test_a_shutdown_timeout_past_what_the_platform_can_wait_still_flushes_everything(tmp_path, how):
     """10^12 s is finite, so valid, but past ``threading.TIMEOUT_MAX``: waits are capped instead of overflowing."""

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from llmobs import export
 from llmobs import semconv as sc
 from llmobs.recorder import ROOT, get_recorder
@@ -416,4 +418,50 @@ def test_spans_recorded_in_multiprocessing_fork_children_reach_the_store(tmp_pat
     with sqlite3.connect(tmp_path / "fork.db") as conn:
         names = sorted(row[0] for row in conn.execute("select name from spans"))
     tags = ["parent", "process", "task0", "task1", "task2", "task3"]
+    assert names == sorted(f"{tag}-{j}" for tag in tags for j in range(5))
+
+
+CONFIGURED_IN_CHILDREN = """
+import multiprocessing, sys
+import llmobs
+
+def configure():
+    llmobs.configure(exporters=["store"], store="children.db")
+
+def record(tag):
+    for j in range(5):
+        with llmobs.span(f"{tag}-{j}"):
+            pass
+    return tag
+
+def configure_and_record(tag):
+    configure()
+    record(tag)
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    child = context.Process(target=configure_and_record, args=("process",))
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    pool = context.Pool(2, initializer=configure)
+    assert pool.map(record, [f"task{i}" for i in range(4)], chunksize=1) == [f"task{i}" for i in range(4)]
+    pool.close()
+    pool.join()
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_spans_of_children_that_configure_themselves_reach_the_store(tmp_path, method):
+    """A pool's initializer (or the child's own code) configures: forkserver's children also leave through
+    os._exit (Python 3.14's default start method on Linux); spawn's through atexit."""
+    script = tmp_path / "children.py"
+    script.write_text(CONFIGURED_IN_CHILDREN)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMOBS_"))}
+    out = subprocess.run([sys.executable, str(script), method], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env=environment)
+    assert out.returncode == 0, out.stderr
+    with sqlite3.connect(tmp_path / "children.db") as conn:
+        names = sorted(row[0] for row in conn.execute("select name from spans"))
+    tags = ["process", "task0", "task1", "task2", "task3"]
     assert names == sorted(f"{tag}-{j}" for tag in tags for j in range(5))

@@ -584,6 +584,7 @@ def configure(**overrides: Any) -> config.Settings:
         _state.processors = processors
         _state.exporters = names
         _state.configured = True
+        _arrange_child_exit_flush()
         _log.debug("llmobs configured: exporters=%s settings from %s", names, settings.source)
         return settings
 
@@ -641,6 +642,18 @@ def shutdown() -> None:
     The global tracer provider stays installed (OpenTelemetry allows setting it only once per process);
     our processors are removed from it, so a later ``configure()`` can wire exporters again.
     """
+    outer = not getattr(_in_shutdown, "active", False)
+    _in_shutdown.active = True
+    try:
+        _shutdown()
+    finally:
+        if outer:
+            _in_shutdown.active = False
+    if outer and _sigterm_pending and threading.current_thread() is threading.main_thread():
+        _die_of(_sigterm_pending)  # SIGTERM came while this thread flushed: it dies of it now, as it would have
+
+
+def _shutdown() -> None:
     finisher.flush()
     with _lock:
         if not _state.configured:
@@ -677,6 +690,8 @@ def _handle_sigterm(settings: config.Settings) -> None:
 
 
 _sigterm_timeout_s = 10.0
+_in_shutdown = threading.local()  # .active: this thread is inside shutdown()
+_sigterm_pending = 0  # a SIGTERM that came while the main thread was inside shutdown(): died of when it ends
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -684,10 +699,31 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
     The flush runs on its own thread, waited for at most a bounded time: the interrupted code may hold
     a lock the flush needs, and a stuck flush must not keep a terminated process alive.
+
+    When the interrupted code is this thread's own exit flush (a multiprocessing pool's ``terminate()``
+    signals workers already leaving through their finalizers), a second flush would wait for the lock the
+    first holds, for the whole bound, and then kill it half done: the first finishes instead, within the same
+    bound, and the process dies of the signal after it. A second SIGTERM kills at once.
     """
+    global _sigterm_pending
+    if _sigterm_pending:
+        _die_of(signum)
+    if getattr(_in_shutdown, "active", False):
+        _sigterm_pending = signum
+        try:
+            deadline = threading.Timer(2 * _sigterm_timeout_s + 1, os.kill, (os.getpid(), signum))
+            deadline.daemon = True
+            deadline.start()
+        except RuntimeError:  # no new thread at interpreter exit: the flush's own timeouts bound it
+            pass
+        return
     worker = threading.Thread(target=shutdown, name="llmobs-sigterm-flush", daemon=True)
     worker.start()
     worker.join(2 * _sigterm_timeout_s + 1)
+    _die_of(signum)
+
+
+def _die_of(signum: int) -> None:
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
@@ -720,6 +756,24 @@ def _after_fork_in_child() -> None:
         util.register_after_fork(_state, _register_exit_flush)
     except Exception as exc:
         selfstats.failure("export.fork_exit_flush_failed", exc)
+
+
+def _arrange_child_exit_flush() -> None:
+    """Configured inside a multiprocessing child (a pool's initializer, a module its start imports): arrange
+    the exit flush. Children of the ``forkserver`` start method (Python 3.14's default on Linux) end with
+    ``os._exit`` as forked ones do, and what they had buffered was lost; ``spawn``'s exit through ``atexit``."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None:
+        return  # not a multiprocessing child: the exit is an ordinary one, through atexit
+    try:
+        if multiprocessing.parent_process() is not None:  # the child's Process has started
+            _register_exit_flush()
+        else:  # perhaps a child whose Process starts next (that clears finalizers registered before)
+            from multiprocessing import util
+
+            util.register_after_fork(_state, _register_exit_flush)
+    except Exception as exc:
+        selfstats.failure("export.child_exit_flush_failed", exc)
 
 
 _exit_flush_pid = 0
