@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -180,3 +181,21 @@ def test_work_handed_to_a_thread_with_its_context_stays_in_the_trace(index, span
         [f.result() for f in futures]
     assert {s.context.trace_id for s in spans.all()} == {outer.span.get_span_context().trace_id}
     assert [s.name for s in spans.children(spans.one("request"))] == ["RetrieverQueryEngine.query"] * 2
+
+
+def test_endless_iterators_where_lists_belong_are_not_read():
+    """A message built without validation whose blocks, tool calls or cited content are endless generators (a
+    broken or hostile model's): read, they would never finish nor stop growing."""
+    from llama_index.core.base.llms.types import CitableBlock, TextBlock
+
+    def endless(make):
+        return (make() for _ in itertools.count())
+
+    message = ChatMessage.model_construct(role="assistant", content="hi", blocks=endless(lambda: TextBlock(text="x")),
+                                          additional_kwargs={"tool_calls": endless(dict)})
+    assert translate.has_tool_calls(message) is False
+    assert translate.output_message(message, "stop")["parts"] == []
+    cited = ChatMessage.model_construct(role="assistant", additional_kwargs={}, blocks=[
+        CitableBlock.model_construct(content=endless(lambda: TextBlock(text="x")), title="t", source="s")])
+    assert translate.output_message(cited, "stop")["parts"] == [{"type": "text", "content": ""}]
+    assert translate.documents(endless(dict)) == []

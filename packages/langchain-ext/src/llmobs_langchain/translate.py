@@ -16,6 +16,7 @@ from langchain_core.prompt_values import ChatPromptValue, PromptValue
 
 from llmobs import content
 from llmobs import semconv as sc
+from llmobs.content import listed
 
 # BaseMessage.type → GenAI role (chunks, as merged by streaming, have their own types)
 _ROLES = {
@@ -37,12 +38,6 @@ _MAX_ITEMS = 100  # items of a list value translated; the rest are counted with 
 
 
 # --- model inputs and outputs ---------------------------------------------------------------------
-
-
-def listed(value: Any) -> Sequence[Any]:
-    """``value`` when it is a list or tuple, else nothing. LangChain passes lists; anything else may be an
-    endless iterator, and reading one would never finish (nor stop growing)."""
-    return value if isinstance(value, list | tuple) else ()
 
 
 def input_messages(batches: Iterable[Sequence[BaseMessage]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

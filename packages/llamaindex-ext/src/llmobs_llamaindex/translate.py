@@ -7,7 +7,7 @@ for spans it records with content. Binary blocks (images, audio, documents) are 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from llmobs import content
@@ -88,9 +88,9 @@ def text_output(text: str, finish_reason: str) -> dict[str, Any]:
 def has_tool_calls(message: Any) -> bool:
     if message is None:
         return False
-    if message.additional_kwargs.get("tool_calls"):
+    if content.listed(message.additional_kwargs.get("tool_calls")):
         return True
-    return any(getattr(block, "block_type", None) == "tool_call" for block in message.blocks)
+    return any(getattr(block, "block_type", None) == "tool_call" for block in content.listed(message.blocks))
 
 
 def _message(message: Any) -> dict[str, Any]:
@@ -104,8 +104,8 @@ def _role_and_parts(message: Any) -> tuple[str, list[dict[str, Any]]]:
     extra = message.additional_kwargs
     if role == sc.ROLE_TOOL:
         return role, [content.tool_call_response_part(message.content, extra.get("tool_call_id"))]
-    parts = [part for part in map(_part, message.blocks) if part is not None]
-    for call in extra.get("tool_calls") or ():  # OpenAI-style calls kept beside the blocks
+    parts = [part for part in map(_part, content.listed(message.blocks)) if part is not None]
+    for call in content.listed(extra.get("tool_calls")):  # OpenAI-style calls kept beside the blocks
         parts.append(_openai_tool_call(call))
     return role, parts
 
@@ -121,7 +121,8 @@ def _part(block: Any) -> dict[str, Any] | None:
     if kind in _MEDIA:
         return _media_part(block, kind)
     if kind == "citable":
-        return content.text_part("".join(b.text for b in block.content if getattr(b, "block_type", None) == "text"))
+        texts = (b.text for b in content.listed(block.content) if getattr(b, "block_type", None) == "text")
+        return content.text_part("".join(texts))
     if kind == "cache":
         return None
     return {"type": str(kind or type(block).__name__)}
@@ -149,10 +150,10 @@ def _openai_tool_call(call: Any) -> dict[str, Any]:
 # --- retrieval and reranking -----------------------------------------------------------------------
 
 
-def documents(nodes: Iterable[Any]) -> list[dict[str, Any]]:
-    """``NodeWithScore``s as GenAI retrieval documents: id, score and content."""
+def documents(nodes: Sequence[Any]) -> list[dict[str, Any]]:
+    """``NodeWithScore``s (a list) as GenAI retrieval documents: id, score and content."""
     out = []
-    for scored in nodes:
+    for scored in content.listed(nodes):
         node = scored.node
         doc: dict[str, Any] = {"id": node.node_id}
         if scored.score is not None:

@@ -3,6 +3,7 @@
 from llmobs.content.messages import (
     blob_part,
     file_part,
+    listed,
     message,
     messages_from_openai,
     output_message,
@@ -28,6 +29,7 @@ __all__ = [
     "dumps_capped",
     "file_part",
     "is_secret_key",
+    "listed",
     "message",
     "messages_from_openai",
     "output_message",

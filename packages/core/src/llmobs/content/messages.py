@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from llmobs import selfstats
@@ -178,6 +178,12 @@ def tool_definitions_from_openai(tools: Iterable[Any]) -> list[dict[str, Any]]:
         else:
             out.append({"type": str(kind), "name": str(tool.get("name") or kind)})
     return out
+
+
+def listed(value: Any) -> Sequence[Any]:
+    """``value`` when it is a list or tuple, else nothing: where a framework passes a list, anything else may be
+    an endless iterator (a hostile or broken caller's), and reading one would never finish nor stop growing."""
+    return value if isinstance(value, (list, tuple)) else ()
 
 
 def _iterate(items: Iterable[Any]) -> list[Any]:
