@@ -23,6 +23,7 @@ from llmobs import selfstats
 from llmobs import semconv as sc
 from llmobs.content import (
     ContentPolicy,
+    listed,
     messages_from_openai,
     output_messages_from_openai,
     tool_definitions_from_openai,
@@ -149,7 +150,7 @@ def _llm(name: str, attributes: Mapping[str, Any], capture: bool, has_children: 
 
     output = parse(attributes.get(sc.PF_OUTPUT))
     response = _accumulate(output) if isinstance(output, list) else _mapping(output)
-    choices = [c for c in _list(response.get("choices")) if isinstance(c, dict)]
+    choices = [c for c in listed(response.get("choices")) if isinstance(c, dict)]
     reasons = [c["finish_reason"] for c in choices if isinstance(c.get("finish_reason"), str)]
     if reasons:
         t.attributes[sc.RESPONSE_FINISH_REASONS] = reasons
@@ -318,7 +319,7 @@ def _accumulate(chunks: list[Any]) -> dict[str, Any]:
         for key in ("id", "model", "usage"):
             if chunk.get(key):
                 response[key] = chunk[key]
-        for raw in _list(chunk.get("choices")):
+        for raw in listed(chunk.get("choices")):
             if not isinstance(raw, dict):
                 continue
             index = _int(raw.get("index")) or 0
@@ -331,7 +332,7 @@ def _accumulate(chunks: list[Any]) -> dict[str, Any]:
             for key in ("content", "reasoning_content", "refusal"):
                 if isinstance(delta.get(key), str):
                     choice["message"][key] = choice["message"].get(key, "") + delta[key]
-            for call in _list(delta.get("tool_calls")):
+            for call in listed(delta.get("tool_calls")):
                 _merge_call(calls.setdefault(index, {}), _mapping(call))
             legacy = _mapping(delta.get("function_call"))
             if legacy:  # the pre-tools ``functions`` API: one call, its arguments in pieces
@@ -371,11 +372,6 @@ def _add_payload(t: Translation, attribute: str, value: Any, as_json: bool) -> N
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any] | tuple[()]:
-    """A list from parsed JSON, else nothing (a recorded output may hold any JSON value where one belongs)."""
-    return value if isinstance(value, list) else ()
 
 
 def _int(value: Any) -> int | None:
