@@ -107,13 +107,15 @@ def record(task):
 
 if __name__ == "__main__":
     context = multiprocessing.get_context(sys.argv[1])
-    with context.Pool(2, initializer=llmobs.configure) as pool:  # leaving the block terminates the workers
+    initializer = llmobs.configure if sys.argv[2] == "initializer" else None  # else: configured on first use
+    with context.Pool(2, initializer=initializer) as pool:  # leaving the block terminates the workers
         assert pool.map(record, range(8), chunksize=1) == list(range(8))
 """
 
 
-@pytest.mark.parametrize("method", ["fork", "forkserver"])
-def test_a_pools_workers_terminated_at_its_exit_lose_nothing_and_do_not_hold_it(tmp_path, method):
+@pytest.mark.parametrize(("method", "configured"), [("fork", "initializer"), ("forkserver", "initializer"),
+                                                   ("forkserver", "on first use")])
+def test_a_pools_workers_terminated_at_its_exit_lose_nothing_and_do_not_hold_it(tmp_path, method, configured):
     """Leaving ``with Pool()`` signals workers that are already leaving through their exit flush. That flush
     finishes and the worker dies of the signal; a second flush used to wait for the first for the whole
     shutdown bound (set to 300 s here: that wait would exceed this test's timeout) and kill it half done."""
@@ -121,8 +123,8 @@ def test_a_pools_workers_terminated_at_its_exit_lose_nothing_and_do_not_hold_it(
     script.write_text(POOL_APP)
     env = _env(tmp_path, LLMOBS_STORE=str(store), LLMOBS_EXPORTERS="store", LLMOBS_EXPORT_SHUTDOWN_TIMEOUT="300")
     try:
-        done = subprocess.run([sys.executable, str(script), method], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run([sys.executable, str(script), method, configured], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         pytest.fail("the pool's exit waited on its workers' exit flush until the shutdown bound")
     assert done.returncode == 0, done.stderr
