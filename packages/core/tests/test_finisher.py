@@ -13,6 +13,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llmobs import config, finisher, selfstats
 from llmobs.finisher import Finisher
@@ -246,6 +248,21 @@ def test_a_flush_of_the_provider_finishes_what_is_queued(held):
     assert order.ended == []
     assert provider.force_flush()
     assert order.ended == ["chat m"] and held.queued() == 0
+
+
+@pytest.mark.parametrize("processor", [SimpleSpanProcessor, BatchSpanProcessor])
+def test_an_application_shutting_its_provider_down_loses_nothing_queued(held, processor):
+    """The provider shuts its processors down in order; llmobs' joined one goes first, so the queue is finished
+    while the application's (added before llmobs joined) still export."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(processor(exporter))
+    recorder = Recorder(provider, MeterProvider())
+    call = recorder.start("chat", model="m")
+    call.finish_later(lambda: call.end(end_time_ns=call.clock_ns()))
+    assert held.queued() == 1
+    provider.shutdown()
+    assert [span.name for span in exporter.get_finished_spans()] == ["chat m"] and held.queued() == 0
 
 
 def test_without_a_provider_to_join_work_runs_now(held):

@@ -187,12 +187,13 @@ class _FinishFirst(SpanProcessor):
         self._finisher.before_span_ends(getattr(context, "trace_id", None))
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Finish the queue, then flush the provider's processors again (this one came after some of them)."""
+        """Finish the queue; then, unless this one is first (the provider flushes the others next), flush the
+        provider's processors again: they came before it."""
         if not self._finisher.queued() or getattr(self._flushing, "active", False):
             return True
         self._finisher.flush()
         processors = self._processors()
-        if processors is None:
+        if processors is None or getattr(processors, "_span_processors", (None,))[:1] == (self,):
             return True
         self._flushing.active = True
         try:
@@ -221,12 +222,30 @@ def watch(processors: Any) -> bool:
     try:
         with _watch_lock:
             if processors not in _watched:
-                processors.add_span_processor(_FinishFirst(_default, processors))
+                joined = _FinishFirst(_default, processors)
+                processors.add_span_processor(joined)
+                _put_first(processors, joined)
                 _watched.add(processors)
     except Exception as exc:
         selfstats.failure("finisher.join_failed", exc)
         return False
     return True
+
+
+def _put_first(processors: Any, joined: _FinishFirst) -> None:
+    """Move ``joined`` ahead of the processors added before it: a provider shuts its processors down (and
+    flushes them) in order, so the queue is finished while the application's processors still take spans —
+    an application that shuts its own provider down loses nothing queued. The SDK has no API for the order; on
+    one whose multi-processor is not laid out as expected, ``joined`` stays last and ``llmobs.flush()`` before
+    the provider's shutdown does the same."""
+    current = getattr(processors, "_span_processors", None)
+    lock = getattr(processors, "_lock", None)
+    if not isinstance(current, tuple) or lock is None:
+        return
+    with lock:
+        current = processors._span_processors
+        if isinstance(current, tuple) and joined in current:
+            processors._span_processors = (joined, *(p for p in current if p is not joined))
 
 
 def submit(work: Callable[[], object], trace_id: int | None = None, *, finalizer: bool = False) -> None:
