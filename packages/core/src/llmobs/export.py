@@ -742,33 +742,29 @@ def _detach_processors(provider: TracerProvider, processors: list[SpanProcessor]
 
 
 def _after_fork_in_child() -> None:
-    """In a forked child of a configured process using multiprocessing, arrange the exit flush.
-
-    multiprocessing's children end with ``os._exit`` after running its finalizers, so ``atexit`` never
-    runs there. A finalizer registered now would be cleared when the child's ``Process`` starts, so it is
-    registered by an after-fork hook of multiprocessing's own, which runs after that.
-    """
-    if not _state.configured or "multiprocessing" not in sys.modules:
-        return  # no multiprocessing child: the exit is an ordinary one, through atexit
-    try:
-        from multiprocessing import util
-
-        util.register_after_fork(_state, _register_exit_flush)
-    except Exception as exc:
-        selfstats.failure("export.fork_exit_flush_failed", exc)
+    """In a forked child of a configured process using multiprocessing, arrange the exit flush."""
+    if _state.configured and "multiprocessing" in sys.modules:
+        _flush_at_child_exit(started=False)
 
 
 def _arrange_child_exit_flush() -> None:
-    """Configured inside a multiprocessing child (a pool's initializer, a module its start imports): arrange
-    the exit flush. Children of the ``forkserver`` start method (Python 3.14's default on Linux) end with
-    ``os._exit`` as forked ones do, and what they had buffered was lost; ``spawn``'s exit through ``atexit``."""
+    """Configured inside a multiprocessing child (a pool's initializer, a module its start imports, first use):
+    arrange the exit flush. Children of fork and of forkserver (Python 3.14's default on Linux) end with
+    ``os._exit``; ``spawn``'s exit through ``atexit``."""
     multiprocessing = sys.modules.get("multiprocessing")
-    if multiprocessing is None:
-        return  # not a multiprocessing child: the exit is an ordinary one, through atexit
+    if multiprocessing is not None:  # else not a multiprocessing child: the exit is an ordinary one
+        _flush_at_child_exit(started=multiprocessing.parent_process() is not None)
+
+
+def _flush_at_child_exit(started: bool) -> None:
+    """multiprocessing's children end with ``os._exit`` after running its finalizers, so ``atexit`` never runs
+    there: the flush is one of those finalizers. A finalizer registered before the child's ``Process`` starts
+    (not ``started``) would be cleared then, so it is registered by an after-fork hook of multiprocessing's
+    own, which runs after that."""
     try:
-        if multiprocessing.parent_process() is not None:  # the child's Process has started
+        if started:
             _register_exit_flush()
-        else:  # perhaps a child whose Process starts next (that clears finalizers registered before)
+        else:
             from multiprocessing import util
 
             util.register_after_fork(_state, _register_exit_flush)

@@ -238,12 +238,11 @@ def _put_first(processors: Any, joined: _FinishFirst) -> None:
     an application that shuts its own provider down loses nothing queued. The SDK has no API for the order; on
     one whose multi-processor is not laid out as expected, ``joined`` stays last and ``llmobs.flush()`` before
     the provider's shutdown does the same."""
-    current = getattr(processors, "_span_processors", None)
     lock = getattr(processors, "_lock", None)
-    if not isinstance(current, tuple) or lock is None:
+    if lock is None:
         return
     with lock:
-        current = processors._span_processors
+        current = getattr(processors, "_span_processors", None)
         if isinstance(current, tuple) and joined in current:
             processors._span_processors = (joined, *(p for p in current if p is not joined))
 
