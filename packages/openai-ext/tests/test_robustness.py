@@ -177,18 +177,37 @@ def test_a_streamed_choice_past_its_budget_keeps_no_more_pieces():
 
 
 def test_a_failure_after_the_span_started_ends_it_and_the_request_goes_on(client, server, spans, monkeypatch):
-    from llmobs_openai import messages
+    from llmobs_openai import propagation
 
     def broken(*args, **kwargs):
-        raise RuntimeError("converter bug")
+        raise RuntimeError("propagator bug")
 
-    monkeypatch.setattr(messages, "set_input", broken)
+    monkeypatch.setattr(propagation, "inject", broken)
     answer = client.chat.completions.create(model="m", messages=USER)
     assert answer.choices[0].message.content.startswith("Hello")
     assert "traceparent" not in server.requests[-1]["headers"]
     (span,) = spans()
     assert span.attributes[sc.STATUS_REASON] == "instrumentation_failed"
     assert selfstats.snapshot()["openai.start_failed"] == 1
+
+
+def test_a_request_that_cannot_be_read_at_the_end_keeps_the_answer(client, server, spans, monkeypatch):
+    """The request's content is read when the call is finished; failing there loses that part only."""
+    from llmobs_openai import messages
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter bug")
+
+    monkeypatch.setattr(messages, "set_input", broken)
+    answer = client.chat.completions.create(model="m", messages=USER, temperature=0.5)
+    assert answer.choices[0].message.content.startswith("Hello")
+    assert "traceparent" in server.requests[-1]["headers"]
+    (span,) = spans()
+    assert span.attributes[sc.REQUEST_TEMPERATURE] == 0.5
+    assert sc.INPUT_MESSAGES not in span.attributes
+    assert span.attributes[sc.OUTPUT_MESSAGES]
+    assert span.attributes[sc.USAGE_OUTPUT_TOKENS] > 0
+    assert selfstats.snapshot()["openai.request_failed"] == 1
 
 
 def _one_chat(client: openai.OpenAI) -> None:

@@ -1,10 +1,11 @@
 """One traced call, from its request to the end of its response body.
 
-:func:`start` reads the request (its JSON body parsed once), starts the span and puts its W3C trace
-context in the request headers. The transport then hands the call every response chunk the
-application reads (:meth:`Call.feed`) and tells it how the body ended: read to its end, closed
-early, dropped by the network, or garbage-collected unread. Every method here swallows its own
-failures (counted in ``llmobs.selfstats``): the application's request and bytes never depend on it.
+:func:`start` parses the request's JSON body (once), starts the span and puts its W3C trace context in the
+request headers; what else the body says (parameters, input content) is read when the call is finished. The
+transport then hands the call every response chunk the application reads (:meth:`Call.feed`) and tells it how
+the body ended: read to its end, closed early, dropped by the network, or garbage-collected unread. Every
+method here swallows its own failures (counted in ``llmobs.selfstats``): the application's request and bytes
+never depend on it.
 """
 
 from __future__ import annotations
@@ -61,17 +62,13 @@ def start(
             route.operation, parent=parent, provider=provider or routes.provider_of(host), model=model,
             framework=FRAMEWORK,
         )  # fmt: skip
-        params = payloads.request_params(body, api)
-        handle.set_request(server_address=host, server_port=url.port or _DEFAULT_PORTS.get(url.scheme), **params)
-        if api is Api.EMBEDDINGS:
-            _embeddings_request(handle, body)
         mode = recorder.derived.policy.mode
         capture = handle.is_recording and (mode.on_span or mode.on_event)
-        if capture:
-            messages.set_input(handle, body, api, len(content) if content else None)
         propagation.inject(headers, handle, carried)
-        call = Call(handle, api, capture, params.get("stream") is True)
+        call = Call(handle, api, capture, api is not Api.EMBEDDINGS and body.get("stream") is True)
         call.request = (parent, content)
+        call.body = body
+        call.server = (host, url.port or _DEFAULT_PORTS.get(url.scheme))
         return call
     except Exception as exc:
         selfstats.failure("openai.start_failed", exc)
@@ -92,6 +89,18 @@ def _remember_redirect(handle: SpanHandle, request: tuple[Any, bytes | None]) ->
         pass
 
 
+def _read_request(handle: SpanHandle, api: str, body: dict[str, Any], server: tuple[str, int | None],
+                  json_size: int | None, capture: bool) -> None:
+    """What the request said — parameters, server, input content — read when the call is finished, with
+    other calls' (its body is parsed JSON this call owns): on the request's path only the span starts."""
+    host, port = server
+    handle.set_request(server_address=host, server_port=port, **payloads.request_params(body, api))
+    if api is Api.EMBEDDINGS:
+        _embeddings_request(handle, body)
+    if capture:
+        messages.set_input(handle, body, api, json_size)
+
+
 def _embeddings_request(handle: SpanHandle, body: dict[str, Any]) -> None:
     inputs = body.get("input")
     count = len(inputs) if isinstance(inputs, list) and not (inputs and type(inputs[0]) is int) else 1
@@ -110,8 +119,8 @@ class Call:
     """The span of one call and the reader of its response body (a whole JSON body or an event stream)."""
 
     __slots__ = (
-        "api", "capture", "decoder", "ended", "events", "handle", "parser", "request", "status", "stream_requested",
-        "tap",
+        "api", "body", "capture", "decoder", "ended", "events", "handle", "parser", "request", "server", "status",
+        "stream_requested", "tap",
     )  # fmt: skip
 
     def __init__(self, handle: SpanHandle, api: str, capture: bool, stream_requested: bool) -> None:
@@ -125,6 +134,8 @@ class Call:
         self.events: ChatStream | ResponsesStream | None = None
         self.decoder: Decoder | None = None
         self.request: tuple[Any, bytes | None] | None = None  # the request's parent context and body
+        self.body: dict[str, Any] | None = None  # the request's body, parsed; read at the call's finish
+        self.server: tuple[str, int | None] = ("", None)  # the request's host and port
         self.ended = False
 
     def response(self, status: int, headers: Mapping[str, str], *, decoded: bool = False) -> None:
@@ -234,6 +245,13 @@ class Call:
     def _finish(self, end_ns: int, error: BaseException | None, cancelled: str | None) -> None:
         handle = self.handle
         reported: str | None = None
+        body, self.body = self.body, None
+        if body is not None:
+            try:
+                content = self.request[1] if self.request is not None else None
+                _read_request(handle, self.api, body, self.server, len(content) if content else None, self.capture)
+            except Exception as exc:
+                selfstats.failure("openai.request_failed", exc)
         try:
             if self.events is not None:
                 reported = self.events.finish_span()
