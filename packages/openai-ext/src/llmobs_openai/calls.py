@@ -68,7 +68,7 @@ def start(
         call = Call(handle, api, capture, api is not Api.EMBEDDINGS and body.get("stream") is True)
         call.request = (parent, content)
         call.body = body
-        call.server = (host, url.port or _DEFAULT_PORTS.get(url.scheme))
+        call.url = url
         return call
     except Exception as exc:
         selfstats.failure("openai.start_failed", exc)
@@ -89,12 +89,13 @@ def _remember_redirect(handle: SpanHandle, request: tuple[Any, bytes | None]) ->
         pass
 
 
-def _read_request(handle: SpanHandle, api: str, body: dict[str, Any], server: tuple[str, int | None],
-                  json_size: int | None, capture: bool) -> None:
+def _read_request(handle: SpanHandle, api: str, body: dict[str, Any], url: Any, json_size: int | None,
+                  capture: bool) -> None:
     """What the request said — parameters, server, input content — read when the call is finished, with
-    other calls' (its body is parsed JSON this call owns): on the request's path only the span starts."""
-    host, port = server
-    handle.set_request(server_address=host, server_port=port, **payloads.request_params(body, api))
+    other calls' (its body is parsed JSON, its URL an immutable httpx URL, both this call's own): on the
+    request's path only the span starts."""
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    handle.set_request(server_address=url.host, server_port=port, **payloads.request_params(body, api))
     if api is Api.EMBEDDINGS:
         _embeddings_request(handle, body)
     if capture:
@@ -119,8 +120,8 @@ class Call:
     """The span of one call and the reader of its response body (a whole JSON body or an event stream)."""
 
     __slots__ = (
-        "api", "body", "capture", "decoder", "ended", "events", "handle", "parser", "request", "server", "status",
-        "stream_requested", "tap",
+        "api", "body", "capture", "decoder", "ended", "events", "handle", "parser", "request", "status",
+        "stream_requested", "tap", "url",
     )  # fmt: skip
 
     def __init__(self, handle: SpanHandle, api: str, capture: bool, stream_requested: bool) -> None:
@@ -135,7 +136,7 @@ class Call:
         self.decoder: Decoder | None = None
         self.request: tuple[Any, bytes | None] | None = None  # the request's parent context and body
         self.body: dict[str, Any] | None = None  # the request's body, parsed; read at the call's finish
-        self.server: tuple[str, int | None] = ("", None)  # the request's host and port
+        self.url: Any = None  # the request's URL (httpx's)
         self.ended = False
 
     def response(self, status: int, headers: Mapping[str, str], *, decoded: bool = False) -> None:
@@ -249,7 +250,7 @@ class Call:
         if body is not None:
             try:
                 content = self.request[1] if self.request is not None else None
-                _read_request(handle, self.api, body, self.server, len(content) if content else None, self.capture)
+                _read_request(handle, self.api, body, self.url, len(content) if content else None, self.capture)
             except Exception as exc:
                 selfstats.failure("openai.request_failed", exc)
         try:
