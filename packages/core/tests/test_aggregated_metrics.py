@@ -199,6 +199,42 @@ def test_an_attribute_set_and_a_plain_mapping_of_the_same_attributes_share_a_poi
     assert (point["count"], point["buckets"]) == (4, [3, 1])
 
 
+def test_many_values_at_once_aggregate_as_the_sdk_records_them_one_by_one(monkeypatch):
+    """record_many (a stream's chunk intervals) counts buckets, sum and extremes for all values at once: the same
+    point as the SDK's, values on a bound included; a NaN among them is counted and left out; past the
+    cardinality limit they fold into the overflow point, as single measurements do."""
+    selfstats.reset()
+    bounds = (0.01, 0.1, 1.0, 10.0)
+    values = [0.5, 0.01, 20.0, 0.1, 0.005, 3, 0.1, 1.0, 7.25, 0.0, 10.0, 11]
+    sdk_reader = InMemoryMetricReader()
+    sdk = MeterProvider(metric_readers=[sdk_reader]).get_meter("t").create_histogram(
+        "h", "s", "", explicit_bucket_boundaries_advisory=list(bounds)
+    )
+    for value in values:
+        sdk.record(value, {"a": "x"})
+    provider, reader = _aggregating_provider()
+    meter = aggregated_metrics.Meter("t", None, provider)
+    ours = meter.histogram("h", "s", "", bounds)
+    ours.record_many(values[:5], {"a": "x"})
+    ours.record_many([*values[5:], float("nan")], aggregated_metrics.AttributeSet({"a": "x"}))
+    expected, got = _points(sdk_reader)[("h", frozenset({("a", "x")}))], _points(reader)[("h", frozenset({("a", "x")}))]
+    for field in ("count", "min", "max", "buckets", "bounds"):
+        assert got[field] == expected[field], field
+    assert math.isclose(got["sum"], expected["sum"], rel_tol=1e-12)
+    assert selfstats.snapshot()["metrics.invalid_value"] == 1
+
+    counter = meter.counter("c", "1", "")
+    counter.record_many([1, 2, 3.5], {"a": "x"})
+    counter.record_many([4, -1], {"a": "x"})  # a counter never goes down: -1 is left out
+    assert _points(reader)[("c", frozenset({("a", "x")}))]["value"] == 10.5
+    assert selfstats.snapshot()["metrics.invalid_value"] == 2
+
+    monkeypatch.setattr(aggregated_metrics, "CARDINALITY_LIMIT", 1)
+    ours.record_many([0.5, 50.0], {"a": "y"})
+    overflow = _points(reader)[("h", aggregated_metrics._OVERFLOW)]
+    assert (overflow["count"], overflow["min"], overflow["max"], overflow["buckets"]) == (2, 0.5, 50.0, [0, 0, 1, 0, 1])
+
+
 def _exemplar_ids(reader: Any) -> dict[str, set[tuple[int, int]]]:
     seen: dict[str, set[tuple[int, int]]] = {}
     for rm in reader.get_metrics_data().resource_metrics:

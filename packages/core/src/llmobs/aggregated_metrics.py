@@ -17,12 +17,15 @@ per instrument; later sets fold into one ``otel.metric.overflow`` point).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import weakref
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from opentelemetry import metrics
@@ -71,7 +74,7 @@ def _key(attributes: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
 class _Spec:
     """What an instrument is: name, unit, description, and bucket bounds (``None``: a monotonic sum)."""
 
-    __slots__ = ("bounds", "description", "name", "scope", "unit")
+    __slots__ = ("bounds", "bucket_of", "description", "name", "scope", "unit")
 
     def __init__(self, scope: InstrumentationScope, name: str, unit: str, description: str,
                  bounds: Sequence[float] | None) -> None:
@@ -80,6 +83,8 @@ class _Spec:
         self.unit = unit
         self.description = description
         self.bounds = tuple(bounds) if bounds is not None else None
+        #: A value's bucket index (a histogram's): the SDK's rule, a value on a bound counted below it.
+        self.bucket_of = partial(bisect_left, self.bounds) if bounds is not None else None
 
 
 class _Aggregation:
@@ -121,6 +126,37 @@ class _Aggregation:
                 if value > point[3]:
                     point[3] = value
                 point[4 + bisect_left(bounds, value)] += 1
+
+    def add_values(self, spec: _Spec, values: Sequence[float], key: frozenset[tuple[str, Any]]) -> None:
+        """Add valid measurements of one instrument under one attribute key (a stream's chunk intervals) under
+        one lock: the point looked up once, count, sum, extremes and buckets counted by C code, not per value."""
+        if not values:
+            return
+        bounds = spec.bounds
+        with self.lock:
+            by_key = self.points.get(spec)
+            if by_key is None:
+                by_key = self.points[spec] = {}
+            point = by_key.get(key)
+            if point is None:
+                if len(by_key) >= CARDINALITY_LIMIT:
+                    key = _OVERFLOW
+                    point = by_key.get(key)
+                if point is None:
+                    first = values[0]
+                    point = by_key[key] = [0] if bounds is None else [0, 0, first, first] + [0] * (len(bounds) + 1)
+            if bounds is None:
+                point[0] = sum(values, point[0])  # added in order, from the point's value: as one by one
+                return
+            point[0] += len(values)
+            point[1] = sum(values, point[1])
+            low, high = min(values), max(values)
+            if low < point[2]:
+                point[2] = low
+            if high > point[3]:
+                point[3] = high
+            for index, count in Counter(map(spec.bucket_of, values)).items():
+                point[4 + index] += count
 
     def take(self) -> tuple[dict[_Spec, dict[frozenset[tuple[str, Any]], list[Any]]], int, int]:
         """The points to report now, their start and collection time; a delta reader starts afresh."""
@@ -333,15 +369,16 @@ class _Instrument:
                     self._sdk.record(value, attributes, context)
                 return
             aggregations = (self.totals,)
-        counter = self._spec.bounds is None
-        valid = [v for v in values if v == v and not (counter and v < 0)]  # NaN; a counter never goes down
+        spec = self._spec
+        valid = values if _all_valid(values, spec.bounds is None) else [
+            v for v in values if v == v and not (spec.bounds is None and v < 0)  # NaN; a counter never goes down
+        ]  # fmt: skip
         if len(valid) < len(values):
             selfstats.count("metrics.invalid_value", len(values) - len(valid))
         if valid:
-            key, spec = _key(attributes), self._spec
-            items = [(spec, value, key) for value in valid]
+            key = _key(attributes)
             for aggregation in aggregations:
-                aggregation.add(items)
+                aggregation.add_values(spec, valid, key)
 
     def observe_totals(self, options: metrics.CallbackOptions) -> list[metrics.Observation]:
         """A counter's totals kept on the SDK path, for its observable counter."""
@@ -352,6 +389,15 @@ class _Instrument:
 
     record = _measure
     add = _measure
+
+
+def _all_valid(values: Sequence[float], counter: bool) -> bool:
+    """No NaN among ``values`` (numbers), nor, for a counter, a negative one; checked by C code. False when
+    unsure (a value that is not a real number): the caller then checks value by value."""
+    try:
+        return not any(map(math.isnan, values)) and not (counter and values and min(values) < 0)
+    except (TypeError, OverflowError):
+        return False
 
 
 def measure_together(

@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, MutableMapping
+from operator import sub, truediv
 from typing import Any, TypeVar
 
 from opentelemetry import context as otel_context
@@ -138,6 +139,7 @@ def _text(value: Any) -> str:
 
 #: Messages built from parsed JSON are encoded whole first if that JSON was at most this many attribute caps long.
 _PARSED_RENDER_FACTOR = 4
+_NS_PER_S = itertools.repeat(1e9)  # endless; map() stops at its shortest input
 _METRIC_SETS_MAX = 1024  # distinct metric attribute sets kept; then the cache starts again
 #: Input content: its set_input key, its attribute, and whether it is made of message parts (which ``json_size``
 #: lets render without a walk; tool definitions carry an application's schemas, keys and all).
@@ -921,7 +923,8 @@ class SpanHandle:
                 stamps = self._chunk_stamps
                 if stamps is not None and len(stamps) > 1:
                     self._chunk_stamps = None
-                    intervals = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
+                    # (later - earlier) / 1e9 for each pair, by C code: a stream has a stamp per chunk.
+                    intervals = list(map(truediv, map(sub, itertools.islice(stamps, 1, None), stamps), _NS_PER_S))
                     recorder._tpoc.record_many(intervals, attrs, span)
             # The call's own span for exemplars: the end of a call may be recorded later, in another context.
             aggregated_metrics.measure_together(measurements, span)
