@@ -156,6 +156,25 @@ def test_sse_multi_line_data_and_cr_line_endings():
     assert _parse(b"data: a\r", b"\n\r", b"\n") == [b"a"]
 
 
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ((b"data: a\n\n", b"data: b\n\n"), [b"a", b"b"]),  # one whole event per chunk: the quick way
+        ((b"data: \n\n",), [b""]),
+        ((b"data: a\n", b"data: b\n\n"), [b"a\nb"]),  # an event still open: the next chunk continues it
+        ((b"data: {", b"data: x\n\n"), [b"{data: x"]),  # a line carried over
+        ((b"data: a\r", b"data: b\n\n"), [b"a\nb"]),  # a \r line ending: a \n may follow
+        ((b"data: a\r\n\r\n", b"data: b\n\n"), [b"a", b"b"]),
+        ((b"data: a\rb\n\n",), [b"a"]),  # \r ends a line: "b" is no field
+        ((b"data: a\n\ndata: b\n\n",), [b"a", b"b"]),
+    ],
+)
+def test_sse_whole_events_per_chunk_read_as_any_split(chunks, expected):
+    assert _parse(*chunks) == expected
+    whole = b"".join(chunks)
+    assert _parse(*[whole[i : i + 1] for i in range(len(whole))]) == expected
+
+
 def test_sse_parser_gives_up_on_an_endless_line():
     parser = SSEParser(max_bytes=1024)
     assert parser.feed(b"data: " + b"x" * 2048) == []

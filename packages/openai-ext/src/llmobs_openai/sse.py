@@ -21,6 +21,11 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The data of every event completed by ``chunk``, in order."""
+        if (  # the usual chunk, as servers write them: one whole event of one data line, nothing carried over
+            chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and chunk.count(b"\n") == 2 and b"\r" not in chunk
+            and not self._partial and self._data is None and not self._skip_lf and len(chunk) <= self.max_bytes
+        ):  # fmt: skip
+            return [chunk[6:-2]]
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
