@@ -10,7 +10,9 @@ counts both, so a change can be judged by the one that time follows:
 
 * ``executed``: bytecodes run per call (each iteration of a loop counted);
 * ``distinct``: distinct bytecodes run per call (a loop's body counted once) — the footprint;
-* ``code objects``: distinct functions (and comprehensions) entered per call.
+* ``code objects``: distinct functions (and comprehensions) entered per call;
+* ``in call``: distinct bytecodes run during the call itself, before the work llmobs queued to finish with
+  other calls' (``llmobs.finisher``), which a batch runs warm: the part that runs cold, once per call.
 
 Counted with ``sys.settrace`` opcode events in a child process per variant, after ``WARMUP`` calls, one call at
 a time, averaged over the calls made; added = variant − ``bare``, as in ``bench_instructions.py`` (the same
@@ -75,24 +77,25 @@ def child(variant: str, scenario: str, calls: int) -> dict[str, Any]:
     traced, exporter = bench_instructions.openai_call(variant, scenario)
     settle = bench_instructions.bench_openai.settle
 
-    def call() -> None:  # with its span finished here, on the traced thread, rather than in the background
+    for _ in range(WARMUP):
         traced()
         settle()
-
-    for _ in range(WARMUP):
-        call()
     exporter.count = 0
-    executed = distinct = codes = 0
+    executed = distinct = codes = in_call = 0
     by_file: Counter[str] = Counter()
     for _ in range(calls):
-        ran, seen = footprint(call)
-        executed += ran
+        ran, seen = footprint(traced)
+        in_call += len(seen)
+        ran_later, seen_later = footprint(settle)  # its span finished here, on the traced thread
+        executed += ran + ran_later
+        seen |= seen_later
         distinct += len(seen)
         codes += len({code for code, _ in seen})
         by_file.update(_PACKAGE_PATH.sub("", code.co_filename) for code, _ in seen)
     return {
         "executed": executed / calls, "distinct": distinct / calls, "code_objects": codes / calls,
-        "distinct_by_file": {name: n / calls for name, n in by_file.items()}, "spans": exporter.count,
+        "in_call": in_call / calls, "distinct_by_file": {name: n / calls for name, n in by_file.items()},
+        "spans": exporter.count,
     }  # fmt: skip
 
 
@@ -115,7 +118,7 @@ def measure(variant: str, scenario: str, calls: int) -> dict[str, Any]:
     return row
 
 
-_METRICS = ("executed", "distinct", "code_objects")
+_METRICS = ("executed", "distinct", "code_objects", "in_call")
 
 
 def added(rows: dict[str, dict[str, Any]], variant: str) -> dict[str, float] | None:
@@ -138,7 +141,7 @@ def summary(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     lines = []
     for scenario, rows in results.items():
         lines.append(f"{scenario}: Python bytecodes per call, added over bare")
-        lines.append(f"  {'variant':<14} {'executed':>10} {'distinct':>10} {'code objects':>13}")
+        lines.append(f"  {'variant':<14} {'executed':>10} {'distinct':>10} {'code objects':>13} {'in call':>8}")
         for variant, row in rows.items():
             if "executed" not in row:
                 lines.append(f"  {variant:<14} unavailable: {row['unavailable']}")
@@ -146,7 +149,8 @@ def summary(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             extra = added(rows, variant) if variant != "bare" else None
             shown = extra or {metric: row[metric] for metric in _METRICS}
             lines.append(f"  {variant:<14} {shown['executed']:>10,.0f} {shown['distinct']:>10,.0f} "
-                         f"{shown['code_objects']:>13,.0f}{'' if extra else '  (bare: its own)'}")  # fmt: skip
+                         f"{shown['code_objects']:>13,.0f} {shown['in_call']:>8,.0f}"
+                         f"{'' if extra else '  (bare: its own)'}")  # fmt: skip
         ours = added(rows, "llmobs")
         for anchor in VARIANTS:
             theirs = added(rows, anchor) if anchor not in ("bare", "llmobs") else None

@@ -229,6 +229,7 @@ def test_footprint_bench_counts_each_call_and_what_llmobs_adds(tmp_path):
         assert row["executed"] >= row["distinct"] > row["code_objects"] > 0
     extra = bench.added(rows, "llmobs")
     assert extra is not None and all(n > 0 for n in extra.values()), extra
+    assert extra["in_call"] < extra["distinct"], "llmobs' work finished later is not in the call's own count"
     files = dict(bench.added_by_file(rows, "llmobs"))
     assert any(name.startswith("llmobs/") for name in files), files
     assert any(name.startswith("llmobs_openai/") for name in files), files
