@@ -105,16 +105,9 @@ class _Aggregation:
             points = self.points
             for spec, value, key in items:
                 by_key = points.get(spec)
-                if by_key is None:
-                    by_key = points[spec] = {}
-                point = by_key.get(key)
+                point = by_key.get(key) if by_key is not None else None
                 if point is None:
-                    if len(by_key) >= CARDINALITY_LIMIT:
-                        key = _OVERFLOW
-                        point = by_key.get(key)
-                    if point is None:
-                        bounds = spec.bounds
-                        point = by_key[key] = [0] if bounds is None else [0, 0, value, value] + [0] * (len(bounds) + 1)
+                    point = self._new_point(spec, key, value)
                 bounds = spec.bounds
                 if bounds is None:
                     point[0] += value
@@ -132,20 +125,12 @@ class _Aggregation:
         one lock: the point looked up once, count, sum, extremes and buckets counted by C code, not per value."""
         if not values:
             return
-        bounds = spec.bounds
         with self.lock:
             by_key = self.points.get(spec)
-            if by_key is None:
-                by_key = self.points[spec] = {}
-            point = by_key.get(key)
+            point = by_key.get(key) if by_key is not None else None
             if point is None:
-                if len(by_key) >= CARDINALITY_LIMIT:
-                    key = _OVERFLOW
-                    point = by_key.get(key)
-                if point is None:
-                    first = values[0]
-                    point = by_key[key] = [0] if bounds is None else [0, 0, first, first] + [0] * (len(bounds) + 1)
-            if bounds is None:
+                point = self._new_point(spec, key, values[0])
+            if spec.bounds is None:
                 point[0] = sum(values, point[0])  # added in order, from the point's value: as one by one
                 return
             point[0] += len(values)
@@ -157,6 +142,21 @@ class _Aggregation:
                 point[3] = high
             for index, count in Counter(map(spec.bucket_of, values)).items():
                 point[4 + index] += count
+
+    def _new_point(self, spec: _Spec, key: frozenset[tuple[str, Any]], first: float) -> list[Any]:
+        """The point of an attribute key not seen yet (under the lock): a new one, else past the cardinality limit
+        the overflow point. ``first``: the first value, a histogram's starting min and max."""
+        by_key = self.points.get(spec)
+        if by_key is None:
+            by_key = self.points[spec] = {}
+        if len(by_key) >= CARDINALITY_LIMIT:
+            key = _OVERFLOW
+            point = by_key.get(key)
+            if point is not None:
+                return point
+        bounds = spec.bounds
+        point = by_key[key] = [0] if bounds is None else [0, 0, first, first] + [0] * (len(bounds) + 1)
+        return point
 
     def take(self) -> tuple[dict[_Spec, dict[frozenset[tuple[str, Any]], list[Any]]], int, int]:
         """The points to report now, their start and collection time; a delta reader starts afresh."""
