@@ -370,9 +370,9 @@ class _Instrument:
                 return
             aggregations = (self.totals,)
         spec = self._spec
-        valid = values if _all_valid(values, spec.bounds is None) else [
-            v for v in values if v == v and not (spec.bounds is None and v < 0)  # NaN; a counter never goes down
-        ]  # fmt: skip
+        counter = spec.bounds is None
+        # No NaN; a counter never goes down.
+        valid = values if _all_valid(values, counter) else [v for v in values if v == v and not (counter and v < 0)]
         if len(valid) < len(values):
             selfstats.count("metrics.invalid_value", len(values) - len(valid))
         if valid:

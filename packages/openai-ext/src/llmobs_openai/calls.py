@@ -65,11 +65,8 @@ def start(
         mode = recorder.derived.policy.mode
         capture = handle.is_recording and (mode.on_span or mode.on_event)
         propagation.inject(headers, handle, carried)
-        call = Call(handle, api, capture, api is not Api.EMBEDDINGS and body.get("stream") is True)
-        call.request = (parent, content)
-        call.body = body
-        call.url = url
-        return call
+        stream_requested = api is not Api.EMBEDDINGS and body.get("stream") is True
+        return Call(handle, api, capture, stream_requested, request=(parent, content), body=body, url=url)
     except Exception as exc:
         selfstats.failure("openai.start_failed", exc)
         if handle is not None:  # the call goes on untraced: do not leave its span open
@@ -124,7 +121,17 @@ class Call:
         "stream_requested", "tap", "url",
     )  # fmt: skip
 
-    def __init__(self, handle: SpanHandle, api: str, capture: bool, stream_requested: bool) -> None:
+    def __init__(
+        self,
+        handle: SpanHandle,
+        api: str,
+        capture: bool,
+        stream_requested: bool,
+        *,
+        request: tuple[Any, bytes | None] | None = None,
+        body: dict[str, Any] | None = None,
+        url: Any = None,
+    ) -> None:
         self.handle = handle
         self.api = api
         self.capture = capture
@@ -134,9 +141,9 @@ class Call:
         self.parser: SSEParser | None = None
         self.events: ChatStream | ResponsesStream | None = None
         self.decoder: Decoder | None = None
-        self.request: tuple[Any, bytes | None] | None = None  # the request's parent context and body
-        self.body: dict[str, Any] | None = None  # the request's body, parsed; read at the call's finish
-        self.url: Any = None  # the request's URL (httpx's)
+        self.request = request  # the request's parent context and body (the bytes)
+        self.body = body  # the request's body, parsed; read at the call's finish
+        self.url = url  # the request's URL (httpx's)
         self.ended = False
 
     def response(self, status: int, headers: Mapping[str, str], *, decoded: bool = False) -> None:
