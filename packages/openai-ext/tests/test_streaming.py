@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import threading
+import time
 
 import httpx
 import openai
@@ -72,6 +73,53 @@ def test_no_chunk_is_held_back(client, server, spans):
     assert stalls == [], f"events {stalls} were not delivered before the next one was sent"
     assert count == 7  # role, five words, finish, usage
     assert spans()[0].attributes[sc.USAGE_OUTPUT_TOKENS] == 5
+
+
+def test_chunks_are_timed_as_they_arrive_though_read_at_the_finish(client, server, spans, points):
+    """The application pauses after the first word; the server sends each event once the one before was read.
+    The events are read when the call is finished, but TTFT and the gaps between chunks are their arrival's."""
+    read = [threading.Event() for _ in range(16)]
+    server.before_event = lambda index: index == 0 or read[index - 1].wait(timeout=5)
+    stream = client.chat.completions.create(model="paced", messages=USER, stream=True, stream_options=USAGE)
+    paused = False
+    for count, chunk in enumerate(stream):
+        if not paused and chunk.choices and chunk.choices[0].delta.content:
+            time.sleep(0.3)
+            paused = True
+        read[count].set()
+    (span,) = spans()
+    assert (span.end_time - span.start_time) / 1e9 >= 0.3
+    assert span.attributes[sc.RESPONSE_TIME_TO_FIRST_CHUNK] < 0.25, "the first word came before the pause"
+    (gaps,) = points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK, **{sc.REQUEST_MODEL: "paced"})
+    assert gaps.count == 4
+    assert gaps.max >= 0.3 and gaps.min < 0.25, "one gap holds the pause, the others do not"
+
+
+def test_a_long_stream_holds_a_bounded_number_of_events_and_reads_them_all(spans, points):
+    from llmobs import get_recorder
+    from llmobs_openai import calls
+    from llmobs_openai.routes import Api
+
+    handle = get_recorder().start(sc.OP_CHAT, provider="vllm", model="long", framework="openai")
+    call = calls.Call(handle, Api.CHAT, True, True)
+    call.response(200, httpx.Headers({"content-type": "text/event-stream"}))
+
+    def word(text: str) -> bytes:
+        return sse_event({"id": "c", "model": "long", "choices": [{"index": 0, "delta": {"content": text}}]})
+
+    for i in range(300):
+        call.feed(word(f"w{i} "))
+        assert len(call.held) < calls.HOLD_EVENTS
+    call.feed(word("x" * calls.HOLD_BYTES))
+    assert call.held == [], "an event past the byte bound is read at once"
+    call.feed(b"data: [DONE]\n\n")
+    call.close()
+    (span,) = spans()
+    assert sc.STATUS_REASON not in span.attributes, "closed after [DONE]: nothing was lost"
+    (output,) = json.loads(span.attributes[sc.OUTPUT_MESSAGES])
+    assert output["parts"][0]["content"].startswith("w0 w1 w2 ")
+    (gaps,) = points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK, **{sc.REQUEST_MODEL: "long"})
+    assert gaps.count == 300, "301 content events: every one timed"
 
 
 def test_a_stream_closed_early_ends_its_span_as_cancelled(client, spans):
@@ -166,8 +214,11 @@ class _Handle:
         self.chunks = 0
         self.output = None
 
-    def chunk(self):
+    def chunk(self, at_ns=None):
         self.chunks += 1
+
+    def clock_ns(self, perf_ns=None):
+        return perf_ns
 
     def set_output(self, messages=None, **metadata):
         self.output = messages, metadata
@@ -186,7 +237,7 @@ def _chat_stream(deltas, capture=True, budget=1000):
     handle = _Handle()
     stream = ChatStream(handle, Api.CHAT, capture, budget)
     for choices in deltas:
-        stream.event(json.dumps({"id": "c1", "model": "m", "choices": choices}).encode())
+        stream.event(json.dumps({"id": "c1", "model": "m", "choices": choices}).encode(), time.perf_counter_ns())
     return stream, handle
 
 

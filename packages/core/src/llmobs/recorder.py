@@ -724,11 +724,17 @@ class SpanHandle:
         else:
             finisher.run(work)
 
-    def clock_ns(self) -> int:
+    def clock_ns(self, perf_ns: int | None = None) -> int:
         """Now on this span's clock (its start plus the monotonic time since): the ``end_time_ns`` of an end
-        that is recorded later, as work queued on :mod:`llmobs.finisher` does."""
+        that is recorded later, as work queued on :mod:`llmobs.finisher` does. ``perf_ns``: at that earlier
+        ``time.perf_counter_ns()`` reading instead of now — when an event's time is taken as it happens and the
+        event is read later (a streamed chunk's ``at_ns``)."""
         mono0 = self._mono0
-        return self.start_ns + (time.perf_counter_ns() - mono0) if mono0 is not None else time.time_ns()
+        if perf_ns is None:
+            return self.start_ns + (time.perf_counter_ns() - mono0) if mono0 is not None else time.time_ns()
+        if mono0 is not None:
+            return self.start_ns + (perf_ns - mono0)
+        return time.time_ns() - (time.perf_counter_ns() - perf_ns)
 
     def _elapsed_ns(self, at_ns: int | None) -> int:
         if at_ns is not None:

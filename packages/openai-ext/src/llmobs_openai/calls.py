@@ -3,7 +3,9 @@
 :func:`start` parses the request's JSON body (once), starts the span and puts its W3C trace context in the
 request headers; what else the body says (parameters, input content) is read when the call is finished. The
 transport then hands the call every response chunk the application reads (:meth:`Call.feed`) and tells it how
-the body ended: read to its end, closed early, dropped by the network, or garbage-collected unread. Every
+the body ended: read to its end, closed early, dropped by the network, or garbage-collected unread. A streamed
+body's events are only cut out and timed as they arrive; what they say is read a batch of events at a time (at
+most :data:`HOLD_EVENTS` events or :data:`HOLD_BYTES` bytes held), mostly when the call is finished. Every
 method here swallows its own failures (counted in ``llmobs.selfstats``): the application's request and bytes
 never depend on it.
 """
@@ -11,6 +13,7 @@ never depend on it.
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
+from time import perf_counter_ns
 from typing import Any
 
 from llmobs import config, get_recorder, selfstats
@@ -31,6 +34,11 @@ _REDIRECTED: dict[str, tuple[Any, bytes | None]] = {}
 _REDIRECTED_MAX = 256
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 _BODY_HEADERS = (b"content-encoding", b"content-type")
+#: A stream's events held unread at most, by count and by the bytes of the chunks that brought them: between
+#: the application's reads of its chunks, each event is only cut out and its arrival time taken; they are read
+#: together, warm, when these fill or the call is finished (a 50-chunk answer: all at its finish).
+HOLD_EVENTS = 64
+HOLD_BYTES = 64 << 10
 
 
 def start(
@@ -117,8 +125,8 @@ class Call:
     """The span of one call and the reader of its response body (a whole JSON body or an event stream)."""
 
     __slots__ = (
-        "api", "body", "capture", "decoder", "ended", "events", "handle", "parser", "request", "status",
-        "stream_requested", "tap", "url",
+        "api", "body", "capture", "decoder", "ended", "events", "handle", "held", "held_bytes", "parser", "request",
+        "status", "stream_requested", "tap", "url",
     )  # fmt: skip
 
     def __init__(
@@ -141,6 +149,8 @@ class Call:
         self.parser: SSEParser | None = None
         self.events: ChatStream | ResponsesStream | None = None
         self.decoder: Decoder | None = None
+        self.held: list[tuple[int, bytes]] | None = None  # a stream's events not read yet: (arrival, data)
+        self.held_bytes = 0
         self.request = request  # the request's parent context and body (the bytes)
         self.body = body  # the request's body, parsed; read at the call's finish
         self.url = url  # the request's URL (httpx's)
@@ -164,6 +174,7 @@ class Call:
             streamed = "event-stream" in content_type or (self.stream_requested and "json" not in content_type)
             if status < 400 and streamed:
                 self.parser = SSEParser()
+                self.held = []
                 if self.api is Api.RESPONSES:
                     self.events = ResponsesStream(self.handle, self.capture)
                 else:
@@ -181,11 +192,16 @@ class Call:
                 chunk = self.decoder.decode(chunk)
             parser = self.parser
             if parser is not None:
-                events = self.events
+                arrived = perf_counter_ns()
+                held = self.held
                 for data in parser.feed(chunk):
-                    events.event(data)
+                    held.append((arrived, data))
+                self.held_bytes += len(chunk)
                 if parser.overflowed:
+                    self._read_held()
                     self._broken(None, "openai.event_too_large")
+                elif len(held) >= HOLD_EVENTS or self.held_bytes > HOLD_BYTES:
+                    self._read_held()
             elif self.tap is not None:
                 self.tap.feed(chunk)
         except Exception as exc:
@@ -205,13 +221,9 @@ class Call:
         self._end()
 
     def close(self) -> None:
-        """The application closed the response; before its end, the call is cancelled."""
-        if self.ended:
-            return
-        events = self.events
-        if events is not None and events.done:
-            self._end()  # the stream said its last word ([DONE] or a final event): nothing was lost
-        else:
+        """The application closed the response; before its end, the call is cancelled — unless the stream had
+        said its last word ([DONE] or a final event), which its finish tells once its events are read."""
+        if not self.ended:
             self._end(cancelled="closed_early")
 
     def abandon(self) -> None:
@@ -227,13 +239,21 @@ class Call:
         else:
             self._end(error=error)
 
+    def _read_held(self) -> None:
+        """Read the stream's events held so far, in order, each at the time it arrived."""
+        held, self.held, self.held_bytes = self.held, [], 0
+        if held:
+            event = self.events.event
+            for arrived, data in held:
+                event(data, arrived)
+
     def _broken(self, exc: BaseException | None, kind: str = "openai.observe_failed") -> None:
         """Our reading failed: stop reading, keep what the span has, let the bytes flow."""
         if exc is None:
             selfstats.count(kind)
         else:
             selfstats.failure(kind, exc)
-        self.parser = self.events = self.tap = self.decoder = None
+        self.parser = self.events = self.tap = self.decoder = self.held = None
 
     def _end(self, error: BaseException | None = None, cancelled: str | None = None, finalizer: bool = False) -> None:
         """The call ended now; what its body says is read, and its span ended, with other calls' on the core's
@@ -261,15 +281,19 @@ class Call:
             except Exception as exc:
                 selfstats.failure("openai.request_failed", exc)
         try:
-            if self.events is not None:
-                reported = self.events.finish_span()
+            events = self.events
+            if events is not None:
+                self._read_held()
+                if cancelled == "closed_early" and events.done:
+                    cancelled = None  # closed after the stream's last word: nothing was lost
+                reported = events.finish_span()
             elif self.tap is not None:
                 reported = bodies.finish_span(handle, self.api, self.status, self.tap, self.capture)
             elif self.status >= 400:
                 reported = f"http.{self.status}"
         except Exception as exc:
             selfstats.failure("openai.observe_failed", exc)
-        self.parser = self.events = self.tap = self.decoder = None
+        self.parser = self.events = self.tap = self.decoder = self.held = None
         if error is not None:
             handle.end(error=error, end_time_ns=end_ns)
         elif reported is not None:

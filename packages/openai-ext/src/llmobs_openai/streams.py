@@ -1,7 +1,8 @@
-"""Streamed responses folded event by event, as the application reads them.
+"""Streamed responses folded event by event.
 
-Each event's data is one small JSON object: a content-bearing one (text, tool-call, reasoning or
-refusal delta) marks a chunk on the span — the first is the time to first chunk. Chat and completion
+Each event's data is one small JSON object, read with the time it arrived (the call holds events and reads
+several together, see ``calls``): a content-bearing one (text, tool-call, reasoning or refusal delta) marks a
+chunk on the span at that time — the first is the time to first chunk. Chat and completion
 deltas are folded into choices only when content is captured, each choice holding at most
 ``budget`` characters (the rest is counted and marked, as the core's truncation does); finish
 reasons, usage (sent on the final chunk with ``stream_options.include_usage``), ids and vLLM's
@@ -124,7 +125,8 @@ class ChatStream:
         self.error: str | None = None
         self.done = False
 
-    def event(self, data: bytes) -> None:
+    def event(self, data: bytes, arrived: int) -> None:
+        """One event's data, which arrived at ``arrived`` (a ``time.perf_counter_ns()`` reading)."""
         if data.startswith(_DONE):
             self.done = True
             return
@@ -139,7 +141,7 @@ class ChatStream:
             self.model = event.get("model")
         choices = event.get("choices")
         if choices:
-            self._choices(choices)
+            self._choices(choices, arrived)
         if event.get("usage"):
             self.usage = event["usage"]
         if event.get("metrics"):
@@ -147,7 +149,7 @@ class ChatStream:
         if event.get("error"):
             self.error = payloads.error_type(event, "stream_error")
 
-    def _choices(self, choices: list[Any]) -> None:
+    def _choices(self, choices: list[Any], arrived: int) -> None:
         bearing = False
         for choice in choices:
             if self.completions:
@@ -177,7 +179,8 @@ class ChatStream:
             if reason:
                 self.finish[choice.get("index", 0)] = reason
         if bearing:
-            self.handle.chunk()
+            handle = self.handle
+            handle.chunk(handle.clock_ns(arrived))
 
     def finish_span(self) -> str | None:
         """Hand what the stream said to the span; the error type if the stream reported one."""
@@ -232,16 +235,18 @@ class ResponsesStream:
         self.error: str | None = None
         self.done = False
 
-    def event(self, data: bytes) -> None:
+    def event(self, data: bytes, arrived: int) -> None:
+        """One event's data, which arrived at ``arrived`` (a ``time.perf_counter_ns()`` reading)."""
+        handle = self.handle
         if data.startswith(_TEXT_DELTA_PREFIX):  # the most frequent event, as OpenAI orders its keys
-            self.handle.chunk()
+            handle.chunk(handle.clock_ns(arrived))
             return
         event = payloads.loads(data)
         if not isinstance(event, dict):
             return
         kind = event.get("type")
         if kind in _CONTENT_EVENTS:
-            self.handle.chunk()
+            handle.chunk(handle.clock_ns(arrived))
         elif kind in _FINAL_EVENTS:
             response = event.get("response")
             self.final = response if isinstance(response, dict) else None

@@ -5,7 +5,8 @@ library gets thin classes that combine them with its base classes (``transport``
 
 The transport wraps another one and sees each request before it is sent and each response body as the
 application reads it: the body stream is replaced by one that hands every chunk to the call's reader
-on its way to the application — no buffering, no extra copy, no delay beyond reading one chunk.
+on its way to the application — nothing held back, no delay beyond noting the chunk (a stream's events are
+cut out and timed there, and read later: see ``calls``).
 Requests that are not OpenAI-API calls, or that arrive while the integration is disabled, go straight
 to the wrapped transport.
 """
