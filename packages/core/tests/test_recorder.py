@@ -239,18 +239,23 @@ def test_monotonic_ttft_is_positive_and_within_the_span(rig):
 
 
 def test_a_chunk_timed_as_it_arrived_and_marked_later_keeps_its_time(rig):
-    """``clock_ns(perf_ns)``: an earlier ``perf_counter_ns()`` reading on the span's clock, on a handle timed by
-    the monotonic clock and on one given its start time."""
+    """``chunk(perf_ns=...)`` and ``clock_ns(perf_ns)``: an earlier ``perf_counter_ns()`` reading on the span's
+    clock, on a handle timed by the monotonic clock and on one given its start time."""
     for given_start in (False, True):
         start_time_ns = time.time_ns() if given_start else None
         llm = rig.recorder.start(sc.OP_CHAT, model=f"late-{given_start}", start_time_ns=start_time_ns)
         arrived = time.perf_counter_ns()
         time.sleep(0.2)
-        llm.chunk(llm.clock_ns(arrived))
+        llm.chunk(perf_ns=arrived)
+        llm.chunk(perf_ns=arrived + 50_000_000)
         marked_late = llm.clock_ns()
         llm.end()
         ttft = rig.spans()[f"chat late-{given_start}"].attributes[sc.RESPONSE_TIME_TO_FIRST_TOKEN_NS]
         assert ttft < 0.1e9 and marked_late - llm.start_ns >= 0.2e9, "the chunk's time is its arrival's"
+        assert llm.clock_ns(arrived) - llm.start_ns < 0.1e9
+    gaps = rig.points(sc.METRIC_CLIENT_TIME_PER_OUTPUT_CHUNK)
+    (gap,) = [p for a, p in gaps if a.get(sc.REQUEST_MODEL) == "late-False"]
+    assert gap.count == 1 and abs(gap.sum - 0.05) < 1e-6, "the gap between the two arrivals"
 
 
 def test_usage_total_cost_and_token_metrics(rig):

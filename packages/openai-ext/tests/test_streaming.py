@@ -214,11 +214,8 @@ class _Handle:
         self.chunks = 0
         self.output = None
 
-    def chunk(self, at_ns=None):
+    def chunk(self, at_ns=None, *, perf_ns=None):
         self.chunks += 1
-
-    def clock_ns(self, perf_ns=None):
-        return perf_ns
 
     def set_output(self, messages=None, **metadata):
         self.output = messages, metadata

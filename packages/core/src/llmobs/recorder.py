@@ -695,21 +695,23 @@ class SpanHandle:
         if root._user_ttft_ns is None and not root._ended:
             root._user_ttft_ns = ttft + (self.start_ns - root.start_ns)
 
-    def chunk(self, at_ns: int | None = None) -> None:
-        """A content-bearing streamed chunk arrived: the first marks TTFT, later ones time per chunk."""
+    def chunk(self, at_ns: int | None = None, *, perf_ns: int | None = None) -> None:
+        """A content-bearing streamed chunk arrived: the first marks TTFT, later ones time per chunk. ``at_ns``:
+        its wall-clock time, if after the fact; ``perf_ns``: the ``time.perf_counter_ns()`` reading taken when it
+        arrived, for a chunk marked later (a stream whose events are read several at a time)."""
         stamps = self._chunk_stamps
         if stamps is None:  # the first chunk; or per-chunk metrics are off
             if self._ttft_ns is None:
-                self.first_token(at_ns)
+                self.first_token(at_ns if perf_ns is None else self.clock_ns(perf_ns))
             return
         if self._ended:
             return
         # Only a time stamp per chunk: end() turns them into intervals and records them all at once.
         mono0 = self._mono0
         if at_ns is None and mono0 is not None:
-            stamps.append(time.perf_counter_ns() - mono0)
+            stamps.append((time.perf_counter_ns() if perf_ns is None else perf_ns) - mono0)
         else:
-            stamps.append(self._elapsed_ns(at_ns))
+            stamps.append(self._elapsed_ns(at_ns if perf_ns is None else self.clock_ns(perf_ns)))
 
     def finish_later(self, work: Callable[[], object], *, finalizer: bool = False) -> None:
         """Run ``work``, which ends this handle (at a ``clock_ns()`` taken when the call ended), later and with other
@@ -728,7 +730,7 @@ class SpanHandle:
         """Now on this span's clock (its start plus the monotonic time since): the ``end_time_ns`` of an end
         that is recorded later, as work queued on :mod:`llmobs.finisher` does. ``perf_ns``: at that earlier
         ``time.perf_counter_ns()`` reading instead of now — when an event's time is taken as it happens and the
-        event is read later (a streamed chunk's ``at_ns``)."""
+        event is read later."""
         mono0 = self._mono0
         if perf_ns is None:
             return self.start_ns + (time.perf_counter_ns() - mono0) if mono0 is not None else time.time_ns()

@@ -179,8 +179,7 @@ class ChatStream:
             if reason:
                 self.finish[choice.get("index", 0)] = reason
         if bearing:
-            handle = self.handle
-            handle.chunk(handle.clock_ns(arrived))
+            self.handle.chunk(perf_ns=arrived)
 
     def finish_span(self) -> str | None:
         """Hand what the stream said to the span; the error type if the stream reported one."""
@@ -237,16 +236,15 @@ class ResponsesStream:
 
     def event(self, data: bytes, arrived: int) -> None:
         """One event's data, which arrived at ``arrived`` (a ``time.perf_counter_ns()`` reading)."""
-        handle = self.handle
         if data.startswith(_TEXT_DELTA_PREFIX):  # the most frequent event, as OpenAI orders its keys
-            handle.chunk(handle.clock_ns(arrived))
+            self.handle.chunk(perf_ns=arrived)
             return
         event = payloads.loads(data)
         if not isinstance(event, dict):
             return
         kind = event.get("type")
         if kind in _CONTENT_EVENTS:
-            handle.chunk(handle.clock_ns(arrived))
+            self.handle.chunk(perf_ns=arrived)
         elif kind in _FINAL_EVENTS:
             response = event.get("response")
             self.final = response if isinstance(response, dict) else None
