@@ -253,6 +253,10 @@ class Call:
             selfstats.count(kind)
         else:
             selfstats.failure(kind, exc)
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """Drop the body's readers and whatever they hold: nothing more is read."""
         self.parser = self.events = self.tap = self.decoder = self.held = None
 
     def _end(self, error: BaseException | None = None, cancelled: str | None = None, finalizer: bool = False) -> None:
@@ -293,7 +297,7 @@ class Call:
                 reported = f"http.{self.status}"
         except Exception as exc:
             selfstats.failure("openai.observe_failed", exc)
-        self.parser = self.events = self.tap = self.decoder = self.held = None
+        self._stop_reading()
         if error is not None:
             handle.end(error=error, end_time_ns=end_ns)
         elif reported is not None:
