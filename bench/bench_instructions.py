@@ -9,9 +9,10 @@ warm-up cancelled out. Added = variant - ``bare``. Hash randomisation is off; re
 by up to ≈ 2 % (≈ 60 k instructions on a LangChain ``chain`` invoke), so small differences of added work need
 repeated runs.
 
-Variants and providers as in ``bench_openai.py``'s ``llmobs_provider`` worker: ``bare`` (``httpx.Client``),
-``llmobs`` (``llmobs_openai.http_client``), ``openllmetry`` and ``openai_v2`` instrumented on the bare
-client; content capture on for every one. Scenarios: ``call`` (a chat completion) and ``stream`` (a
+Variants and providers as in ``bench_openai.py``'s workers, ``llmobs_provider`` by default (``--metrics
+sdk_provider``: an application's own SDK meter provider, through which every variant's metrics go): ``bare``
+(``httpx.Client``), ``llmobs`` (``llmobs_openai.http_client``), ``openllmetry`` and ``openai_v2`` instrumented
+on the bare client; content capture on for every one. Scenarios: ``call`` (a chat completion) and ``stream`` (a
 streamed one of 50 content chunks and the usage chunk, read to the end). Instructions are not time: this
 measures how much work is added, to tell small changes apart; ``bench_openai.py`` stays the latency bench.
 
@@ -31,7 +32,7 @@ more closely than the instructions' does, without its noise.
 Needs ``valgrind`` (Debian package ``valgrind``). About a minute per variant and scenario on two cores.
 
     .venv/bin/python bench/bench_instructions.py [--suite openai|langchain] [--quick] [--scenarios ...]
-        [--variants ...] [--l2] [--json PATH]
+        [--variants ...] [--metrics llmobs_provider|sdk_provider] [--l2] [--json PATH]
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ WARMUP = 20
 CALLS = {"call": (20, 120), "stream": (5, 25), "chain": (20, 100), "agent": (5, 25)}
 QUICK_CALLS = {"call": (2, 6), "stream": (1, 3), "chain": (2, 6), "agent": (1, 3)}
 SUITES = {"openai": (VARIANTS, SCENARIOS), "langchain": (LANGCHAIN_VARIANTS, LANGCHAIN_SCENARIOS)}
+#: The meter provider unless ``--metrics`` says otherwise: one as ``llmobs.configure()`` installs it.
+DEFAULT_METRICS = bench_openai.METRICS_SETUPS[0]
 _COLLECTED = re.compile(r"Collected : (\d+)")
 _RUN_TIMEOUT_S = 1200
 
@@ -69,11 +72,12 @@ _RUN_TIMEOUT_S = 1200
 # --- the child: calls of one variant ---------------------------------------------------------------
 
 
-def child(suite: str, variant: str, scenario: str, calls: int) -> int:
-    """Warm up, then make ``calls`` calls of ``scenario`` with ``variant``; the spans those calls recorded."""
+def child(suite: str, variant: str, scenario: str, calls: int, own_metrics: bool = True) -> int:
+    """Warm up, then make ``calls`` calls of ``scenario`` with ``variant``; the spans those calls recorded.
+    ``own_metrics``: the meter provider is one as llmobs installs it, else an application's SDK provider."""
     if suite == "langchain":
-        return _langchain_child(variant, scenario, calls)
-    call, exporter = openai_call(variant, scenario)
+        return _langchain_child(variant, scenario, calls, own_metrics)
+    call, exporter = openai_call(variant, scenario, own_metrics)
     finisher = sys.modules.get("llmobs.finisher")
     if finisher is not None:
         # Under valgrind a call takes some 50 times as long, and calls would reach the finisher's delay before a
@@ -82,13 +86,13 @@ def child(suite: str, variant: str, scenario: str, calls: int) -> int:
     return _spans_of(call, calls, exporter)
 
 
-def openai_call(variant: str, scenario: str) -> tuple[Callable[[], Any], Any]:
+def openai_call(variant: str, scenario: str, own_metrics: bool = True) -> tuple[Callable[[], Any], Any]:
     """One ``scenario`` call of the real ``openai`` client over the stub transport, traced as ``variant`` says,
-    and the exporter that counts its spans (also ``bench_footprint.py``'s)."""
+    and the exporter that counts its spans (also ``bench_footprint.py``'s); ``own_metrics`` as ``child``'s."""
     import httpx
     import openai
 
-    tracer_provider, meter_provider, exporter = bench_openai._providers(own_metrics=True)
+    tracer_provider, meter_provider, exporter = bench_openai._providers(own_metrics=own_metrics)
     if variant == "llmobs":
         import llmobs_openai
 
@@ -114,12 +118,12 @@ def _spans_of(call: Callable[[], Any], calls: int, exporter: Any) -> int:
     return exporter.count
 
 
-def _langchain_child(variant: str, scenario: str, calls: int) -> int:
+def _langchain_child(variant: str, scenario: str, calls: int, own_metrics: bool) -> int:
     if variant == "llmobs_no_content":
         os.environ["LLMOBS_CAPTURE"] = "no_content"
     import bench_langchain
 
-    _, _, exporter = bench_openai._providers(own_metrics=True)
+    _, _, exporter = bench_openai._providers(own_metrics=own_metrics)
     run = bench_langchain.scenarios()[scenario]
     chosen = bench_langchain.variant("llmobs" if variant == "llmobs_no_content" else variant, 9)  # port unused
     chosen.on()
@@ -138,12 +142,13 @@ _LL_MISSES = re.compile(r"LL misses:\s+([\d,]+)")
 
 
 def _counts(suite: str, variant: str, scenario: str, calls: int, env: dict[str, str],
-            l2: bool = False) -> tuple[int, int | None]:
+            l2: bool = False, metrics: str = DEFAULT_METRICS) -> tuple[int, int | None]:
     """Instructions for one child process making ``calls`` calls, counted by callgrind; with ``l2``, by
-    cachegrind, with the misses of a simulated L2 (else None)."""
+    cachegrind, with the misses of a simulated L2 (else None); ``metrics``: the meter provider's setup."""
     tool = _L2_CACHEGRIND if l2 else ["--tool=callgrind", "--callgrind-out-file=/dev/null"]
     done = subprocess.run(
-        ["valgrind", *tool, sys.executable, __file__, "--child", suite, variant, scenario, str(calls)],
+        ["valgrind", *tool, sys.executable, __file__, "--child", suite, variant, scenario, str(calls),
+         "--metrics", metrics],
         capture_output=True, text=True, timeout=_RUN_TIMEOUT_S, env=env,
     )  # fmt: skip
     found = (_REFS if l2 else _COLLECTED).search(done.stderr)
@@ -174,16 +179,17 @@ def child_environment(variant: str) -> dict[str, str]:
     return env
 
 
-def measure(suite: str, variant: str, scenario: str, n1: int, n2: int, l2: bool = False) -> dict[str, Any]:
-    """Instructions per call of one variant and scenario (with ``l2``, simulated L2 misses too), or why they
-    could not be measured."""
+def measure(suite: str, variant: str, scenario: str, n1: int, n2: int, l2: bool = False,
+            metrics: str = DEFAULT_METRICS) -> dict[str, Any]:
+    """Instructions per call of one variant and scenario (with ``l2``, simulated L2 misses too) on the meter
+    provider ``metrics`` names, or why they could not be measured."""
     try:
         env = child_environment(variant)
     except RuntimeError as exc:
         return {"unavailable": str(exc)}
     try:
         (first, first_misses), (second, second_misses) = (
-            _counts(suite, variant, scenario, n, env, l2) for n in (n1, n2)
+            _counts(suite, variant, scenario, n, env, l2, metrics) for n in (n1, n2)
         )
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return {"unavailable": str(exc)}
@@ -269,12 +275,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--variants", help="comma-separated (default: all of the suite's); bare is always run")
     parser.add_argument("--l2", action="store_true",
                         help="count with cachegrind, also the misses of a simulated 1 MiB L2 (about twice as long)")
+    parser.add_argument("--metrics", choices=bench_openai.METRICS_SETUPS, default=DEFAULT_METRICS,
+                        help="the meter provider: as llmobs installs it (default), or an application's SDK provider")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--child", nargs=4, metavar=("SUITE", "VARIANT", "SCENARIO", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         suite, variant, scenario, calls = args.child
-        print(child(suite, variant, scenario, int(calls)))
+        print(child(suite, variant, scenario, int(calls), own_metrics=args.metrics == DEFAULT_METRICS))
         return {}
     if shutil.which("valgrind") is None:
         raise SystemExit("bench_instructions needs valgrind on PATH (Debian: apt-get install valgrind)")
@@ -283,12 +291,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     counts = QUICK_CALLS if args.quick else CALLS
     jobs = [(v, s) for s in scenarios for v in variants]
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        done = pool.map(lambda job: measure(args.suite, *job, *counts[job[1]], l2=args.l2), jobs)
+        done = pool.map(lambda job: measure(args.suite, *job, *counts[job[1]], l2=args.l2, metrics=args.metrics), jobs)
         results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scenarios}
         for (variant, scenario), row in zip(jobs, done, strict=True):
             results[scenario][variant] = row
+    print(f"meter provider: {args.metrics}")
     print("\n".join(summary(results, args.suite)))
-    report = {"bench": "instructions", "suite": args.suite, "scenarios": results, "run": harness.machine_info()}
+    report = {"bench": "instructions", "suite": args.suite, "metrics": args.metrics, "scenarios": results,
+              "run": harness.machine_info()}
     if args.json:
         harness.write_json(report, args.json)
     return report

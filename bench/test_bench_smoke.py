@@ -195,6 +195,23 @@ def test_instructions_bench_children_record_what_they_should(scenario):
         assert int(done.stdout.strip().splitlines()[-1]) == (0 if variant == "bare" else 2), variant
 
 
+@pytest.mark.parametrize("metrics", ["llmobs_provider", "sdk_provider"])
+def test_instructions_bench_child_meter_provider_is_the_one_asked_for(metrics):
+    """``--metrics``: llmobs aggregates its metrics on a provider as it installs one, and records them through the
+    SDK on an application's provider; the calls are traced either way."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import bench_instructions as b, bench_openai;"
+        "from llmobs import aggregated_metrics;"
+        "call, exporter = b.openai_call('llmobs', 'call', own_metrics=sys.argv[2] == 'llmobs_provider');"
+        "call(); call(); bench_openai.settle();"
+        "print(exporter.count, aggregated_metrics._global is not None)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(BENCH_DIR), metrics], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2", str(metrics == "llmobs_provider")], done.stdout
+
+
 @pytest.mark.parametrize("scenario", ["chain", "agent"])
 def test_instructions_bench_langchain_children_record_what_they_should(scenario):
     """The LangChain suite's children: no span without a tracer, whole traces with one; llmobs' invoke makes as
