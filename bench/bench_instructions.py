@@ -4,10 +4,12 @@
 varies by more than the costs compared. This bench counts the work instead. Each variant runs in its own
 process under ``valgrind --tool=callgrind`` twice, making N1 and then N2 calls (after the same warm-up) of
 the real ``openai`` client over a stub transport that answers at once with what ``llmobs_openai.testing``'s
-server would send; ``(I2 - I1) / (N2 - N1)`` is the variant's instructions per call, its imports and
-warm-up cancelled out. Added = variant - ``bare``. Hash randomisation is off; reruns of a variant still differ
-by up to ≈ 2 % (≈ 60 k instructions on a LangChain ``chain`` invoke), so small differences of added work need
-repeated runs.
+server would send (``--loopback``: over that server itself, in its own process and not counted, so that the
+client's socket and connection-pool work is counted too); ``(I2 - I1) / (N2 - N1)`` is the variant's
+instructions per call, its imports and warm-up cancelled out. Added = variant - ``bare``. Hash randomisation
+is off; reruns of a variant still differ by up to ≈ 2 % (≈ 60 k instructions on a LangChain ``chain`` invoke;
+more over the loopback server, where the socket's reads split differently from run to run), so small
+differences of added work need repeated runs.
 
 Variants and providers as in ``bench_openai.py``'s workers, ``llmobs_provider`` by default (``--metrics
 sdk_provider``: an application's own SDK meter provider, through which every variant's metrics go): ``bare``
@@ -32,7 +34,7 @@ more closely than the instructions' does, without its noise.
 Needs ``valgrind`` (Debian package ``valgrind``). About a minute per variant and scenario on two cores.
 
     .venv/bin/python bench/bench_instructions.py [--suite openai|langchain] [--quick] [--scenarios ...]
-        [--variants ...] [--metrics llmobs_provider|sdk_provider] [--l2] [--json PATH]
+        [--variants ...] [--metrics llmobs_provider|sdk_provider] [--loopback] [--l2] [--json PATH]
 """
 
 from __future__ import annotations
@@ -72,12 +74,14 @@ _RUN_TIMEOUT_S = 1200
 # --- the child: calls of one variant ---------------------------------------------------------------
 
 
-def child(suite: str, variant: str, scenario: str, calls: int, own_metrics: bool = True) -> int:
+def child(suite: str, variant: str, scenario: str, calls: int, own_metrics: bool = True,
+          port: int | None = None) -> int:
     """Warm up, then make ``calls`` calls of ``scenario`` with ``variant``; the spans those calls recorded.
-    ``own_metrics``: the meter provider is one as llmobs installs it, else an application's SDK provider."""
+    ``own_metrics``: the meter provider is one as llmobs installs it, else an application's SDK provider;
+    ``port``: the loopback server's, else the stub transport answers."""
     if suite == "langchain":
         return _langchain_child(variant, scenario, calls, own_metrics)
-    call, exporter = openai_call(variant, scenario, own_metrics)
+    call, exporter = openai_call(variant, scenario, own_metrics, port)
     finisher = sys.modules.get("llmobs.finisher")
     if finisher is not None:
         # Under valgrind a call takes some 50 times as long, and calls would reach the finisher's delay before a
@@ -86,22 +90,14 @@ def child(suite: str, variant: str, scenario: str, calls: int, own_metrics: bool
     return _spans_of(call, calls, exporter)
 
 
-def openai_call(variant: str, scenario: str, own_metrics: bool = True) -> tuple[Callable[[], Any], Any]:
-    """One ``scenario`` call of the real ``openai`` client over the stub transport, traced as ``variant`` says,
-    and the exporter that counts its spans (also ``bench_footprint.py``'s); ``own_metrics`` as ``child``'s."""
-    import httpx
-    import openai
-
+def openai_call(variant: str, scenario: str, own_metrics: bool = True,
+                port: int | None = None) -> tuple[Callable[[], Any], Any]:
+    """One ``scenario`` call of the real ``openai`` client, traced as ``variant`` says, and the exporter that
+    counts its spans (also ``bench_footprint.py``'s); ``own_metrics`` and ``port`` as ``child``'s."""
     tracer_provider, meter_provider, exporter = bench_openai._providers(own_metrics=own_metrics)
-    if variant == "llmobs":
-        import llmobs_openai
-
-        http_client = llmobs_openai.http_client(transport=bench_openai.stub_transport())
-    else:
-        http_client = httpx.Client(transport=bench_openai.stub_transport())
-        if variant != "bare":
-            bench_openai._anchor_switch(variant, tracer_provider, meter_provider).on()
-    client = openai.OpenAI(api_key="sk-bench", base_url="http://127.0.0.1:9/v1", http_client=http_client)
+    client = bench_openai._ours(port) if variant == "llmobs" else bench_openai._bare(port)
+    if variant not in ("bare", "llmobs"):
+        bench_openai._anchor_switch(variant, tracer_provider, meter_provider).on()
     make = bench_openai._call if scenario == "call" else bench_openai._stream
     return lambda: make(client), exporter
 
@@ -142,13 +138,14 @@ _LL_MISSES = re.compile(r"LL misses:\s+([\d,]+)")
 
 
 def _counts(suite: str, variant: str, scenario: str, calls: int, env: dict[str, str],
-            l2: bool = False, metrics: str = DEFAULT_METRICS) -> tuple[int, int | None]:
+            l2: bool = False, metrics: str = DEFAULT_METRICS, port: int | None = None) -> tuple[int, int | None]:
     """Instructions for one child process making ``calls`` calls, counted by callgrind; with ``l2``, by
-    cachegrind, with the misses of a simulated L2 (else None); ``metrics``: the meter provider's setup."""
+    cachegrind, with the misses of a simulated L2 (else None); ``metrics``: the meter provider's setup;
+    ``port``: the loopback server's, else the stub transport answers."""
     tool = _L2_CACHEGRIND if l2 else ["--tool=callgrind", "--callgrind-out-file=/dev/null"]
     done = subprocess.run(
         ["valgrind", *tool, sys.executable, __file__, "--child", suite, variant, scenario, str(calls),
-         "--metrics", metrics],
+         "--metrics", metrics, *(["--port", str(port)] if port is not None else [])],
         capture_output=True, text=True, timeout=_RUN_TIMEOUT_S, env=env,
     )  # fmt: skip
     found = (_REFS if l2 else _COLLECTED).search(done.stderr)
@@ -180,16 +177,17 @@ def child_environment(variant: str) -> dict[str, str]:
 
 
 def measure(suite: str, variant: str, scenario: str, n1: int, n2: int, l2: bool = False,
-            metrics: str = DEFAULT_METRICS) -> dict[str, Any]:
+            metrics: str = DEFAULT_METRICS, port: int | None = None) -> dict[str, Any]:
     """Instructions per call of one variant and scenario (with ``l2``, simulated L2 misses too) on the meter
-    provider ``metrics`` names, or why they could not be measured."""
+    provider ``metrics`` names, over the loopback server on ``port`` or the stub transport, or why they could
+    not be measured."""
     try:
         env = child_environment(variant)
     except RuntimeError as exc:
         return {"unavailable": str(exc)}
     try:
         (first, first_misses), (second, second_misses) = (
-            _counts(suite, variant, scenario, n, env, l2, metrics) for n in (n1, n2)
+            _counts(suite, variant, scenario, n, env, l2, metrics, port) for n in (n1, n2)
         )
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return {"unavailable": str(exc)}
@@ -277,28 +275,43 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="count with cachegrind, also the misses of a simulated 1 MiB L2 (about twice as long)")
     parser.add_argument("--metrics", choices=bench_openai.METRICS_SETUPS, default=DEFAULT_METRICS,
                         help="the meter provider: as llmobs installs it (default), or an application's SDK provider")
+    parser.add_argument("--loopback", action="store_true",
+                        help="openai suite: the loopback server (in its own process) instead of the stub transport")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--child", nargs=4, metavar=("SUITE", "VARIANT", "SCENARIO", "CALLS"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         suite, variant, scenario, calls = args.child
-        print(child(suite, variant, scenario, int(calls), own_metrics=args.metrics == DEFAULT_METRICS))
+        print(child(suite, variant, scenario, int(calls), own_metrics=args.metrics == DEFAULT_METRICS, port=args.port))
         return {}
     if shutil.which("valgrind") is None:
         raise SystemExit("bench_instructions needs valgrind on PATH (Debian: apt-get install valgrind)")
+    if args.loopback and args.suite != "openai":
+        raise SystemExit("--loopback is for the openai suite: LangChain's invokes make no HTTP call")
     known_variants, known_scenarios = SUITES[args.suite]
     scenarios, variants = chosen(args.scenarios, args.variants, known_scenarios, known_variants)
     counts = QUICK_CALLS if args.quick else CALLS
     jobs = [(v, s) for s in scenarios for v in variants]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        done = pool.map(lambda job: measure(args.suite, *job, *counts[job[1]], l2=args.l2, metrics=args.metrics), jobs)
-        results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scenarios}
-        for (variant, scenario), row in zip(jobs, done, strict=True):
-            results[scenario][variant] = row
-    print(f"meter provider: {args.metrics}")
+    server, port = bench_openai._server() if args.loopback else (None, None)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            done = pool.map(
+                lambda job: measure(args.suite, *job, *counts[job[1]], l2=args.l2, metrics=args.metrics, port=port),
+                jobs,
+            )
+            results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scenarios}
+            for (variant, scenario), row in zip(jobs, done, strict=True):
+                results[scenario][variant] = row
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+    transport = "loopback server" if args.loopback else "stub"
+    print(f"meter provider: {args.metrics}; transport: {transport}")
     print("\n".join(summary(results, args.suite)))
-    report = {"bench": "instructions", "suite": args.suite, "metrics": args.metrics, "scenarios": results,
-              "run": harness.machine_info()}
+    report = {"bench": "instructions", "suite": args.suite, "metrics": args.metrics, "transport": transport,
+              "scenarios": results, "run": harness.machine_info()}
     if args.json:
         harness.write_json(report, args.json)
     return report

@@ -212,6 +212,30 @@ def test_instructions_bench_child_meter_provider_is_the_one_asked_for(metrics):
     assert done.stdout.split() == ["2", str(metrics == "llmobs_provider")], done.stdout
 
 
+@pytest.mark.parametrize("variant", ["bare", "llmobs", "openai_v2"])
+def test_instructions_bench_loopback_children_call_the_server(variant):
+    """``--loopback``: a child's calls reach the server on the port it is given (each a request there), traced as
+    over the stub transport."""
+    from llmobs_openai.testing import FakeOpenAIServer
+
+    bench = _bench("bench_instructions")
+    env = bench.child_environment(variant)
+    with FakeOpenAIServer([f" w{i}" for i in range(bench.bench_openai.CHUNKS)]) as server:
+        done = subprocess.run([sys.executable, str(BENCH_DIR / "bench_instructions.py"), "--child", "openai", variant,
+                               "call", "2", "--port", str(server.port)], capture_output=True, text=True, timeout=300,
+                              env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert int(done.stdout.strip().splitlines()[-1]) == (0 if variant == "bare" else 2)
+        assert len(server.requests) == bench.WARMUP + 2, "the calls did not go to the loopback server"
+
+
+def test_instructions_bench_loopback_is_for_http_calls_only(monkeypatch):
+    bench = _bench("bench_instructions")
+    monkeypatch.setattr(bench.shutil, "which", lambda name: "/bin/true")
+    with pytest.raises(SystemExit, match="--loopback is for the openai suite"):
+        bench.main(["--suite", "langchain", "--loopback", "--quick"])
+
+
 @pytest.mark.parametrize("scenario", ["chain", "agent"])
 def test_instructions_bench_langchain_children_record_what_they_should(scenario):
     """The LangChain suite's children: no span without a tracer, whole traces with one; llmobs' invoke makes as
